@@ -1,0 +1,74 @@
+"""kvstore: the storage layer for AI agents in Python.
+
+Memory (threads, messages, working memory), workflow snapshots, eval scores and traces,
+behind one async API (:class:`Storage`) and its blocking twin (:class:`SyncStorage`), on an
+embedded in-memory driver, Redis (single node or cluster) or Upstash.
+"""
+
+from kvstore.domains.traces import TraceRetention
+from kvstore.errors import (
+    BatchError,
+    CommandError,
+    ConflictError,
+    ConnectionFailedError,
+    CorruptRecordError,
+    CrossSlotError,
+    DriverError,
+    KVStoreError,
+    NotFoundError,
+    TransactionAbortedError,
+    UnsupportedError,
+    ValidationError,
+)
+from kvstore.records import (
+    DateRange,
+    Include,
+    Message,
+    MessagePatch,
+    Page,
+    Resource,
+    Score,
+    Span,
+    SpanEvent,
+    SpanLink,
+    SpanStatus,
+    Thread,
+    TraceSummary,
+    WorkflowRun,
+)
+from kvstore.storage import Storage
+from kvstore.sync import SyncStorage
+
+__all__ = [
+    "BatchError",
+    "CommandError",
+    "ConflictError",
+    "ConnectionFailedError",
+    "CorruptRecordError",
+    "CrossSlotError",
+    "DateRange",
+    "DriverError",
+    "Include",
+    "KVStoreError",
+    "Message",
+    "MessagePatch",
+    "NotFoundError",
+    "Page",
+    "Resource",
+    "Score",
+    "Span",
+    "SpanEvent",
+    "SpanLink",
+    "SpanStatus",
+    "Storage",
+    "SyncStorage",
+    "Thread",
+    "TraceRetention",
+    "TraceSummary",
+    "TransactionAbortedError",
+    "UnsupportedError",
+    "ValidationError",
+    "WorkflowRun",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,294 @@
+"""RedisDriver: Redis through redis-py's asyncio client (hiredis parser when installed).
+
+URL forms accepted by :meth:`RedisDriver.from_url`:
+
+=================================================  =====================================
+``redis://[[user]:password@]host[:port][/db]``     one server over TCP
+``rediss://...``                                   the same over TLS
+``unix:///path/to/redis.sock[?db=N]``              a local server on a Unix socket
+``redis+cluster://host:port[,host:port...]``       a Redis Cluster, from its seed nodes
+``rediss+cluster://host:port[,host:port...]``      a Redis Cluster over TLS
+=================================================  =====================================
+
+Query parameters (``?socket_timeout=5`` and friends) pass through to redis-py.
+
+A batch travels as one write of all commands followed by one read of all replies, on one
+pooled connection; replies are read raw (no redis-py response callbacks) so that they come
+back in the normalised shape of :mod:`kvstore.drivers.base`. On a cluster, a batch is sent
+to the primary that owns its single hash slot; a batch whose keys span several slots is
+refused before anything is sent, and ``MOVED``/``ASK`` replies refresh the slot map and
+resend the batch (which the server did not run).
+
+redis-py's asyncio client runs on asyncio only, so this driver does too; under trio use the
+memory or Upstash driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from kvstore._extras import require
+from kvstore.drivers._commandspec import command_keys, command_name
+from kvstore.drivers._replies import label, raise_for_errors, transaction_aborted
+from kvstore.drivers._retry import RetryPolicy
+from kvstore.drivers.base import Arg, Command, Driver, Reply, Script, encode_arg
+from kvstore.errors import (
+    CommandError,
+    ConnectionFailedError,
+    CrossSlotError,
+    UnsupportedError,
+)
+
+require("redis", "redis")
+
+import redis.asyncio as aioredis  # noqa: E402 - after the friendly import check
+from redis.asyncio.cluster import RedisCluster  # noqa: E402
+from redis.crc import key_slot  # noqa: E402
+from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
+from redis.exceptions import ResponseError  # noqa: E402
+from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from redis.asyncio.connection import AbstractConnection
+
+__all__ = ["RedisDriver"]
+
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+# Replies that mean "this node does not serve the slot (yet)": the command did not run.
+_REDIRECT_CODES = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
+_REDIRECT_ATTEMPTS = 5
+
+
+def _error_message(exc: ResponseError) -> str:
+    """Redis's own error text: redis-py strips known prefixes such as ``ERR``; put them back."""
+    text = str(exc.args[0]) if exc.args else ""
+    code = getattr(exc, "status_code", None)
+    return f"{code} {text}" if code else text
+
+
+class RedisDriver(Driver):
+    """A :class:`~kvstore.drivers.base.Driver` on ``redis.asyncio`` (single node or cluster).
+
+    Args:
+        client: A ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster`` made with
+            ``protocol=2`` and without ``decode_responses``.
+        owns_client: Close ``client`` in :meth:`aclose`. :meth:`from_url` sets this; pass
+            your own client without it and it stays yours to close.
+        retry: How idempotent requests are retried after a connection failure.
+    """
+
+    __slots__ = ("_client", "_cluster_ready", "_owns_client", "_retry")
+
+    def __init__(
+        self,
+        client: aioredis.Redis | RedisCluster,
+        *,
+        owns_client: bool = False,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if isinstance(client, RedisCluster):
+            kwargs: dict[str, Any] = client.get_connection_kwargs()
+        else:
+            kwargs = client.connection_pool.connection_kwargs
+        if kwargs.get("decode_responses") or str(kwargs.get("protocol")) != "2":
+            raise ValueError(
+                "RedisDriver needs a client made with protocol=2 and decode_responses=False "
+                "(kvstore reads raw RESP2 replies); from_url() makes one"
+            )
+        self._client = client
+        self._owns_client = owns_client
+        self._retry = retry or RetryPolicy()
+        self._cluster_ready = False
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisDriver:
+        """Connect to the server or cluster at ``url`` (see the module docstring for forms).
+
+        Extra keyword arguments go to redis-py's ``from_url``.
+        """
+        kwargs["protocol"] = 2
+        scheme, sep, rest = url.partition("://")
+        if scheme in _CLUSTER_SCHEMES:
+            parts = urlsplit(f"{_CLUSTER_SCHEMES[scheme]}://{rest}")
+            hosts = parts.netloc.rsplit("@", 1)[-1].split(",")
+            auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+            seeds = [
+                aioredis.cluster.ClusterNode(host, int(port or 6379))
+                for host, _, port in (h.rpartition(":") for h in hosts)
+            ]
+            first = urlunsplit(parts._replace(netloc=auth + hosts[0]))
+            cluster = RedisCluster.from_url(first, startup_nodes=seeds, **kwargs)
+            return cls(cluster, owns_client=True)
+        if not sep:
+            raise ValueError(f"not a Redis URL: {url!r}")
+        return cls(aioredis.Redis.from_url(url, **kwargs), owns_client=True)
+
+    @property
+    def client(self) -> aioredis.Redis | RedisCluster:
+        """The redis-py client underneath."""
+        return self._client
+
+    @property
+    def is_cluster(self) -> bool:
+        """Whether the backend is a Redis Cluster."""
+        return isinstance(self._client, RedisCluster)
+
+    async def execute(
+        self, commands: Sequence[Command], *, atomic: bool = False, idempotent: bool = False
+    ) -> list[Reply]:
+        if not commands:
+            return []
+        wire = [[encode_arg(a) for a in c] for c in commands]
+
+        async def attempt() -> list[Reply | CommandError]:
+            return await self._roundtrip(wire, atomic=atomic)
+
+        return raise_for_errors(await self._retry.call(attempt, idempotent=idempotent))
+
+    async def run(
+        self,
+        script: Script,
+        keys: Sequence[Arg],
+        args: Sequence[Arg] = (),
+        *,
+        idempotent: bool = False,
+    ) -> Reply:
+        tail = [encode_arg(len(keys)), *map(encode_arg, keys), *map(encode_arg, args)]
+
+        async def attempt() -> Reply | CommandError:
+            (reply,) = await self._roundtrip([[b"EVALSHA", script.sha.encode(), *tail]])
+            if isinstance(reply, CommandError) and reply.code == "NOSCRIPT":
+                # EVAL runs the script and caches it, so later calls are EVALSHA again.
+                (reply,) = await self._roundtrip([[b"EVAL", script.lua.encode(), *tail]])
+            return reply
+
+        reply = await self._retry.call(attempt, idempotent=idempotent)
+        if isinstance(reply, CommandError):
+            raise CommandError(reply.message, command=f"script {script.name}")
+        return reply
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    # -- one round trip -------------------------------------------------------------------
+
+    async def _roundtrip(
+        self, wire: list[list[bytes]], *, atomic: bool = False
+    ) -> list[Reply | CommandError]:
+        """Send ``wire`` on one connection and read every reply, errors in place."""
+        _refuse_trio()
+        if not isinstance(self._client, RedisCluster):
+            pool = self._client.connection_pool
+            conn = await _translate(pool.get_connection())  # type: ignore[no-untyped-call]
+            try:
+                return await self._exchange(conn, wire, atomic)
+            finally:
+                await pool.release(conn)
+        return await self._cluster_roundtrip(self._client, wire, atomic)
+
+    async def _cluster_roundtrip(
+        self, cluster: RedisCluster, wire: list[list[bytes]], atomic: bool
+    ) -> list[Reply | CommandError]:
+        slot = _single_slot(wire)
+        if not self._cluster_ready:
+            await _translate(cluster.initialize())
+            self._cluster_ready = True
+        for _ in range(_REDIRECT_ATTEMPTS):
+            if slot is None:
+                node = cluster.get_default_node()
+            else:
+                node = cluster.nodes_manager.get_node_from_slot(slot)
+            conn = node.acquire_connection()
+            try:
+                results = await self._exchange(conn, wire, atomic)
+            finally:
+                node.release(conn)
+            if not any(isinstance(r, CommandError) and r.code in _REDIRECT_CODES for r in results):
+                break
+            # The slot moved (resharding or failover) and nothing ran: refresh the map, resend.
+            await _translate(cluster.nodes_manager.initialize())
+        return results
+
+    async def _exchange(
+        self, conn: AbstractConnection, wire: list[list[bytes]], atomic: bool
+    ) -> list[Reply | CommandError]:
+        framed = [[b"MULTI"], *wire, [b"EXEC"]] if atomic else wire
+        replies: list[Reply | CommandError] = []
+        try:
+            await conn.send_packed_command(conn.pack_commands(framed))
+            for _ in framed:
+                try:
+                    replies.append(_normalise(await conn.read_response(disable_decoding=True)))
+                except ResponseError as exc:
+                    replies.append(CommandError(_error_message(exc)))
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            await conn.disconnect()
+            raise ConnectionFailedError(f"Redis request failed: {exc}") from exc
+        except BaseException:
+            # A cancelled read leaves unread replies on the socket: never reuse it.
+            await conn.disconnect()
+            raise
+        if atomic:
+            replies = _unwrap_transaction(wire, replies)
+        return label(wire, replies)
+
+
+def _refuse_trio() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise UnsupportedError(
+            "RedisDriver runs on asyncio only (redis-py's limitation); "
+            "under trio use MemoryDriver or UpstashDriver"
+        ) from None
+
+
+async def _translate(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise ConnectionFailedError(f"cannot reach Redis: {exc}") from exc
+
+
+def _normalise(reply: Any) -> Reply | CommandError:
+    if isinstance(reply, list):
+        return [_normalise(r) for r in reply]  # type: ignore[misc]  # nested errors stay as objects
+    if isinstance(reply, ResponseError):
+        return CommandError(_error_message(reply))
+    return reply  # type: ignore[no-any-return]
+
+
+def _unwrap_transaction(
+    wire: list[list[bytes]], replies: list[Reply | CommandError]
+) -> list[Reply | CommandError]:
+    """Turn the replies to MULTI, the queued commands and EXEC into one reply per command."""
+    queued, exec_reply = replies[1:-1], replies[-1]
+    if isinstance(exec_reply, list):
+        return exec_reply  # type: ignore[return-value]
+    # EXECABORT: Redis refused to queue some commands and ran none of them.
+    refused = [r if isinstance(r, CommandError) else None for r in queued]
+    cause = exec_reply if isinstance(exec_reply, CommandError) else None
+    raise transaction_aborted(wire, refused, cause)
+
+
+def _single_slot(wire: list[list[bytes]]) -> int | None:
+    """The one hash slot every key of the batch lives in (None for a keyless batch)."""
+    slots: dict[int, list[str]] = {}
+    for cmd in wire:
+        try:
+            keys = command_keys(cmd)
+        except KeyError:
+            raise UnsupportedError(
+                f"{command_name(cmd)} is not in kvstore's command table, so it cannot be "
+                "routed on a Redis Cluster"
+            ) from None
+        for key in keys:
+            slots.setdefault(key_slot(key), []).append(key.decode(errors="replace"))
+    if len(slots) > 1:
+        raise CrossSlotError(slots)
+    return next(iter(slots), None)

@@ -1,0 +1,321 @@
+"""The records kvstore stores: msgspec Structs, the only shapes that cross the public API.
+
+Conventions (from msgspec's schema-evolution rules): every field added later gets a default;
+a field's type never changes. Datetimes must carry a timezone and are stored in UTC.
+Ids are non-empty strings; any other character is allowed (see the README's key schema).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeAlias, TypeVar
+
+import msgspec
+
+__all__ = [
+    "DateRange",
+    "Include",
+    "Message",
+    "MessagePatch",
+    "Page",
+    "Resource",
+    "Role",
+    "Score",
+    "ScoreSource",
+    "Span",
+    "SpanEvent",
+    "SpanKind",
+    "SpanLink",
+    "SpanStatus",
+    "Thread",
+    "TraceSummary",
+    "WorkflowRun",
+    "new_id",
+    "utc_now",
+]
+
+T = TypeVar("T")
+
+#: A non-empty string id.
+Id: TypeAlias = Annotated[str, msgspec.Meta(min_length=1)]
+#: A timezone-aware datetime (naive datetimes are refused: they are ambiguous).
+UTCDateTime: TypeAlias = Annotated[datetime, msgspec.Meta(tz=True)]
+Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
+ScoreSource: TypeAlias = Literal["live", "test"]
+SpanKind: TypeAlias = Literal["internal", "server", "client", "producer", "consumer"]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh random id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+class _Record(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """Base of stored records."""
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+class Thread(_Record, frozen=True):
+    """A conversation thread, owned by a resource (a user, an org)."""
+
+    id: Id
+    resource_id: Id
+    title: str | None = None
+    metadata: dict[str, Any] = {}
+    created_at: UTCDateTime = msgspec.field(default_factory=utc_now)
+    #: Set by the store on every change to the thread or its messages.
+    updated_at: UTCDateTime | None = None
+
+
+class Message(_Record, frozen=True):
+    """One message of a thread.
+
+    ``content`` is any JSON value: a plain string, Mastra's v2 shape
+    (``{"format": 2, "parts": [...]}``) or an OpenAI chat message with ``tool_calls``
+    all round-trip unchanged.
+    """
+
+    id: Id
+    thread_id: Id
+    role: Role
+    content: Any
+    resource_id: str | None = None
+    type: str = "v2"
+    created_at: UTCDateTime = msgspec.field(default_factory=utc_now)
+    metadata: dict[str, Any] = {}
+
+
+class MessagePatch(_Record, frozen=True):
+    """A partial update of one message: only the fields given change.
+
+    ``metadata`` is merged key by key into the stored metadata.
+    """
+
+    id: Id
+    content: Any | msgspec.UnsetType = msgspec.UNSET
+    role: Role | msgspec.UnsetType = msgspec.UNSET
+    metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
+class Resource(_Record, frozen=True):
+    """What an agent keeps about a resource across threads: its working memory."""
+
+    id: Id
+    working_memory: str | None = None
+    metadata: dict[str, Any] = {}
+    created_at: UTCDateTime = msgspec.field(default_factory=utc_now)
+    updated_at: UTCDateTime | None = None
+
+
+class Include(_Record, frozen=True):
+    """Ask :meth:`~kvstore.domains.memory.MemoryStore.list_messages` for a message and its
+    neighbours: ``before`` messages before it and ``after`` after it, in its own thread."""
+
+    message_id: Id
+    before: Annotated[int, msgspec.Meta(ge=0)] = 0
+    after: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class DateRange(_Record, frozen=True):
+    """A time window; each bound is optional and inclusive unless marked exclusive."""
+
+    start: UTCDateTime | None = None
+    end: UTCDateTime | None = None
+    start_exclusive: bool = False
+    end_exclusive: bool = False
+
+
+class Page(msgspec.Struct, Generic[T], kw_only=True, frozen=True):
+    """One page of a listing.
+
+    Attributes:
+        items: The records of this page.
+        total: How many records match in all (not only on this page).
+        page: This page's number, from 0.
+        per_page: The page size asked for.
+        has_more: Whether a later page has records.
+    """
+
+    items: list[T]
+    total: int
+    page: int
+    per_page: int
+    has_more: bool
+
+
+# -- workflows ------------------------------------------------------------------------------
+
+
+class WorkflowRun(_Record, frozen=True):
+    """A workflow run and its latest snapshot.
+
+    A run is named by ``workflow_name`` and ``run_id`` together.
+
+    Attributes:
+        workflow_name: The workflow this run belongs to.
+        run_id: The run's id (unique within its workflow).
+        snapshot: The last snapshot persisted, as JSON (see
+            :meth:`~kvstore.domains.workflows.WorkflowStore.load_snapshot` for typed reads).
+        version: Counts the writes to the run: 1 after the first. Compare-and-set with it.
+        created_at: When the run was first persisted.
+        updated_at: When the run last changed.
+        resource_id: The resource (user, tenant) the run belongs to, if any.
+        status: The run's status (``"running"``, ``"suspended"``, ``"success"``...), if any.
+        result: What the run produced, set by ``update_run``.
+        error: Why the run failed, set by ``update_run``.
+    """
+
+    workflow_name: Id
+    run_id: Id
+    snapshot: Any
+    version: int
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
+    resource_id: Id | None = None
+    status: Id | None = None
+    result: Any = None
+    error: Any = None
+
+
+# -- evals --------------------------------------------------------------------------------
+
+
+class Score(_Record, frozen=True):
+    """One evaluation result: the raw score and the reasoning behind it.
+
+    Attributes:
+        scorer_id: The scorer that produced it.
+        score: The raw score (a finite number).
+        id: The score's own id (default: a fresh random id). Saving another score with the
+            same ``run_id`` never overwrites this one; saving one with the same ``id`` does.
+        run_id: The run (agent call, workflow run, experiment) that was scored.
+        reason: The scorer's reasoning.
+        input: What the scored entity was given.
+        output: What it answered.
+        entity_type: The kind of thing scored (``"agent"``, ``"workflow"``...); indexed
+            together with ``entity_id``.
+        entity_id: Which one.
+        trace_id: The trace of the scored call; indexed together with ``span_id``.
+        span_id: Its span.
+        resource_id: The resource (user) of the scored call.
+        thread_id: The conversation thread of the scored call.
+        source: ``"live"`` for production traffic, ``"test"`` for test runs.
+        metadata: Free-form data, merged key by key like every ``metadata``.
+        created_at: When the score was made.
+    """
+
+    scorer_id: Id
+    score: float
+    id: Id = msgspec.field(default_factory=new_id)
+    run_id: Id | None = None
+    reason: str | None = None
+    input: Any = None
+    output: Any = None
+    entity_type: Id | None = None
+    entity_id: Id | None = None
+    trace_id: Id | None = None
+    span_id: Id | None = None
+    resource_id: Id | None = None
+    thread_id: Id | None = None
+    source: ScoreSource = "live"
+    metadata: dict[str, Any] = {}
+    created_at: UTCDateTime = msgspec.field(default_factory=utc_now)
+
+
+# -- traces -------------------------------------------------------------------------------
+
+
+class SpanStatus(_Record, frozen=True):
+    """A span's outcome, as OpenTelemetry reports it."""
+
+    code: Literal["unset", "ok", "error"] = "unset"
+    message: str | None = None
+
+
+class SpanEvent(_Record, frozen=True):
+    """Something that happened at one moment during a span."""
+
+    name: str
+    timestamp: UTCDateTime
+    attributes: dict[str, Any] = {}
+
+
+class SpanLink(_Record, frozen=True):
+    """A reference from a span to a span of another (or the same) trace."""
+
+    trace_id: Id
+    span_id: Id
+    attributes: dict[str, Any] = {}
+
+
+class Span(_Record, frozen=True):
+    """One span of a trace.
+
+    OpenTelemetry's ids are lowercase hex (32 digits for traces, 16 for spans), and that is
+    what :class:`~kvstore.otel.StorageSpanExporter` writes, but any non-empty string is
+    stored. Times keep microseconds (OpenTelemetry's nanoseconds are truncated).
+
+    Attributes:
+        trace_id: The trace the span belongs to.
+        span_id: The span's id, unique within its trace.
+        name: What the span did.
+        start_time: When it started.
+        parent_span_id: Its parent span, None for a root span.
+        kind: OpenTelemetry's span kind.
+        scope: The instrumentation scope (library) that made the span.
+        scope_version: That library's version.
+        status: The span's outcome.
+        end_time: When it ended (None while unknown).
+        attributes: The span's attributes.
+        events: Things that happened during the span.
+        links: References to other spans.
+        resource: The attributes of the resource (service) that made the span.
+    """
+
+    trace_id: Id
+    span_id: Id
+    name: str
+    start_time: UTCDateTime
+    parent_span_id: Id | None = None
+    kind: SpanKind = "internal"
+    scope: str | None = None
+    scope_version: str | None = None
+    status: SpanStatus = SpanStatus()
+    end_time: UTCDateTime | None = None
+    attributes: dict[str, Any] = {}
+    events: list[SpanEvent] = []
+    links: list[SpanLink] = []
+    resource: dict[str, Any] = {}
+
+
+class TraceSummary(_Record, frozen=True):
+    """A trace as listings show it: its root span's name and scope and its time span.
+
+    Attributes:
+        trace_id: The trace.
+        name: The root span's name. The root is the span without a parent; until one is
+            saved (or when the trace's root lives in another service), the earliest span.
+        start_time: When the trace's earliest span started.
+        end_time: When its latest span ended, if any has.
+        scope: The root span's instrumentation scope.
+        span_count: How many of the trace's spans are stored.
+        status: The root span's status.
+        root_span_id: The root span's id.
+    """
+
+    trace_id: Id
+    name: str
+    start_time: UTCDateTime
+    end_time: UTCDateTime | None = None
+    scope: str | None = None
+    span_count: int = 0
+    status: SpanStatus = SpanStatus()
+    root_span_id: Id | None = None

@@ -1,0 +1,155 @@
+"""The facade: one object that holds a driver and the four domain stores."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Self
+
+from kvstore.domains.evals import EvalStore
+from kvstore.domains.memory import MemoryStore
+from kvstore.domains.traces import TraceRetention, TraceStore
+from kvstore.domains.workflows import WorkflowStore
+from kvstore.drivers.memory import MemoryDriver
+from kvstore.errors import UnsupportedError
+from kvstore.keys import Keys
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from kvstore.codec import FormatName
+    from kvstore.drivers.base import Driver
+
+__all__ = ["Storage", "driver_from_url"]
+
+
+def driver_from_url(url: str, **options: Any) -> Driver:
+    """Make the driver a URL names.
+
+    ========================================  ==============================================
+    ``memory://``                             the embedded in-memory driver
+    ``redis://``, ``rediss://``, ``unix://``  one Redis server (see :mod:`kvstore.drivers.redis`)
+    ``redis+cluster://``, ``rediss+cluster://``  a Redis Cluster
+    ``upstash://``, ``upstash+http://``       Upstash over REST (see :mod:`kvstore.drivers.upstash`)
+    ========================================  ==============================================
+
+    Extra keyword arguments go to the driver's own ``from_url``.
+    """
+    scheme = url.partition("://")[0].lower()
+    if scheme == "memory":
+        if url.rstrip("/").lower() != "memory:":
+            raise ValueError(f"memory URLs take no host or path yet: {url!r}")
+        return MemoryDriver(**options)
+    if scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
+        from kvstore.drivers.redis import RedisDriver
+
+        return RedisDriver.from_url(url, **options)
+    if scheme in ("upstash", "upstash+http", "upstash+https"):
+        from kvstore.drivers.upstash import UpstashDriver
+
+        return UpstashDriver.from_url(url, **options)
+    raise ValueError(
+        f"unsupported storage URL {url!r}: use memory://, redis://, rediss://, unix://, "
+        "redis+cluster://, upstash:// or upstash+http://"
+    )
+
+
+class Storage:
+    """kvstore's entry point: memory, workflows, evals and traces behind one async API.
+
+    With no driver, it keeps everything in this process's memory (the embedded default),
+    which needs no server::
+
+        async with Storage() as store:
+            await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+
+    Args:
+        driver: Where data lives. Default: a new :class:`~kvstore.drivers.MemoryDriver`.
+        namespace: Prefix of every key, so several apps or tenants can share a database.
+        codec: ``"json"`` (default, works everywhere) or ``"msgpack"`` (binary-safe drivers
+            only).
+        owns_driver: Close the driver in :meth:`aclose`. Default: only a driver this
+            object created (``driver=None`` or :meth:`from_url`).
+        trace_retention: How many spans ``traces`` keeps (by count, by age or both);
+            default: all of them.
+
+    Attributes:
+        memory: Threads, messages and working memory.
+        workflows: Workflow runs and their snapshots.
+        evals: Eval scores.
+        traces: Spans and traces.
+    """
+
+    __slots__ = ("_driver", "_owns_driver", "evals", "keys", "memory", "traces", "workflows")
+
+    def __init__(
+        self,
+        driver: Driver | None = None,
+        *,
+        namespace: str = "kv",
+        codec: FormatName = "json",
+        owns_driver: bool | None = None,
+        trace_retention: TraceRetention | None = None,
+    ) -> None:
+        if trace_retention is not None and not isinstance(trace_retention, TraceRetention):
+            raise TypeError("trace_retention must be a TraceRetention")
+        if owns_driver is None:
+            owns_driver = driver is None
+        if driver is None:
+            driver = MemoryDriver()
+        if codec not in ("json", "msgpack"):
+            raise ValueError(f"unknown codec {codec!r}: choose 'json' or 'msgpack'")
+        if codec == "msgpack" and not driver.binary_safe:
+            raise UnsupportedError(
+                f"{type(driver).__name__} carries text only, so it cannot store MessagePack; "
+                "use codec='json'"
+            )
+        self._driver = driver
+        self._owns_driver = owns_driver
+        self.keys = Keys(namespace)
+        self.memory = MemoryStore(driver, self.keys, codec)
+        self.workflows = WorkflowStore(driver, self.keys, codec)
+        self.evals = EvalStore(driver, self.keys, codec)
+        self.traces = TraceStore(driver, self.keys, codec, trace_retention)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = "kv",
+        codec: FormatName = "json",
+        trace_retention: TraceRetention | None = None,
+        **options: Any,
+    ) -> Storage:
+        """A store on the backend ``url`` names (see :func:`driver_from_url`); it owns the
+        driver and closes it in :meth:`aclose`."""
+        return cls(
+            driver_from_url(url, **options),
+            namespace=namespace,
+            codec=codec,
+            owns_driver=True,
+            trace_retention=trace_retention,
+        )
+
+    @property
+    def driver(self) -> Driver:
+        """The driver underneath."""
+        return self._driver
+
+    async def aclose(self) -> None:
+        """Close the driver if this store owns it. Closing twice is harmless."""
+        if self._owns_driver:
+            await self._driver.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"Storage({type(self._driver).__name__}, namespace={self.keys.namespace!r})"

@@ -1,0 +1,183 @@
+"""SyncStorage: the blocking twin of :class:`~kvstore.storage.Storage`.
+
+It is not a second implementation: it runs a :class:`~kvstore.storage.Storage` on an event
+loop in a background thread (anyio's blocking portal) and blocks on each call. Every domain
+and method of the async API is there with the same name and arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from kvstore.storage import Storage, driver_from_url
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+    from types import TracebackType
+
+    from kvstore.codec import FormatName
+    from kvstore.domains.evals import EvalStore
+    from kvstore.domains.memory import MemoryStore
+    from kvstore.domains.traces import TraceRetention, TraceStore
+    from kvstore.domains.workflows import WorkflowStore
+    from kvstore.drivers.base import Driver
+
+__all__ = ["Blocking", "SyncStorage"]
+
+D = TypeVar("D")
+
+#: The domains a Storage offers; SyncStorage wraps each.
+DOMAINS = ("memory", "workflows", "evals", "traces")
+
+
+class Blocking(Generic[D]):
+    """A domain store whose coroutine methods block until done.
+
+    ``Blocking(portal, store.memory).get_thread("t1")`` runs
+    ``await store.memory.get_thread("t1")`` on the portal's loop and returns its result.
+    """
+
+    __slots__ = ("_domain", "_portal")
+
+    def __init__(self, portal: BlockingPortal, domain: D) -> None:
+        self._portal = portal
+        self._domain = domain
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._domain, name)
+        if name.startswith("_") or not inspect.iscoroutinefunction(method):
+            raise AttributeError(f"{type(self._domain).__name__} has no blocking method {name!r}")
+
+        @functools.wraps(method)
+        def blocking(*args: Any, **kwargs: Any) -> Any:
+            return self._portal.call(functools.partial(method, *args, **kwargs))
+
+        return blocking
+
+    def __dir__(self) -> list[str]:
+        return [n for n in dir(self._domain) if not n.startswith("_")]
+
+    def __repr__(self) -> str:
+        return f"Blocking({self._domain!r})"
+
+
+class SyncStorage:
+    """kvstore for blocking code: the same domains and methods as :class:`Storage`.
+
+    Example::
+
+        with SyncStorage() as store:
+            store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+            print(store.memory.get_thread("t1"))
+
+    Args:
+        driver: As for :class:`Storage`; default the embedded in-memory driver.
+        namespace: As for :class:`Storage`.
+        codec: As for :class:`Storage`.
+        backend: The event loop the portal runs: ``"asyncio"`` (needed by RedisDriver) or
+            ``"trio"``.
+        owns_driver: As for :class:`Storage`.
+        trace_retention: As for :class:`Storage`.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_portal",
+        "_portal_cm",
+        "_storage",
+        "evals",
+        "memory",
+        "traces",
+        "workflows",
+    )
+
+    def __init__(
+        self,
+        driver: Driver | None = None,
+        *,
+        namespace: str = "kv",
+        codec: FormatName = "json",
+        backend: Literal["asyncio", "trio"] = "asyncio",
+        owns_driver: bool | None = None,
+        trace_retention: TraceRetention | None = None,
+    ) -> None:
+        self._closed = False
+        self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal(backend)
+        self._portal = self._portal_cm.__enter__()
+        try:
+            # Built on the portal's loop: some drivers bind to the loop they are made on.
+            self._storage = self._portal.call(
+                functools.partial(
+                    Storage,
+                    driver,
+                    namespace=namespace,
+                    codec=codec,
+                    owns_driver=owns_driver,
+                    trace_retention=trace_retention,
+                )
+            )
+        except BaseException:
+            self._portal_cm.__exit__(None, None, None)
+            raise
+        self.memory: Blocking[MemoryStore] = Blocking(self._portal, self._storage.memory)
+        self.workflows: Blocking[WorkflowStore] = Blocking(self._portal, self._storage.workflows)
+        self.evals: Blocking[EvalStore] = Blocking(self._portal, self._storage.evals)
+        self.traces: Blocking[TraceStore] = Blocking(self._portal, self._storage.traces)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = "kv",
+        codec: FormatName = "json",
+        backend: Literal["asyncio", "trio"] = "asyncio",
+        trace_retention: TraceRetention | None = None,
+        **options: Any,
+    ) -> SyncStorage:
+        """A blocking store on the backend ``url`` names; it owns and closes the driver."""
+        return cls(
+            driver_from_url(url, **options),
+            namespace=namespace,
+            codec=codec,
+            backend=backend,
+            owns_driver=True,
+            trace_retention=trace_retention,
+        )
+
+    @property
+    def storage(self) -> Storage:
+        """The async :class:`Storage` this object drives."""
+        return self._storage
+
+    @property
+    def portal(self) -> BlockingPortal:
+        """The portal running :attr:`storage`'s event loop, for calls that need a timeout
+        (``portal.start_task_soon(...)`` returns a ``concurrent.futures.Future``)."""
+        return self._portal
+
+    def close(self) -> None:
+        """Close the store (and its driver if owned), then stop the portal's loop."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._portal.call(self._storage.aclose)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

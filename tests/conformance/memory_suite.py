@@ -1,0 +1,442 @@
+"""The memory domain's conformance suite: threads, messages and resources on every backend.
+
+Collected through the backend classes in ``test_backends.py``; nothing here knows which
+backend runs it.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import pytest
+
+from kvstore import (
+    CorruptRecordError,
+    DateRange,
+    Include,
+    Message,
+    MessagePatch,
+    NotFoundError,
+    Resource,
+    Storage,
+    Thread,
+    ValidationError,
+)
+
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def msg(id_: str, thread_id: str, seconds: float = 0, **kw: Any) -> Message:
+    return Message(
+        id=id_,
+        thread_id=thread_id,
+        role=kw.pop("role", "user"),
+        content=kw.pop("content", f"text of {id_}"),
+        resource_id=kw.pop("resource_id", "alice"),
+        created_at=at(seconds),
+        **kw,
+    )
+
+
+MASTRA_V2 = {
+    "format": 2,
+    "parts": [
+        {"type": "text", "text": "Let me check the weather."},
+        {
+            "type": "tool-invocation",
+            "toolInvocation": {
+                "state": "result",
+                "toolCallId": "call_1",
+                "toolName": "weather",
+                "args": {"city": "Zürich", "units": "metric"},
+                "result": {"temperature": 3.5, "conditions": ["snow", "wind"], "ok": True},
+            },
+        },
+        {"type": "reasoning", "reasoning": "", "details": [{"type": "text", "text": "cold"}]},
+    ],
+    "toolInvocations": [],
+    "content": "Let me check the weather.",
+    "experimental_attachments": None,
+}
+
+OPENAI_TOOL_CALLS = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [
+        {
+            "id": "call_abc123",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"location": "Paris, FR"}'},
+        }
+    ],
+    "refusal": None,
+}
+
+
+class MemorySuite:
+    """Tests of ``store.memory``; needs a ``store`` fixture (a :class:`Storage`)."""
+
+    # -- threads ----------------------------------------------------------------------------
+
+    async def test_thread_round_trip_and_upsert(self, store: Storage) -> None:
+        thread = Thread(
+            id="t1", resource_id="alice", title="Hello", metadata={"a": 1}, created_at=T0
+        )
+        saved = await store.memory.save_thread(thread)
+        assert saved.updated_at is not None
+        assert await store.memory.get_thread("t1") == saved
+        again = await store.memory.save_thread(
+            Thread(id="t1", resource_id="alice", title="Renamed", created_at=T0, updated_at=at(5))
+        )
+        got = await store.memory.get_thread("t1")
+        assert got == again
+        assert got is not None
+        assert got.title == "Renamed"
+        assert got.metadata == {}  # a save replaces the whole record
+        assert await store.memory.get_thread("nope") is None
+
+    async def test_list_threads_honours_order_by_and_direction(self, store: Storage) -> None:
+        for i, updated in enumerate([30, 10, 20]):
+            await store.memory.save_thread(
+                Thread(id=f"t{i}", resource_id="alice", created_at=at(i), updated_at=at(updated))
+            )
+        await store.memory.save_thread(Thread(id="other", resource_id="bob", created_at=at(9)))
+
+        async def ids(**kw: Any) -> list[str]:
+            page = await store.memory.list_threads("alice", **kw)
+            return [t.id for t in page.items]
+
+        assert await ids() == ["t2", "t1", "t0"]
+        assert await ids(direction="asc") == ["t0", "t1", "t2"]
+        assert await ids(order_by="updated_at") == ["t0", "t2", "t1"]
+        assert await ids(order_by="updated_at", direction="asc") == ["t1", "t2", "t0"]
+
+    async def test_list_threads_pages_have_total_and_has_more(self, store: Storage) -> None:
+        for i in range(5):
+            await store.memory.save_thread(
+                Thread(id=f"t{i}", resource_id="alice", created_at=at(i))
+            )
+        pages = [await store.memory.list_threads("alice", page=p, per_page=2) for p in range(4)]
+        assert [[t.id for t in p.items] for p in pages] == [["t4", "t3"], ["t2", "t1"], ["t0"], []]
+        assert [p.total for p in pages] == [5, 5, 5, 5]
+        assert [p.has_more for p in pages] == [True, True, False, False]
+        assert [(p.page, p.per_page) for p in pages] == [(0, 2), (1, 2), (2, 2), (3, 2)]
+        empty = await store.memory.list_threads("nobody")
+        assert (empty.items, empty.total, empty.has_more) == ([], 0, False)
+
+    async def test_moving_a_thread_to_another_resource_updates_both_indexes(
+        self, store: Storage
+    ) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        await store.memory.save_thread(Thread(id="t1", resource_id="bob"))
+        assert (await store.memory.list_threads("alice")).total == 0
+        assert [t.id for t in (await store.memory.list_threads("bob")).items] == ["t1"]
+        by_updated = await store.memory.list_threads("alice", order_by="updated_at")
+        assert by_updated.total == 0
+
+    async def test_update_thread_merges_metadata(self, store: Storage) -> None:
+        await store.memory.save_thread(
+            Thread(id="t1", resource_id="alice", title="old", metadata={"keep": 1, "change": 1})
+        )
+        updated = await store.memory.update_thread(
+            "t1", title="new", metadata={"change": 2, "add": {"nested": [1, 2]}}
+        )
+        assert updated.title == "new"
+        assert updated.metadata == {"keep": 1, "change": 2, "add": {"nested": [1, 2]}}
+        assert await store.memory.get_thread("t1") == updated
+        with pytest.raises(NotFoundError):
+            await store.memory.update_thread("missing", title="x")
+
+    async def test_update_thread_moves_it_up_the_updated_index(self, store: Storage) -> None:
+        old = datetime(2020, 1, 1, tzinfo=UTC)
+        for i in range(3):
+            await store.memory.save_thread(
+                Thread(id=f"t{i}", resource_id="alice", created_at=old, updated_at=old)
+            )
+        await store.memory.update_thread("t0", title="touched")
+        page = await store.memory.list_threads("alice", order_by="updated_at")
+        assert page.items[0].id == "t0"
+
+    async def test_concurrent_metadata_merges_lose_no_key(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(lambda i=i: store.memory.update_thread("t1", metadata={f"k{i}": i}))
+        thread = await store.memory.get_thread("t1")
+        assert thread is not None
+        assert thread.metadata == {f"k{i}": i for i in range(20)}
+
+    async def test_delete_thread_deletes_its_messages(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        await store.memory.save_thread(Thread(id="t2", resource_id="alice"))
+        await store.memory.save_messages([msg("m1", "t1"), msg("m2", "t1", 1), msg("keep", "t2")])
+        assert await store.memory.delete_thread("t1") is True
+        assert await store.memory.delete_thread("t1") is False
+        assert await store.memory.get_thread("t1") is None
+        assert await store.memory.get_messages(["m1", "m2", "keep"]) == [msg("keep", "t2")]
+        assert (await store.memory.list_messages("t1")).total == 0
+        assert [t.id for t in (await store.memory.list_threads("alice")).items] == ["t2"]
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def test_equal_timestamps_keep_insertion_order_across_calls(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        # Ids sort against insertion order, so a tie broken by id would show.
+        await store.memory.save_messages([msg("z", "t1"), msg("y", "t1")])
+        await store.memory.save_messages([msg("b", "t1")])
+        await store.memory.save_messages([msg("a", "t1"), msg("early", "t1", -1)])
+        page = await store.memory.list_messages("t1")
+        assert [m.id for m in page.items] == ["early", "z", "y", "b", "a"]
+
+    async def test_content_shapes_round_trip_exactly(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        shapes: list[Any] = [
+            copy.deepcopy(MASTRA_V2),
+            copy.deepcopy(OPENAI_TOOL_CALLS),
+            "plain text ✓",
+            ["a", 1, 2.5, None, True, {"deep": {"er": [[]]}}],
+            {"big": 2**63 - 1, "neg": -(2**62), "float": 0.1, "empty": {}, "list": []},
+        ]
+        saved = [
+            msg(f"m{i}", "t1", i, content=c, role="assistant", metadata={"i": i})
+            for i, c in enumerate(shapes)
+        ]
+        await store.memory.save_messages(saved)
+        page = await store.memory.list_messages("t1")
+        assert [m.content for m in page.items] == shapes
+        assert page.items == saved
+        assert await store.memory.get_messages([m.id for m in saved]) == saved
+
+    async def test_last_n_gives_the_newest_oldest_first(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        await store.memory.save_messages([msg(f"m{i}", "t1", i) for i in range(10)])
+        page = await store.memory.list_messages("t1", last=3)
+        assert [m.id for m in page.items] == ["m7", "m8", "m9"]
+        assert (page.total, page.has_more, page.per_page) == (10, True, 3)
+        everything = await store.memory.list_messages("t1", last=50)
+        assert len(everything.items) == 10
+        assert everything.has_more is False
+
+    async def test_message_pages_have_total_and_has_more(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        await store.memory.save_messages([msg(f"m{i}", "t1", i) for i in range(5)])
+        pages = [await store.memory.list_messages("t1", page=p, per_page=2) for p in range(4)]
+        assert [[m.id for m in p.items] for p in pages] == [
+            ["m0", "m1"],
+            ["m2", "m3"],
+            ["m4"],
+            [],
+        ]
+        assert [(p.total, p.has_more) for p in pages] == [
+            (5, True),
+            (5, True),
+            (5, False),
+            (5, False),
+        ]
+        empty = await store.memory.list_messages("no-such-thread")
+        assert (empty.items, empty.total, empty.has_more) == ([], 0, False)
+
+    async def test_date_range_bounds_inclusive_and_exclusive(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        await store.memory.save_messages([msg(f"m{i}", "t1", i) for i in range(6)])
+
+        async def ids(window: DateRange, **kw: Any) -> tuple[list[str], int]:
+            page = await store.memory.list_messages("t1", date_range=window, **kw)
+            return [m.id for m in page.items], page.total
+
+        assert await ids(DateRange(start=at(1), end=at(3))) == (["m1", "m2", "m3"], 3)
+        assert await ids(DateRange(start=at(1), end=at(3), start_exclusive=True)) == (
+            ["m2", "m3"],
+            2,
+        )
+        assert await ids(DateRange(start=at(1), end=at(3), end_exclusive=True)) == (
+            ["m1", "m2"],
+            2,
+        )
+        assert await ids(DateRange(start=at(4))) == (["m4", "m5"], 2)
+        assert await ids(DateRange(end=at(0))) == (["m0"], 1)
+        assert await ids(DateRange(start=at(1), end=at(4)), last=2) == (["m3", "m4"], 4)
+        assert await ids(DateRange(start=at(1), end=at(4)), page=1, per_page=3) == (["m4"], 4)
+        assert await ids(DateRange(start=at(9))) == ([], 0)
+
+    async def test_include_adds_context_from_other_threads_without_duplicates(
+        self, store: Storage
+    ) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        await store.memory.save_thread(Thread(id="t2", resource_id="alice"))
+        await store.memory.save_messages([msg(f"a{i}", "t1", 10 + i) for i in range(10)])
+        await store.memory.save_messages([msg(f"b{i}", "t2", i * 2 + 0.5) for i in range(10)])
+        page = await store.memory.list_messages(
+            "t1",
+            last=3,
+            include=[
+                Include(message_id="a8", before=2, after=5),  # overlaps the last 3
+                Include(message_id="b3", before=1, after=1),  # another thread
+                Include(message_id="missing", before=1),
+            ],
+        )
+        assert [m.id for m in page.items] == ["b2", "b3", "b4", "a6", "a7", "a8", "a9"]
+        assert page.total == 10
+
+    async def test_moving_a_message_between_threads(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        await store.memory.save_thread(Thread(id="t2", resource_id="alice"))
+        await store.memory.save_messages([msg("m1", "t1"), msg("m2", "t1", 1)])
+        await store.memory.save_messages([msg("m1", "t2", content="moved")])
+        assert [m.id for m in (await store.memory.list_messages("t1")).items] == ["m2"]
+        moved = (await store.memory.list_messages("t2")).items
+        assert [(m.id, m.thread_id, m.content) for m in moved] == [("m1", "t2", "moved")]
+        assert (await store.memory.list_messages("t1")).total == 1
+
+    async def test_saving_messages_bumps_the_thread(self, store: Storage) -> None:
+        old = datetime(2020, 1, 1, tzinfo=UTC)
+        for tid in ("t1", "t2"):
+            await store.memory.save_thread(
+                Thread(id=tid, resource_id="alice", created_at=old, updated_at=old)
+            )
+        await store.memory.save_messages([msg("m1", "t1")])
+        by_updated = await store.memory.list_threads("alice", order_by="updated_at")
+        assert [t.id for t in by_updated.items] == ["t1", "t2"]
+        assert by_updated.items[0].updated_at is not None
+        assert by_updated.items[0].updated_at > old
+
+    async def test_saving_into_a_missing_thread_writes_nothing(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        with pytest.raises(NotFoundError, match="ghost"):
+            await store.memory.save_messages([msg("m1", "t1"), msg("m2", "ghost")])
+        assert await store.memory.get_messages(["m1", "m2"]) == []
+
+    async def test_deleted_messages_leave_every_index(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        await store.memory.save_messages([msg(f"m{i}", "t1", i) for i in range(4)])
+        assert await store.memory.delete_messages(["m1", "m3", "never-existed"]) == 2
+        page = await store.memory.list_messages("t1")
+        assert ([m.id for m in page.items], page.total) == (["m0", "m2"], 2)
+        last = await store.memory.list_messages("t1", last=2, include=[Include(message_id="m1")])
+        assert [m.id for m in last.items] == ["m0", "m2"]
+        assert await store.memory.get_messages(["m1", "m0"]) == [msg("m0", "t1", 0)]
+
+    async def test_update_messages_is_partial_and_merges_metadata(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        original = msg("m1", "t1", content="draft", metadata={"a": 1, "b": 1})
+        await store.memory.save_messages([original, msg("m2", "t1", 1)])
+        (updated,) = await store.memory.update_messages(
+            [MessagePatch(id="m1", content={"format": 2, "parts": []}, metadata={"b": 2})]
+        )
+        assert updated.content == {"format": 2, "parts": []}
+        assert updated.role == "user"
+        assert updated.metadata == {"a": 1, "b": 2}
+        assert updated.created_at == original.created_at
+        (role_only,) = await store.memory.update_messages([{"id": "m2", "role": "assistant"}])
+        assert (role_only.role, role_only.content) == ("assistant", "text of m2")
+        with pytest.raises(NotFoundError, match="ghost"):
+            await store.memory.update_messages(
+                [MessagePatch(id="m1", content="lost"), MessagePatch(id="ghost", content="x")]
+            )
+        assert (await store.memory.get_messages(["m1"]))[0].content == {"format": 2, "parts": []}
+
+    async def test_concurrent_appends_lose_nothing_and_keep_order(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+
+        async def writer(w: int) -> None:
+            for n in range(5):
+                await store.memory.save_messages([msg(f"w{w}-{n}", "t1", content=n)])
+
+        async with anyio.create_task_group() as tg:
+            for w in range(20):
+                tg.start_soon(writer, w)
+        page = await store.memory.list_messages("t1", per_page=1000)
+        assert page.total == 100
+        ids = [m.id for m in page.items]
+        assert sorted(ids) == sorted(f"w{w}-{n}" for w in range(20) for n in range(5))
+        for w in range(20):
+            own = [i for i in ids if i.startswith(f"w{w}-")]
+            assert own == [f"w{w}-{n}" for n in range(5)]
+
+    # -- resources --------------------------------------------------------------------------
+
+    async def test_resources_save_get_and_update(self, store: Storage) -> None:
+        assert await store.memory.get_resource("alice") is None
+        created = await store.memory.update_resource(
+            "alice", working_memory="# Alice\n- likes tea", metadata={"tz": "CET"}
+        )
+        assert created.working_memory == "# Alice\n- likes tea"
+        assert created.metadata == {"tz": "CET"}
+        again = await store.memory.update_resource("alice", metadata={"lang": "de"})
+        assert again.working_memory == "# Alice\n- likes tea"
+        assert again.metadata == {"tz": "CET", "lang": "de"}
+        assert again.created_at == created.created_at
+        assert await store.memory.get_resource("alice") == again
+        replaced = await store.memory.save_resource(Resource(id="alice", working_memory="new"))
+        assert await store.memory.get_resource("alice") == replaced
+
+    # -- bad input --------------------------------------------------------------------------
+
+    async def test_bad_input_names_the_field_and_writes_nothing(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        bad: list[Any] = [
+            msg("ok", "t1"),
+            Message(id="m2", thread_id="t1", role="robot", content="x"),  # type: ignore[arg-type]
+        ]
+        with pytest.raises(ValidationError) as caught:
+            await store.memory.save_messages(bad)
+        assert caught.value.field == "messages[1].role"
+        with pytest.raises(ValidationError) as caught:
+            await store.memory.save_messages([{"id": "m3", "thread_id": "t1", "content": "x"}])
+        assert caught.value.field == "messages[0].role"
+        with pytest.raises(ValidationError) as caught:
+            await store.memory.save_thread(Thread(id=7, resource_id="alice"))  # type: ignore[arg-type]
+        assert caught.value.field == "thread.id"
+        with pytest.raises(ValidationError) as caught:
+            await store.memory.save_thread(
+                Thread(id="t9", resource_id="a", created_at=datetime(2024, 1, 1))
+            )
+        assert caught.value.field == "thread.created_at"
+        with pytest.raises(ValidationError):
+            await store.memory.list_threads("alice", per_page=0)
+        with pytest.raises(ValidationError):
+            await store.memory.list_messages("t1", last=2, page=1)
+        assert await store.memory.get_messages(["ok", "m2", "m3"]) == []
+        assert await store.memory.get_thread("t9") is None
+
+    @pytest.mark.parametrize(
+        "weird",
+        ["a:b", "thread:x", "{tag}", "}{", "*", "with space", "line\nbreak", "ünï©ødé ✓", "a%3Ab"],
+    )
+    async def test_ids_with_special_characters_are_stored_safely(
+        self, store: Storage, weird: str
+    ) -> None:
+        await store.memory.save_thread(Thread(id=weird, resource_id=weird, title="weird"))
+        await store.memory.save_thread(Thread(id="plain", resource_id="plain", title="plain"))
+        await store.memory.save_messages([msg(weird, weird), msg("x", "plain")])
+        got = await store.memory.get_thread(weird)
+        assert got is not None
+        assert got.title == "weird"
+        assert [m.id for m in (await store.memory.list_messages(weird)).items] == [weird]
+        assert [t.id for t in (await store.memory.list_threads(weird)).items] == [weird]
+        assert [m.id for m in (await store.memory.list_messages("plain")).items] == ["x"]
+
+    async def test_empty_ids_are_refused(self, store: Storage) -> None:
+        with pytest.raises(ValidationError):
+            await store.memory.save_thread(Thread(id="", resource_id="alice"))
+        with pytest.raises(ValidationError):
+            await store.memory.get_thread("")
+
+    async def test_corrupt_record_names_its_key(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        await store.memory.save_messages([msg("m1", "t1"), msg("m2", "t1", 1)])
+        key = store.keys.message("m2")
+        await store.driver.execute([("HSET", key, "content", b"{not json")])
+        with pytest.raises(CorruptRecordError) as caught:
+            await store.memory.list_messages("t1")
+        assert caught.value.key == key
+        with pytest.raises(CorruptRecordError):
+            await store.memory.get_messages(["m2"])
+        assert await store.memory.get_messages(["m1"]) == [msg("m1", "t1")]

@@ -1,0 +1,230 @@
+"""The driver contract, run identically on every driver.
+
+The abstract class holds every test; each backend's subclass adds only its ``driver``
+fixture (and pins the event loops it runs on). No test branches on the driver's type.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+
+import pytest
+
+from kvstore.drivers import Driver, Script
+from kvstore.drivers.base import Reply, ScriptCall
+from kvstore.errors import (
+    BatchError,
+    CommandError,
+    TransactionAbortedError,
+    UnsupportedError,
+)
+from tests.conformance import drivers
+
+pytestmark = pytest.mark.anyio
+
+# Every key lives under one hash tag, so batches stay legal on a Redis Cluster.
+K = "{t}:"
+
+
+def _counter_twin(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
+    value = call("INCRBY", keys[0], args[0])
+    return [keys[0], args[0], value, call("GET", keys[1])]
+
+
+COUNTER = Script(
+    "counter",
+    """
+    local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+    return {KEYS[1], ARGV[1], value, redis.call('GET', KEYS[2])}
+    """,
+    _counter_twin,
+)
+
+
+def _failing_twin(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
+    call("SET", keys[0], b"written-before-the-error")
+    return call("HGET", keys[0], b"field")
+
+
+FAILING = Script(
+    "failing",
+    """
+    redis.call('SET', KEYS[1], 'written-before-the-error')
+    return redis.call('HGET', KEYS[1], 'field')
+    """,
+    _failing_twin,
+)
+
+
+class DriverContract(ABC):
+    @pytest.fixture
+    @abstractmethod
+    async def driver(self) -> AsyncIterator[Driver]:
+        yield  # type: ignore[misc]
+
+    async def test_replies_have_the_normalised_shape(self, driver: Driver) -> None:
+        replies = await driver.execute(
+            [
+                ("SET", K + "s", "héllo"),
+                ("GET", K + "s"),
+                ("GET", K + "missing"),
+                ("HSET", K + "h", "f", 1.5, "g", 7),
+                ("HGETALL", K + "h"),
+                ("ZADD", K + "z", float("inf"), "top", 0.1, "low"),
+                ("ZRANGE", K + "z", 0, -1, "WITHSCORES"),
+                ("TYPE", K + "z"),
+                ("MGET", K + "s", K + "missing"),
+            ]
+        )
+        assert replies == [
+            b"OK",
+            "héllo".encode(),
+            None,
+            2,
+            [b"f", b"1.5", b"g", b"7"],
+            2,
+            [b"low", b"0.10000000000000001", b"top", b"inf"],
+            b"zset",
+            ["héllo".encode(), None],
+        ]
+
+    async def test_empty_batch(self, driver: Driver) -> None:
+        assert await driver.execute([]) == []
+
+    async def test_bytes_and_str_arguments_are_the_same_key(self, driver: Driver) -> None:
+        await driver.execute([(b"SET", K.encode() + b"k", "héllo".encode())])
+        assert await driver.execute([("get", K + "k")]) == ["héllo".encode()]
+
+    async def test_arbitrary_bytes_round_trip_or_are_refused(self, driver: Driver) -> None:
+        # Capability, not backend type: text-only transports declare binary_safe = False.
+        if driver.binary_safe:
+            await driver.execute([("SET", K + "k", b"\x00\xff")])
+            assert await driver.execute([("GET", K + "k")]) == [b"\x00\xff"]
+        else:
+            with pytest.raises(UnsupportedError):
+                await driver.execute([("SET", K + "k", b"\x00\xff")])
+            assert await driver.execute([("EXISTS", K + "k")]) == [0]
+
+    async def test_failing_command_reports_position_and_keeps_other_results(
+        self, driver: Driver
+    ) -> None:
+        with pytest.raises(BatchError) as caught:
+            await driver.execute(
+                [
+                    ("SET", K + "a", "text"),
+                    ("HGET", K + "a", "f"),
+                    ("SET", K + "b", "after"),
+                    ("INCR", K + "a"),
+                ]
+            )
+        err = caught.value
+        assert err.index == 1
+        assert err.command == "HGET"
+        assert err.message == "WRONGTYPE Operation against a key holding the wrong kind of value"
+        assert [e.index for e in err.errors] == [1, 3]
+        assert err.errors[1].message == "ERR value is not an integer or out of range"
+        assert err.results[0] == b"OK"
+        assert err.results[2] == b"OK"
+        assert await driver.execute([("GET", K + "b")]) == [b"after"]
+
+    async def test_atomic_batch_runtime_error_applies_the_rest(self, driver: Driver) -> None:
+        await driver.execute([("SET", K + "a", "text")])
+        with pytest.raises(BatchError) as caught:
+            await driver.execute([("HGET", K + "a", "f"), ("SET", K + "b", "1")], atomic=True)
+        assert not isinstance(caught.value, TransactionAbortedError)
+        assert caught.value.index == 0
+        assert caught.value.results[1] == b"OK"
+        assert await driver.execute([("GET", K + "b")]) == [b"1"]
+
+    async def test_atomic_batch_refused_at_queue_time_applies_nothing(self, driver: Driver) -> None:
+        with pytest.raises(TransactionAbortedError) as caught:
+            await driver.execute(
+                [("SET", K + "a", "1"), ("GET",), ("SET", K + "b", "2")], atomic=True
+            )
+        assert caught.value.index == 1
+        assert caught.value.message == "ERR wrong number of arguments for 'get' command"
+        assert await driver.execute([("EXISTS", K + "a", K + "b")]) == [0]
+
+    async def test_atomic_batch_returns_every_reply(self, driver: Driver) -> None:
+        replies = await driver.execute(
+            [("INCR", K + "n"), ("INCR", K + "n"), ("GET", K + "n")], atomic=True
+        )
+        assert replies == [1, 2, b"2"]
+
+    async def test_script_runs_and_matches_its_twin(self, driver: Driver) -> None:
+        await driver.execute([("SET", K + "label", "hi")])
+        first = await driver.run(COUNTER, [K + "n", K + "label"], [5])
+        second = await driver.run(COUNTER, [K + "n", K + "label"], [2])
+        assert first == [(K + "n").encode(), b"5", 5, b"hi"]
+        assert second == [(K + "n").encode(), b"2", 7, b"hi"]
+
+    async def test_script_error_is_a_command_error_and_earlier_writes_stay(
+        self, driver: Driver
+    ) -> None:
+        with pytest.raises(CommandError) as caught:
+            await driver.run(FAILING, [K + "x"])
+        assert "WRONGTYPE" in caught.value.message
+        assert await driver.execute([("GET", K + "x")]) == [b"written-before-the-error"]
+
+    async def test_closing_twice_is_harmless(self, driver: Driver) -> None:
+        await driver.aclose()
+        await driver.aclose()
+
+
+class TestMemoryDriver(DriverContract):
+    @pytest.fixture
+    async def driver(self) -> AsyncIterator[Driver]:
+        async with drivers.memory_driver() as driver:
+            yield driver
+
+
+class TestFakeRedisDriver(DriverContract):
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    async def driver(self) -> AsyncIterator[Driver]:
+        async with drivers.fakeredis_driver() as driver:
+            yield driver
+
+
+@pytest.mark.redis
+class TestRedisDriver(DriverContract):
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    async def driver(self, redis_server_url: str) -> AsyncIterator[Driver]:
+        async with drivers.redis_driver(redis_server_url) as driver:
+            yield driver
+
+
+@pytest.mark.redis
+@pytest.mark.cluster
+class TestRedisClusterDriver(DriverContract):
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    async def driver(self, cluster_nodes: list[tuple[str, int]]) -> AsyncIterator[Driver]:
+        async with drivers.cluster_driver(cluster_nodes) as driver:
+            yield driver
+
+
+class TestUpstashMemoryDriver(DriverContract):
+    @pytest.fixture
+    async def driver(self) -> AsyncIterator[Driver]:
+        async with drivers.upstash_memory_driver() as driver:
+            yield driver
+
+
+@pytest.mark.redis
+class TestUpstashRedisDriver(DriverContract):
+    @pytest.fixture
+    async def driver(self, redis_server_url: str) -> AsyncIterator[Driver]:
+        async with drivers.upstash_redis_driver(redis_server_url) as driver:
+            yield driver

@@ -1,0 +1,492 @@
+"""The workflows domain's conformance suite: runs, snapshots and compare-and-set.
+
+Collected through the backend classes in ``test_backends.py``; nothing here knows which
+backend runs it.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+
+from kvstore import (
+    ConflictError,
+    CorruptRecordError,
+    NotFoundError,
+    Storage,
+    ValidationError,
+    WorkflowRun,
+)
+from tests.support.counting import CountingDriver
+
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+# The shape Mastra persists for a run: nested step results, suspended paths, context.
+MASTRA_SNAPSHOT: dict[str, Any] = {
+    "runId": "run-1",
+    "status": "suspended",
+    "value": {"approval": "waiting"},
+    "context": {
+        "input": {"orderId": "o-42", "items": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 1}]},
+        "fetch": {"status": "success", "output": {"total": 12.5, "currency": "EUR"}},
+        "approval": {
+            "status": "suspended",
+            "payload": {"reason": "amount over limit", "limits": [10, 100.5, None]},
+            "suspendedAt": 1735732800000,
+        },
+    },
+    "activePaths": [{"stepPath": ["approval"], "status": "suspended"}],
+    "suspendedPaths": {"approval": [1, 0]},
+    "serializedStepGraph": [{"type": "step", "step": {"id": "fetch", "description": None}}],
+    "result": None,
+    "error": None,
+    "timestamp": 1735732800000,
+    "unicode": "Zürich ✓ 東京",
+    "deep": {"a": {"b": {"c": {"d": [[], {}, [{"e": True}]]}}}},
+}
+
+
+class Checkpoint(msgspec.Struct):
+    step: str
+    attempts: int
+    data: dict[str, Any] = {}
+
+
+class WorkflowsSuite:
+    """Tests of ``store.workflows``; needs a ``store`` fixture (a :class:`Storage`)."""
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    async def test_workflows_snapshots_round_trip_exactly(self, store: Storage) -> None:
+        wf = store.workflows
+        snapshots: list[Any] = [
+            copy.deepcopy(MASTRA_SNAPSHOT),
+            "just a string",
+            [1, 2.5, None, True, {"x": []}],
+            {"big": 2**63 - 1, "neg": -(2**62), "float": 0.1, "empty": {}},
+            0,
+        ]
+        for i, snapshot in enumerate(snapshots):
+            assert await wf.persist_snapshot("checkout", f"run-{i}", snapshot) == 1
+        for i, snapshot in enumerate(snapshots):
+            assert await wf.load_snapshot("checkout", f"run-{i}") == snapshot
+        assert await wf.load_snapshot("checkout", "missing") is None
+        assert await wf.load_snapshot("other-workflow", "run-0") is None
+
+    async def test_workflows_versions_count_writes_and_snapshots_are_replaced(
+        self, store: Storage
+    ) -> None:
+        wf = store.workflows
+        assert await wf.persist_snapshot("checkout", "r1", {"step": 1}, created_at=at(0)) == 1
+        assert await wf.persist_snapshot("checkout", "r1", {"step": 2}) == 2
+        run = await wf.get_run("r1", "checkout")
+        assert run is not None
+        assert (run.version, run.snapshot, run.created_at) == (2, {"step": 2}, at(0))
+        assert run.updated_at > run.created_at
+
+    async def test_workflows_struct_snapshots_and_typed_loads(self, store: Storage) -> None:
+        wf = store.workflows
+        checkpoint = Checkpoint(step="approve", attempts=2, data={"k": [1, 2]})
+        await wf.persist_snapshot("checkout", "r1", checkpoint)
+        assert await wf.load_snapshot("checkout", "r1") == {
+            "step": "approve",
+            "attempts": 2,
+            "data": {"k": [1, 2]},
+        }
+        assert await wf.load_snapshot("checkout", "r1", as_type=Checkpoint) == checkpoint
+        assert await wf.load_snapshot("checkout", "missing", as_type=Checkpoint) is None
+        with pytest.raises(ValidationError):
+            await wf.load_snapshot("checkout", "r1", as_type=list[int])
+
+    async def test_workflows_runs_with_a_resource_id_are_found_by_every_read(
+        self, store: Storage
+    ) -> None:
+        # Mastra's bug: a run persisted with a resource id was missed by load.
+        wf = store.workflows
+        await wf.persist_snapshot(
+            "checkout", "r1", {"a": 1}, resource_id="user-7", status="running"
+        )
+        assert await wf.load_snapshot("checkout", "r1") == {"a": 1}
+        by_name = await wf.get_run("r1", "checkout")
+        by_id = await wf.get_run("r1")
+        assert by_name is not None
+        assert by_name == by_id
+        assert (by_name.resource_id, by_name.status, by_name.workflow_name) == (
+            "user-7",
+            "running",
+            "checkout",
+        )
+        assert [r.run_id for r in (await wf.list_runs(resource_id="user-7")).items] == ["r1"]
+
+    async def test_workflows_get_run_with_and_without_workflow_name(self, store: Storage) -> None:
+        wf = store.workflows
+        await wf.persist_snapshot("older", "shared-id", "old", created_at=at(0))
+        await wf.persist_snapshot("newer", "shared-id", "new", created_at=at(5))
+        await wf.persist_snapshot("newer", "own-id", "own", created_at=at(1))
+        newest = await wf.get_run("shared-id")
+        assert newest is not None
+        assert (newest.workflow_name, newest.snapshot) == ("newer", "new")
+        older = await wf.get_run("shared-id", workflow_name="older")
+        assert older is not None
+        assert older.snapshot == "old"
+        assert await wf.get_run("own-id", "older") is None
+        assert await wf.get_run("nope") is None
+        assert await wf.get_run("nope", "newer") is None
+        assert await wf.delete_run("newer", "shared-id") is True
+        fallback = await wf.get_run("shared-id")
+        assert fallback is not None
+        assert fallback.workflow_name == "older"
+
+    # -- compare-and-set --------------------------------------------------------------------
+
+    async def test_workflows_conflicting_compare_and_set_writes_nothing(
+        self, store: Storage
+    ) -> None:
+        wf = store.workflows
+        await wf.persist_snapshot("checkout", "r1", {"v": 1}, status="suspended", resource_id="u1")
+        assert await wf.persist_snapshot("checkout", "r1", {"v": 2}, expected_version=1) == 2
+        before = await wf.get_run("r1", "checkout")
+        with pytest.raises(ConflictError) as caught:
+            await wf.persist_snapshot(
+                "checkout",
+                "r1",
+                {"v": "lost"},
+                status="running",
+                resource_id="u2",
+                expected_version=1,
+            )
+        assert (caught.value.expected, caught.value.actual) == (1, 2)
+        assert await wf.get_run("r1", "checkout") == before
+        assert (await wf.list_runs(status="running")).total == 0
+        assert (await wf.list_runs(resource_id="u2")).total == 0
+        assert (await wf.list_runs(status="suspended", resource_id="u1")).total == 1
+        with pytest.raises(ConflictError):
+            await wf.update_run("checkout", "r1", status="failed", expected_version=7)
+        assert await wf.get_run("r1", "checkout") == before
+
+    async def test_workflows_expected_version_zero_means_must_not_exist(
+        self, store: Storage
+    ) -> None:
+        wf = store.workflows
+        assert await wf.persist_snapshot("checkout", "r1", "first", expected_version=0) == 1
+        with pytest.raises(ConflictError) as caught:
+            await wf.persist_snapshot("checkout", "r1", "second", expected_version=0)
+        assert (caught.value.expected, caught.value.actual) == (0, 1)
+        assert await wf.load_snapshot("checkout", "r1") == "first"
+        with pytest.raises(ConflictError) as caught:
+            await wf.persist_snapshot("checkout", "ghost", "x", expected_version=3)
+        assert (caught.value.expected, caught.value.actual) == (3, 0)
+        assert await wf.get_run("ghost") is None
+        assert (await wf.list_runs()).total == 1
+
+    async def test_workflows_concurrent_resumers_exactly_one_wins(self, store: Storage) -> None:
+        wf = store.workflows
+        await wf.persist_snapshot("checkout", "r1", {"by": None}, status="suspended")
+        (run,) = (await wf.list_runs(status="suspended")).items
+        winners: list[int] = []
+        losers: list[int] = []
+
+        async def resume(worker: int) -> None:
+            try:
+                await wf.persist_snapshot(
+                    run.workflow_name,
+                    run.run_id,
+                    {"by": worker},
+                    status="running",
+                    expected_version=run.version,
+                )
+            except ConflictError:
+                losers.append(worker)
+            else:
+                winners.append(worker)
+
+        async with anyio.create_task_group() as tg:
+            for worker in range(10):
+                tg.start_soon(resume, worker)
+        assert len(winners) == 1
+        assert sorted(winners + losers) == list(range(10))
+        final = await wf.get_run("r1", "checkout")
+        assert final is not None
+        assert (final.version, final.status, final.snapshot) == (2, "running", {"by": winners[0]})
+
+    async def test_workflows_pause_and_resume_pattern(self, store: Storage) -> None:
+        """The documented pattern: list suspended runs, load one, claim it with CAS."""
+        wf = store.workflows
+        for i in range(5):
+            status = "suspended" if i % 2 == 0 else "running"
+            await wf.persist_snapshot("onboard", f"r{i}", {"step": "wait", "i": i}, status=status)
+        resumed: list[str] = []
+        suspended = await wf.list_runs("onboard", status="suspended")
+        assert suspended.total == 3
+        for run in suspended.items:
+            snapshot = await wf.load_snapshot(run.workflow_name, run.run_id)
+            new_version = await wf.persist_snapshot(
+                run.workflow_name,
+                run.run_id,
+                {**snapshot, "step": "resumed"},
+                status="running",
+                expected_version=run.version,
+            )
+            assert new_version == run.version + 1
+            resumed.append(run.run_id)
+            # The claimed run now belongs to this worker; a stale claim fails.
+            with pytest.raises(ConflictError):
+                await wf.persist_snapshot(
+                    run.workflow_name, run.run_id, {}, expected_version=run.version
+                )
+        assert sorted(resumed) == ["r0", "r2", "r4"]
+        assert (await wf.list_runs("onboard", status="suspended")).total == 0
+        assert (await wf.list_runs("onboard", status="running")).total == 5
+        assert await wf.load_snapshot("onboard", "r2") == {"step": "resumed", "i": 2}
+
+    # -- listing ----------------------------------------------------------------------------
+
+    async def test_workflows_list_runs_every_filter_combination(self, store: Storage) -> None:
+        wf = store.workflows
+        model: dict[tuple[str, str], dict[str, Any]] = {}
+        combos = itertools.product(["wf-a", "wf-b"], [None, "r1", "r2"], [None, "ok", "paused"])
+        for i, (name, resource, status) in enumerate(combos):
+            run_id = f"run-{i:02d}"
+            await wf.persist_snapshot(
+                name, run_id, i, resource_id=resource, status=status, created_at=at(i)
+            )
+            model[name, run_id] = {"resource": resource, "status": status, "t": i}
+        await self._check_every_filter(store, model)
+        # Moving runs between statuses and resources moves them between the index sets.
+        for i, (name, run_id) in enumerate(sorted(model)):
+            if i % 3 == 0:
+                await wf.update_run(name, run_id, status="done")
+                model[name, run_id]["status"] = "done"
+            elif i % 3 == 1:
+                await wf.persist_snapshot(name, run_id, "moved", resource_id="r3")
+                model[name, run_id]["resource"] = "r3"
+        await self._check_every_filter(store, model)
+
+    async def _check_every_filter(
+        self, store: Storage, model: dict[tuple[str, str], dict[str, Any]]
+    ) -> None:
+        names = [None, "wf-a", "wf-b"]
+        resources = [None, "r1", "r2", "r3"]
+        statuses = [None, "ok", "paused", "done"]
+        windows: list[tuple[datetime | None, datetime | None]] = [(None, None), (at(3), at(12))]
+        for name, resource, status, (start, end) in itertools.product(
+            names, resources, statuses, windows
+        ):
+            expected = [
+                run_id
+                for (n, run_id), m in sorted(model.items(), key=lambda kv: -kv[1]["t"])
+                if name in (None, n)
+                and resource in (None, m["resource"])
+                and status in (None, m["status"])
+                and (start is None or at(m["t"]) >= start)
+                and (end is None or at(m["t"]) <= end)
+            ]
+            got: list[str] = []
+            per_page = 4
+            for page in range((len(expected) + per_page - 1) // per_page + 1):
+                result = await store.workflows.list_runs(
+                    name,
+                    resource_id=resource,
+                    status=status,
+                    from_date=start,
+                    to_date=end,
+                    page=page,
+                    per_page=per_page,
+                )
+                assert result.total == len(expected)
+                assert result.has_more == ((page + 1) * per_page < len(expected))
+                assert len(result.items) == len(expected[page * per_page :][:per_page])
+                got += [r.run_id for r in result.items]
+            assert got == expected, (name, resource, status, start, end)
+
+    async def test_workflows_page_and_per_page_work_independently(self, store: Storage) -> None:
+        # Mastra's bug: limit and offset were applied only when both were given.
+        wf = store.workflows
+        for i in range(25):
+            await wf.persist_snapshot("bulk", f"r{i:02d}", i, created_at=at(i))
+        second = await wf.list_runs(page=1)
+        assert [r.run_id for r in second.items] == [f"r{i:02d}" for i in range(4, -1, -1)]
+        assert (second.total, second.per_page, second.has_more) == (25, 20, False)
+        first_three = await wf.list_runs(per_page=3)
+        assert [r.run_id for r in first_three.items] == ["r24", "r23", "r22"]
+        assert first_three.has_more is True
+        empty = await wf.list_runs(page=9, per_page=3)
+        assert (empty.items, empty.total, empty.has_more) == ([], 25, False)
+        nothing = await wf.list_runs("no-such-workflow")
+        assert (nothing.items, nothing.total, nothing.has_more) == ([], 0, False)
+
+    async def test_workflows_listed_runs_are_complete_records(self, store: Storage) -> None:
+        wf = store.workflows
+        await wf.persist_snapshot(
+            "checkout", "r1", MASTRA_SNAPSHOT, resource_id="u1", status="suspended"
+        )
+        (listed,) = (await wf.list_runs("checkout")).items
+        assert isinstance(listed, WorkflowRun)
+        assert listed == await wf.get_run("r1", "checkout")
+        assert listed.snapshot == MASTRA_SNAPSHOT
+
+    # -- updates and deletes ----------------------------------------------------------------
+
+    async def test_workflows_update_run_merges_and_keeps_the_snapshot(self, store: Storage) -> None:
+        wf = store.workflows
+        await wf.persist_snapshot("checkout", "r1", {"s": 1}, status="running", resource_id="u1")
+        updated = await wf.update_run("checkout", "r1", result={"total": 3.5, "items": [1]})
+        assert (updated.version, updated.status, updated.snapshot) == (2, "running", {"s": 1})
+        assert updated.result == {"total": 3.5, "items": [1]}
+        failed = await wf.update_run("checkout", "r1", status="failed", error={"message": "boom"})
+        assert (failed.status, failed.error, failed.result) == (
+            "failed",
+            {"message": "boom"},
+            {"total": 3.5, "items": [1]},
+        )
+        assert failed.resource_id == "u1"
+        assert await wf.get_run("r1", "checkout") == failed
+        # None keeps the stored values: a persist without status keeps "failed".
+        await wf.persist_snapshot("checkout", "r1", {"s": 2})
+        kept = await wf.get_run("r1")
+        assert kept is not None
+        assert (kept.status, kept.resource_id, kept.version) == ("failed", "u1", 4)
+        with pytest.raises(NotFoundError):
+            await wf.update_run("checkout", "missing", status="x")
+        assert await wf.get_run("missing") is None
+
+    async def test_workflows_concurrent_updates_lose_nothing(self, store: Storage) -> None:
+        wf = store.workflows
+        await wf.persist_snapshot("checkout", "r1", "snap")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: wf.update_run("checkout", "r1", status="done"))
+            tg.start_soon(lambda: wf.update_run("checkout", "r1", result="42"))
+            tg.start_soon(lambda: wf.update_run("checkout", "r1", error="none"))
+        run = await wf.get_run("r1", "checkout")
+        assert run is not None
+        assert (run.status, run.result, run.error, run.version) == ("done", "42", "none", 4)
+
+    async def test_workflows_delete_run_leaves_every_index(self, store: Storage) -> None:
+        wf = store.workflows
+        await wf.persist_snapshot("checkout", "r1", 1, resource_id="u1", status="ok")
+        await wf.persist_snapshot("checkout", "r2", 2, resource_id="u1", status="ok")
+        assert await wf.delete_run("checkout", "r1") is True
+        assert await wf.delete_run("checkout", "r1") is False
+        assert await wf.get_run("r1") is None
+        assert await wf.load_snapshot("checkout", "r1") is None
+        for filters in ({}, {"resource_id": "u1"}, {"status": "ok"}):
+            page = await wf.list_runs("checkout", **filters)
+            assert [r.run_id for r in page.items] == ["r2"]
+            assert page.total == 1
+        # A deleted run can be created again from scratch.
+        assert await wf.persist_snapshot("checkout", "r1", "again", expected_version=0) == 1
+
+    async def test_workflows_each_call_is_one_round_trip(self, store: Storage) -> None:
+        counting = CountingDriver(store.driver)
+        wf = Storage(counting, namespace=store.keys.namespace).workflows
+        calls: list[Any] = [
+            lambda: wf.persist_snapshot("w", "r", {"a": 1}, resource_id="u", status="s"),
+            lambda: wf.load_snapshot("w", "r"),
+            lambda: wf.get_run("r"),
+            lambda: wf.get_run("r", "w"),
+            lambda: wf.list_runs("w", resource_id="u", status="s", from_date=at(0)),
+            lambda: wf.update_run("w", "r", status="t"),
+            lambda: wf.delete_run("w", "r"),
+        ]
+        for call in calls:
+            before = counting.round_trips
+            await call()
+            assert counting.round_trips == before + 1
+
+    # -- bad input --------------------------------------------------------------------------
+
+    async def test_workflows_bad_input_names_the_field_and_writes_nothing(
+        self, store: Storage
+    ) -> None:
+        wf = store.workflows
+        naive = datetime(2025, 1, 1)
+        cases: list[tuple[Any, str]] = [
+            (lambda: wf.persist_snapshot("", "r", 1), "workflow_name"),
+            (lambda: wf.persist_snapshot("w", "", 1), "run_id"),
+            (lambda: wf.persist_snapshot("w", 7, 1), "run_id"),
+            (lambda: wf.persist_snapshot("w", "r", object()), "snapshot"),
+            (lambda: wf.persist_snapshot("w", "r", 1, resource_id=""), "resource_id"),
+            (lambda: wf.persist_snapshot("w", "r", 1, status=3), "status"),
+            (lambda: wf.persist_snapshot("w", "r", 1, expected_version=-1), "expected_version"),
+            (lambda: wf.persist_snapshot("w", "r", 1, expected_version=True), "expected_version"),
+            (lambda: wf.persist_snapshot("w", "r", 1, expected_version="1"), "expected_version"),
+            (lambda: wf.persist_snapshot("w", "r", 1, created_at=naive), "created_at"),
+            (lambda: wf.update_run("w", "r", result={1, object()}), "result"),
+            (lambda: wf.list_runs(from_date=naive), "from_date"),
+            (lambda: wf.list_runs(to_date="yesterday"), "to_date"),
+            (lambda: wf.list_runs(per_page=0), "per_page"),
+            (lambda: wf.list_runs(page=-1), "page"),
+            (lambda: wf.list_runs(status=""), "status"),
+            (lambda: wf.get_run(""), "run_id"),
+            (lambda: wf.load_snapshot("w", None), "run_id"),
+        ]
+        for call, field in cases:
+            with pytest.raises(ValidationError) as caught:
+                await call()
+            assert caught.value.field == field
+        assert (await wf.list_runs()).total == 0
+        assert await wf.get_run("r") is None
+
+    @pytest.mark.parametrize(
+        "weird",
+        [
+            "a:b",
+            "workflow_run:x",
+            "{tag}",
+            "}{",
+            "*",
+            "with space",
+            "line\nbreak",
+            "ünï ✓",
+            "a%3Ab",
+        ],
+    )
+    async def test_workflows_ids_with_special_characters_are_stored_safely(
+        self, store: Storage, weird: str
+    ) -> None:
+        wf = store.workflows
+        await wf.persist_snapshot(weird, weird, "weird", resource_id=weird, status=weird)
+        # Neighbours that a naive key join would confuse with the weird run.
+        await wf.persist_snapshot("a", "b:" + weird, "plain-1", resource_id="a", status="b")
+        await wf.persist_snapshot(weird + ":x", "y", "plain-2")
+        assert await wf.load_snapshot(weird, weird) == "weird"
+        run = await wf.get_run(weird)
+        assert run is not None
+        assert (run.workflow_name, run.run_id, run.resource_id, run.status) == (weird,) * 4
+        page = await wf.list_runs(weird, resource_id=weird, status=weird)
+        assert [(r.workflow_name, r.run_id) for r in page.items] == [(weird, weird)]
+        assert (await wf.list_runs(weird)).total == 1
+        assert await wf.delete_run(weird, weird) is True
+        assert (await wf.list_runs()).total == 2
+
+    async def test_workflows_corrupt_record_names_its_key(self, store: Storage) -> None:
+        wf = store.workflows
+        await wf.persist_snapshot("checkout", "good", 1, created_at=at(0))
+        await wf.persist_snapshot("checkout", "bad", 2, created_at=at(1))
+        key = store.keys.workflow_run("checkout", "bad")
+        await store.driver.execute([("HSET", key, "snapshot", b"{not json")])
+        with pytest.raises(CorruptRecordError) as caught:
+            await wf.load_snapshot("checkout", "bad")
+        assert caught.value.key == key
+        with pytest.raises(CorruptRecordError) as caught:
+            await wf.get_run("bad")
+        assert caught.value.key == key
+        with pytest.raises(CorruptRecordError) as caught:
+            await wf.list_runs("checkout")
+        assert caught.value.key == key
+        assert await wf.load_snapshot("checkout", "good") == 1
+        await store.driver.execute([("HSET", key, "snapshot", b"2", "_v", b"two")])
+        with pytest.raises(CorruptRecordError) as caught:
+            await wf.get_run("bad", "checkout")
+        assert caught.value.key == key

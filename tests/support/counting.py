@@ -1,0 +1,38 @@
+"""A driver wrapper that counts round trips, to check that each public call makes one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kvstore.drivers.base import Arg, Command, Driver, Reply, Script
+
+
+class CountingDriver(Driver):
+    """Passes every request to ``inner`` and counts them; never closes ``inner``."""
+
+    __slots__ = ("inner", "round_trips")
+
+    def __init__(self, inner: Driver) -> None:
+        self.inner = inner
+        self.round_trips = 0
+
+    @property  # type: ignore[override]
+    def binary_safe(self) -> bool:
+        return self.inner.binary_safe
+
+    async def execute(
+        self, commands: Sequence[Command], *, atomic: bool = False, idempotent: bool = False
+    ) -> list[Reply]:
+        self.round_trips += 1
+        return await self.inner.execute(commands, atomic=atomic, idempotent=idempotent)
+
+    async def run(
+        self,
+        script: Script,
+        keys: Sequence[Arg],
+        args: Sequence[Arg] = (),
+        *,
+        idempotent: bool = False,
+    ) -> Reply:
+        self.round_trips += 1
+        return await self.inner.run(script, keys, args, idempotent=idempotent)
