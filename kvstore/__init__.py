@@ -16,11 +16,13 @@ from kvstore.errors import (
     DriverError,
     KVStoreError,
     NotFoundError,
+    PersistenceError,
     TransactionAbortedError,
     UnsupportedError,
     ValidationError,
 )
 from kvstore.records import (
+    Chunk,
     DateRange,
     Include,
     Message,
@@ -41,6 +43,7 @@ from kvstore.sync import SyncStorage
 
 __all__ = [
     "BatchError",
+    "Chunk",
     "CommandError",
     "ConflictError",
     "ConnectionFailedError",
@@ -54,6 +57,7 @@ __all__ = [
     "MessagePatch",
     "NotFoundError",
     "Page",
+    "PersistenceError",
     "Resource",
     "Score",
     "Span",

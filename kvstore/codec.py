@@ -1,10 +1,18 @@
 """Serialization: msgspec encoders and decoders, built once per format and record type.
 
-Records are stored in Redis hashes, one field per top-level attribute, each value encoded on
-its own. That lets an update change one attribute with ``HSET`` and merge ``metadata`` key
-by key (``metadata.<key>`` fields) atomically, without decoding JSON inside Lua. Reading a
-record joins its fields back into one document, which the typed decoder validates in a
-single pass.
+Records live in Redis hashes, in one of two layouts:
+
+* **document** (most records): the whole record encoded once, in the field ``_d``. Reading
+  it back is one typed decode, as fast as msgspec goes.
+* **attributes** (records that scripts rewrite piece by piece, like a workflow run whose
+  snapshot changes on every step): one field per top-level attribute.
+
+Either way, an update may later set single attributes as fields of their own, and
+``metadata`` merges key by key through ``metadata.<key>`` fields: that is how updates
+change a record atomically with ``HSET``, without decoding JSON inside Lua. Such fields
+override what ``_d`` says. A hash with only ``_d`` (the common case) decodes in one pass; one
+with overrides is merged first, through :class:`msgspec.Raw` values, so nothing is decoded
+twice.
 
 Two formats: JSON (the default; text-safe, so it suits every driver) and MessagePack
 (smaller and faster, for binary-safe drivers only).
@@ -22,8 +30,10 @@ import msgspec
 from kvstore.errors import CorruptRecordError, ValidationError
 
 __all__ = [
+    "DOCUMENT_FIELD",
     "Format",
     "FormatName",
+    "Layout",
     "RecordCodec",
     "get_format",
     "record_codec",
@@ -46,7 +56,7 @@ _MISSING_FIELD = re.compile(r"missing required field `(?P<name>[^`]*)`")
 
 
 class Format:
-    """One wire format: how values are encoded, decoded and joined into a document."""
+    """One wire format: how values are encoded and decoded."""
 
     __slots__ = ("_decoders", "_encode", "binary", "name")
 
@@ -72,13 +82,9 @@ class Format:
         """Decode and validate ``data`` as ``type_``."""
         return cast(T, self.decoder(type_).decode(data))
 
-    def document(self, members: Sequence[tuple[str, bytes]]) -> bytes:
-        """Join already-encoded values into one encoded object ``{name: value, ...}``."""
-        if self.binary:
-            count = len(members)
-            header = bytes([0x80 | count]) if count < 16 else b"\xde" + count.to_bytes(2, "big")
-            return header + b"".join(msgspec.msgpack.encode(k) + v for k, v in members)
-        return b"{" + b",".join(_json_encoder.encode(k) + b":" + v for k, v in members) + b"}"
+    def raw_object(self, data: bytes) -> dict[str, msgspec.Raw]:
+        """Split an encoded object into its members, each still encoded."""
+        return cast(dict[str, msgspec.Raw], self.decoder(dict[str, msgspec.Raw]).decode(data))
 
 
 @functools.cache
@@ -151,14 +157,28 @@ def _validator(type_: Any) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(type_)
 
 
+#: The hash field that holds a record encoded as one document.
+DOCUMENT_FIELD = b"_d"
+
+Layout: TypeAlias = Literal["document", "attributes"]
+
+
 class RecordCodec(Generic[S]):
-    """Turns one record type into hash fields and back, in one :class:`Format`."""
+    """Turns one record type into hash fields and back, in one :class:`Format`.
 
-    __slots__ = ("_format", "_names", "_type")
+    Args:
+        type_: The record type.
+        fmt: The format values are encoded in.
+        layout: How :meth:`to_fields` lays a record out (see the module docstring).
+    """
 
-    def __init__(self, type_: type[S], fmt: Format) -> None:
+    __slots__ = ("_decode", "_format", "_layout", "_names", "_type")
+
+    def __init__(self, type_: type[S], fmt: Format, layout: Layout = "document") -> None:
         self._type = type_
         self._format = fmt
+        self._layout = layout
+        self._decode = fmt.decoder(type_).decode
         self._names = {f.name: f.name.encode() for f in msgspec.structs.fields(type_)}
 
     @property
@@ -172,6 +192,8 @@ class RecordCodec(Generic[S]):
 
     def to_fields(self, record: S) -> list[bytes]:
         """``record`` as a flat ``[field, value, field, value, ...]`` list for ``HSET``."""
+        if self._layout == "document":
+            return [DOCUMENT_FIELD, self._format.encode(record)]
         flat: list[bytes] = []
         for name, value in msgspec.structs.asdict(record).items():
             if name in MERGED_ATTRIBUTES:
@@ -189,31 +211,47 @@ class RecordCodec(Generic[S]):
         return flat
 
     def from_hash(self, flat: Sequence[bytes], key: str) -> S:
-        """Decode an ``HGETALL`` reply into a record.
+        """Decode an ``HGETALL`` reply (or the fields of a stream entry) into a record.
 
         Raises:
             CorruptRecordError: naming ``key`` when the stored bytes do not decode.
         """
-        members: list[tuple[str, bytes]] = []
-        merged: dict[str, list[tuple[str, bytes]]] = {}
+        document: bytes | None = None
+        overrides: list[tuple[bytes, bytes]] | None = None
+        for i in range(0, len(flat), 2):
+            field = flat[i]
+            if field == DOCUMENT_FIELD:
+                document = flat[i + 1]
+            elif not field.startswith(INTERNAL_PREFIX):
+                if overrides is None:
+                    overrides = []
+                overrides.append((field, flat[i + 1]))
         try:
-            for i in range(0, len(flat), 2):
-                field = flat[i]
-                if field.startswith(INTERNAL_PREFIX):
-                    continue
-                attribute, dot, sub = field.partition(b".")
-                if dot:
-                    merged.setdefault(attribute.decode(), []).append((sub.decode(), flat[i + 1]))
-                else:
-                    members.append((field.decode(), flat[i + 1]))
-            for name, entries in merged.items():
-                members.append((name, self._format.document(entries)))
-            return self._format.decode(self._format.document(members), self._type)
+            if overrides is None and document is not None:
+                return cast(S, self._decode(document))
+            return cast(S, self._decode(self._merge(document, overrides or [])))
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise CorruptRecordError(key, str(exc)) from None
 
+    def _merge(self, document: bytes | None, overrides: list[tuple[bytes, bytes]]) -> bytes:
+        """One encoded document: ``document``'s members with ``overrides`` applied."""
+        fmt = self._format
+        members: dict[str, Any] = {} if document is None else fmt.raw_object(document)
+        merged: dict[str, dict[str, Any]] = {}
+        for field, value in overrides:
+            attribute, dot, sub = field.decode().partition(".")
+            if not dot:
+                members[attribute] = msgspec.Raw(value)
+                continue
+            if attribute not in merged:
+                base = members.get(attribute)
+                merged[attribute] = {} if base is None else dict(fmt.raw_object(bytes(base)))
+            merged[attribute][sub] = msgspec.Raw(value)
+        members.update(merged)
+        return fmt.encode(members)
+
 
 @functools.cache
-def record_codec(type_: type[S], name: FormatName) -> RecordCodec[S]:
-    """The shared :class:`RecordCodec` for a record type and format."""
-    return RecordCodec(type_, get_format(name))
+def record_codec(type_: type[S], name: FormatName, layout: Layout = "document") -> RecordCodec[S]:
+    """The shared :class:`RecordCodec` for a record type, format and layout."""
+    return RecordCodec(type_, get_format(name), layout)

@@ -7,19 +7,21 @@ message. Everything it stores and reads is printed.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
+from kvstore._local import URL_ENV, default_url, describe_url
 from kvstore.records import Include, Message, Thread
 from kvstore.storage import Storage
 
 if TYPE_CHECKING:
     from kvstore.records import Page
 
-__all__ = ["main", "run_demo"]
+__all__ = ["content_text", "main", "run_demo"]
 
 _START = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
 
@@ -28,8 +30,8 @@ def _at(minutes: float) -> datetime:
     return _START + timedelta(minutes=minutes)
 
 
-def _text(content: Any) -> str:
-    """A one-line rendering of any message content shape."""
+def content_text(content: Any) -> str:
+    """A one-line rendering of any message content shape (text, Mastra v2, OpenAI)."""
     if isinstance(content, str):
         return content
     if isinstance(content, dict) and content.get("format") == 2:
@@ -48,6 +50,8 @@ def _text(content: Any) -> str:
             f"{c['function']['name']}({c['function']['arguments']})" for c in content["tool_calls"]
         )
         return f"[calls {calls}]"
+    if isinstance(content, dict) and content.get("role") == "tool":
+        return f"[result of {content.get('tool_call_id')}: {content.get('content')}]"
     return repr(content)
 
 
@@ -64,7 +68,7 @@ class _Printer:
     def messages(self, page: Page[Message]) -> None:
         for m in page.items:
             stamp = m.created_at.strftime("%H:%M")
-            self.line(f"  {stamp} [{m.thread_id}] {m.role:>9}: {_text(m.content)}")
+            self.line(f"  {stamp} [{m.thread_id}] {m.role:>9}: {content_text(m.content)}")
         self.line(f"  ({len(page.items)} shown, {page.total} in range, more: {page.has_more})")
 
 
@@ -209,11 +213,16 @@ async def run_demo(store: Storage, out: TextIO = sys.stdout) -> None:
     p.line(f"  alice now has {(await memory.list_threads('alice')).total} threads")
 
 
-async def _main() -> None:
-    async with Storage() as store:
+async def _main(url: str) -> None:
+    async with Storage.from_url(url) as store:
         await run_demo(store)
 
 
 def main() -> None:
-    """Run the demo on the embedded in-memory store."""
-    anyio.run(_main)
+    """Run the demo on ``$KVSTORE_URL``, by default the local file (see :mod:`kvstore._local`).
+
+    The command line's ``kvstore demo`` does the same with richer output around it.
+    """
+    url = os.environ.get(URL_ENV) or default_url()
+    print(f"kvstore demo: using {describe_url(url)}", file=sys.stderr)
+    anyio.run(_main, url)

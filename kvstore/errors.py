@@ -19,6 +19,7 @@ __all__ = [
     "DriverError",
     "KVStoreError",
     "NotFoundError",
+    "PersistenceError",
     "TransactionAbortedError",
     "UnsupportedError",
     "ValidationError",
@@ -141,6 +142,21 @@ class ConflictError(KVStoreError):
         self.expected = expected
         self.actual = actual
         super().__init__(message)
+
+
+class PersistenceError(KVStoreError):
+    """The memory driver's append-only file cannot be used: it is locked by another driver,
+    is not such a file or has another format version, is corrupt, or could not be written.
+
+    Attributes:
+        path: The file.
+        offset: Where in the file the problem lies, when it is about one place.
+    """
+
+    def __init__(self, message: str, *, path: str, offset: int | None = None):
+        self.path = path
+        self.offset = offset
+        super().__init__(f"{path}: {message}")
 
 
 class CorruptRecordError(KVStoreError):

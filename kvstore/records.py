@@ -14,6 +14,7 @@ from typing import Annotated, Any, Generic, Literal, TypeAlias, TypeVar
 import msgspec
 
 __all__ = [
+    "Chunk",
     "DateRange",
     "Include",
     "Message",
@@ -149,6 +150,25 @@ class Page(msgspec.Struct, Generic[T], kw_only=True, frozen=True):
     page: int
     per_page: int
     has_more: bool
+
+
+class Chunk(msgspec.Struct, Generic[T], kw_only=True, frozen=True):
+    """One step of a walk through every record of a kind (the ``export_*`` methods).
+
+    Walks are read page by page from the store's global indexes, oldest first, one round
+    trip per chunk; pass :attr:`cursor` back to the same method for the next chunk.
+
+    Attributes:
+        items: The records of this chunk, in the walk's order.
+        cursor: Where the next chunk starts; None after the last chunk. Opaque: keep it
+            (e.g. in a checkpoint) and pass it back unchanged.
+        total: How many records the walk covers in all, as stored when this chunk was
+            read (an index entry whose record is gone counts, and is skipped).
+    """
+
+    items: list[T]
+    cursor: str | None
+    total: int
 
 
 # -- workflows ------------------------------------------------------------------------------

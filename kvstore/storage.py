@@ -26,6 +26,7 @@ def driver_from_url(url: str, **options: Any) -> Driver:
 
     ========================================  ==============================================
     ``memory://``                             the embedded in-memory driver
+    ``memory:///path/to/data.aof``            the same, kept in an append-only file
     ``redis://``, ``rediss://``, ``unix://``  one Redis server (see :mod:`kvstore.drivers.redis`)
     ``redis+cluster://``, ``rediss+cluster://``  a Redis Cluster
     ``upstash://``, ``upstash+http://``       Upstash over REST (see :mod:`kvstore.drivers.upstash`)
@@ -35,9 +36,7 @@ def driver_from_url(url: str, **options: Any) -> Driver:
     """
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":
-        if url.rstrip("/").lower() != "memory:":
-            raise ValueError(f"memory URLs take no host or path yet: {url!r}")
-        return MemoryDriver(**options)
+        return MemoryDriver.from_url(url, **options)
     if scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
         from kvstore.drivers.redis import RedisDriver
 
@@ -78,7 +77,16 @@ class Storage:
         traces: Spans and traces.
     """
 
-    __slots__ = ("_driver", "_owns_driver", "evals", "keys", "memory", "traces", "workflows")
+    __slots__ = (
+        "_codec",
+        "_driver",
+        "_owns_driver",
+        "evals",
+        "keys",
+        "memory",
+        "traces",
+        "workflows",
+    )
 
     def __init__(
         self,
@@ -103,6 +111,7 @@ class Storage:
                 "use codec='json'"
             )
         self._driver = driver
+        self._codec: FormatName = codec
         self._owns_driver = owns_driver
         self.keys = Keys(namespace)
         self.memory = MemoryStore(driver, self.keys, codec)
@@ -134,6 +143,11 @@ class Storage:
     def driver(self) -> Driver:
         """The driver underneath."""
         return self._driver
+
+    @property
+    def codec(self) -> FormatName:
+        """How records are encoded in the store: ``"json"`` or ``"msgpack"``."""
+        return self._codec
 
     async def aclose(self) -> None:
         """Close the driver if this store owns it. Closing twice is harmless."""

@@ -9,8 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from kvstore.upstash_server import UpstashServer
 
 REQUIRE_REDIS = os.environ.get("KVSTORE_REQUIRE_REDIS") == "1"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -101,3 +105,24 @@ def private_redis_url() -> Iterator[str]:
         except RuntimeError as exc:
             _unreachable(f"cannot start a private Redis server: {exc}")
         yield url
+
+
+@pytest.fixture(scope="session")
+def upstash_memory_server() -> Iterator[UpstashServer]:
+    """A local Upstash-protocol server backed by the memory driver, for the whole session."""
+    from kvstore.upstash_server import UpstashServer
+
+    with UpstashServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def upstash_redis_server(redis_server_url: str) -> Iterator[UpstashServer]:
+    """A local Upstash-protocol server backed by the real Redis (the conformance database)."""
+    from kvstore.upstash_server import UpstashServer
+
+    url = redis_url_for_db(CONFORMANCE_DB)
+    flush_db(url)
+    with UpstashServer(backing=url) as server:
+        yield server
+    flush_db(url)

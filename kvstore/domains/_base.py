@@ -30,15 +30,19 @@ __all__ = [
     "WINDOW_LUA",
     "Domain",
     "as_list",
+    "check_count",
     "check_id",
     "check_optional_id",
     "check_page",
+    "chunk_of_index",
     "decode_with_counters",
     "encode_record",
     "just_below",
     "lattice",
     "make_page",
     "micros",
+    "next_offset_cursor",
+    "offset_cursor",
     "page_of_index",
     "page_slice",
     "score_bound",
@@ -406,13 +410,37 @@ async def page_of_index(
         skipped).
     """
     start, _ = page_slice(page, per_page)
+    return await _slice_of_index(
+        driver,
+        index,
+        record_prefix,
+        offset=start,
+        count=per_page,
+        window=window,
+        fields=fields,
+        newest_first=newest_first,
+    )
+
+
+async def _slice_of_index(
+    driver: Driver,
+    index: str,
+    record_prefix: str,
+    *,
+    offset: int,
+    count: int,
+    window: tuple[str, str] = ("-inf", "+inf"),
+    fields: Sequence[str] = (),
+    newest_first: bool = True,
+) -> tuple[int, list[tuple[bytes, list[bytes]]]]:
+    """:func:`page_of_index` from any offset, not only a multiple of the page size."""
     lo, hi = window
     args: list[Arg] = [
         lo,
         hi,
         just_below(lo),
-        start,
-        per_page,
+        offset,
+        count,
         "1" if newest_first else "0",
         record_prefix,
         *fields,
@@ -420,3 +448,49 @@ async def page_of_index(
     reply = as_list(await driver.run(PAGE_INDEX, [index], args, idempotent=True))
     total, *flat = reply
     return total, [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2) if flat[i + 1]]
+
+
+# -- walks for export ----------------------------------------------------------------------
+
+
+def check_count(count: Any) -> int:
+    """Validate the size of an export chunk (1 to 1000, like ``per_page``)."""
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1000:
+        raise ValidationError("expected an integer from 1 to 1000", field="count")
+    return count
+
+
+def offset_cursor(cursor: Any) -> int:
+    """The rank a walk over a sorted set resumes at: its cursor is that rank, in decimal."""
+    if cursor is None:
+        return 0
+    if not isinstance(cursor, str) or not cursor.isascii() or not cursor.isdigit():
+        raise ValidationError("expected a cursor returned by the same method", field="cursor")
+    return int(cursor)
+
+
+def next_offset_cursor(offset: int, count: int, total: int) -> str | None:
+    """The cursor after a chunk of ``count`` ranks from ``offset``; None at the end."""
+    end = offset + count
+    return str(end) if end < total else None
+
+
+async def chunk_of_index(
+    driver: Driver, index: str, record_prefix: str, *, cursor: Any, count: Any
+) -> tuple[int, list[tuple[bytes, list[bytes]]], str | None]:
+    """One chunk of a walk through ``index``, oldest first, with each record's hash.
+
+    One round trip (``count + 2`` commands). The cursor is a rank, so records added
+    with a later score than the walk has reached are seen, and a walk over an index that
+    does not change sees every member exactly once.
+
+    Returns:
+        The index's size, ``(member, flat fields)`` for each member of the chunk whose
+        record exists, and the next cursor (None after the last chunk).
+    """
+    offset = offset_cursor(cursor)
+    check_count(count)
+    total, found = await _slice_of_index(
+        driver, index, record_prefix, offset=offset, count=count, newest_first=False
+    )
+    return total, found, next_offset_cursor(offset, count, total)

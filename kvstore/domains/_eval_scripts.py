@@ -15,14 +15,14 @@ from __future__ import annotations
 from kvstore.domains._base import INDEX_LUA, lattice, zadd_all, zrem_all
 from kvstore.drivers.base import Reply, Script, ScriptCall
 
-__all__ = ["DELETE_SCORE", "SAVE_SCORE"]
+__all__ = ["DELETE_SCORE", "RESTORE_SCORES", "SAVE_SCORE"]
 
 _UNINDEX_LUA = (
     INDEX_LUA
     + """
--- Remove the score in KEYS[1] from every index it is in; whether it existed.
-local function unindex(id, prefix, names, run_prefix, span_prefix)
-  local old = redis.call('HMGET', KEYS[1], '_sc', '_en', '_so', '_ru', '_sp')
+-- Remove the score in the hash ``key`` from every index it is in; whether it existed.
+local function unindex(key, id, prefix, names, run_prefix, span_prefix)
+  local old = redis.call('HMGET', key, '_sc', '_en', '_so', '_ru', '_sp')
   if not old[1] then
     return false
   end
@@ -60,51 +60,52 @@ def _unindex(
     return True
 
 
-_SAVE_SCORE = (
+# Shared by SAVE_SCORE and RESTORE_SCORES. ``ix`` is {index prefix, the three filter names,
+# run-index prefix, span-index prefix}; ``s`` is the score's part of ARGV from ``pos``:
+# score id, creation score, escaped scorer id, escaped entity ('' for none), escaped source,
+# run id ('' for none), span member ('' for none), then its fields up to ARGV[last].
+_WRITE_SCORE_LUA = (
     _UNINDEX_LUA
     + """
--- KEYS[1] the score's hash
--- ARGV: score id, creation score, index prefix, the three filter names (scorer, entity,
---       source), escaped scorer id, escaped entity ('' for none), escaped source,
---       run-index prefix, run id ('' for none), span-index prefix, span member ('' for
---       none), then the record's fields
--- Replaces any score with the same id. Returns 1.
-local id = ARGV[1]
-local names = {ARGV[4], ARGV[5], ARGV[6]}
-if unindex(id, ARGV[3], names, ARGV[10], ARGV[12]) then
-  redis.call('DEL', KEYS[1])
+local function write_score(key, ix, pos, last)
+  local id, created = ARGV[pos], ARGV[pos + 1]
+  local sc, en, so, run, span = ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5],
+    ARGV[pos + 6]
+  local names = {ix[2], ix[3], ix[4]}
+  if unindex(key, id, ix[1], names, ix[5], ix[6]) then
+    redis.call('DEL', key)
+  end
+  redis.call('HSET', key, '_sc', sc, '_en', en, '_so', so, '_ru', run, '_sp', span,
+    unpack(ARGV, pos + 7, last))
+  zadd_all(lattice(ix[1], names, {sc, en, so}), created, id)
+  if run ~= '' then
+    redis.call('ZADD', ix[5] .. run, created, id)
+  end
+  if span ~= '' then
+    redis.call('ZADD', ix[6] .. span, created, id)
+  end
 end
-redis.call('HSET', KEYS[1], '_sc', ARGV[7], '_en', ARGV[8], '_so', ARGV[9],
-  '_ru', ARGV[11], '_sp', ARGV[13], unpack(ARGV, 14))
-zadd_all(lattice(ARGV[3], names, {ARGV[7], ARGV[8], ARGV[9]}), ARGV[2], id)
-if ARGV[11] ~= '' then
-  redis.call('ZADD', ARGV[10] .. ARGV[11], ARGV[2], id)
-end
-if ARGV[13] ~= '' then
-  redis.call('ZADD', ARGV[12] .. ARGV[13], ARGV[2], id)
-end
-return 1
 """
 )
 
 
-def _save_score(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    id_, created, prefix = args[:3]
-    names = args[3:6]
-    sc, en, so, run_prefix, run_id, span_prefix, span = args[6:13]
+def _write_score(call: ScriptCall, key: bytes, ix: list[bytes], score: list[bytes]) -> None:
+    """Twin of ``write_score``: ``score`` is the score's part of ARGV, fields included."""
+    prefix, names, run_prefix, span_prefix = ix[0], ix[1:4], ix[4], ix[5]
+    id_, created, sc, en, so, run_id, span = score[:7]
     if _unindex(
         call,
-        keys[0],
+        key,
         id_=id_,
         prefix=prefix,
         names=names,
         run_prefix=run_prefix,
         span_prefix=span_prefix,
     ):
-        call("DEL", keys[0])
+        call("DEL", key)
     call(
         "HSET",
-        keys[0],
+        key,
         b"_sc",
         sc,
         b"_en",
@@ -115,17 +116,70 @@ def _save_score(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply
         run_id,
         b"_sp",
         span,
-        *args[13:],
+        *score[7:],
     )
     zadd_all(call, lattice(prefix, names, [sc, en, so]), created, id_)
     if run_id:
         call("ZADD", run_prefix + run_id, created, id_)
     if span:
         call("ZADD", span_prefix + span, created, id_)
+
+
+_SAVE_SCORE = (
+    _WRITE_SCORE_LUA
+    + """
+-- KEYS[1] the score's hash
+-- ARGV: index prefix, the three filter names (scorer, entity, source), run-index prefix,
+--       span-index prefix, then the score: id, creation score, escaped scorer id, escaped
+--       entity ('' for none), escaped source, run id ('' for none), span member ('' for
+--       none), then the record's fields
+-- Replaces any score with the same id. Returns 1.
+write_score(KEYS[1], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]}, 7, #ARGV)
+return 1
+"""
+)
+
+
+def _save_score(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
+    _write_score(call, keys[0], args[:6], args[6:])
     return 1
 
 
 SAVE_SCORE = Script("save_score", _SAVE_SCORE, _save_score)
+
+_RESTORE_SCORES = (
+    _WRITE_SCORE_LUA
+    + """
+-- KEYS[1] the first score's hash
+-- ARGV: score prefix, then as SAVE_SCORE up to the span-index prefix, score count, then
+--       per score: field count, then the score as in SAVE_SCORE (7 values and fields)
+-- Replaces each score with the one given. Returns the count.
+local ix = {ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]}
+local count = tonumber(ARGV[8])
+local pos = 9
+for _ = 1, count do
+  local nfields = tonumber(ARGV[pos])
+  write_score(ARGV[1] .. ARGV[pos + 1], ix, pos + 1, pos + 7 + nfields)
+  pos = pos + 8 + nfields
+end
+return count
+"""
+)
+
+
+def _restore_scores(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
+    del keys
+    score_prefix, ix, count = args[0], args[1:7], int(args[7])
+    pos = 8
+    for _ in range(count):
+        nfields = int(args[pos])
+        score = args[pos + 1 : pos + 8 + nfields]
+        _write_score(call, score_prefix + score[0], ix, score)
+        pos += 8 + nfields
+    return count
+
+
+RESTORE_SCORES = Script("restore_scores", _RESTORE_SCORES, _restore_scores)
 
 _DELETE_SCORE = (
     _UNINDEX_LUA
@@ -133,7 +187,7 @@ _DELETE_SCORE = (
 -- KEYS[1] the score's hash
 -- ARGV: score id, index prefix, the three filter names, run-index prefix, span-index prefix
 -- Returns 1 if the score existed, else 0.
-if unindex(ARGV[1], ARGV[2], {ARGV[3], ARGV[4], ARGV[5]}, ARGV[6], ARGV[7]) then
+if unindex(KEYS[1], ARGV[1], ARGV[2], {ARGV[3], ARGV[4], ARGV[5]}, ARGV[6], ARGV[7]) then
   redis.call('DEL', KEYS[1])
   return 1
 end

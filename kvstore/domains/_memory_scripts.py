@@ -21,6 +21,7 @@ __all__ = [
     "DELETE_MESSAGES",
     "DELETE_THREAD",
     "LIST_MESSAGES",
+    "RESTORE_THREADS",
     "SAVE_MESSAGES",
     "SAVE_THREAD",
     "UPDATE_MESSAGES",
@@ -40,39 +41,100 @@ def _int(value: bytes) -> int:
 
 # -- threads --------------------------------------------------------------------------------
 
-_SAVE_THREAD = """
--- KEYS[1] thread key
--- ARGV: thread id, resource id, created score, updated score, by-created prefix,
---       by-updated prefix, all-threads key, then the record's fields
-local old = redis.call('HGET', KEYS[1], '_rid')
-if old and old ~= ARGV[2] then
-  redis.call('ZREM', ARGV[5] .. old, ARGV[1])
-  redis.call('ZREM', ARGV[6] .. old, ARGV[1])
+# Shared by SAVE_THREAD and RESTORE_THREADS: write one thread and its index entries. The
+# record's fields are ARGV[first..last].
+_WRITE_THREAD_LUA = """
+local function write_thread(key, tid, rid, created, updated, by_created, by_updated, all,
+                            first, last)
+  local old = redis.call('HGET', key, '_rid')
+  if old and old ~= rid then
+    redis.call('ZREM', by_created .. old, tid)
+    redis.call('ZREM', by_updated .. old, tid)
+  end
+  redis.call('DEL', key)
+  redis.call('HSET', key, '_rid', rid, unpack(ARGV, first, last))
+  redis.call('ZADD', by_created .. rid, created, tid)
+  redis.call('ZADD', by_updated .. rid, updated, tid)
+  redis.call('ZADD', all, created, tid)
 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '_rid', ARGV[2], unpack(ARGV, 8))
-redis.call('ZADD', ARGV[5] .. ARGV[2], ARGV[3], ARGV[1])
-redis.call('ZADD', ARGV[6] .. ARGV[2], ARGV[4], ARGV[1])
-redis.call('ZADD', ARGV[7], ARGV[3], ARGV[1])
-return 1
 """
 
 
-def _save_thread(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    tid, rid, created, updated, by_created, by_updated, all_threads = args[:7]
-    old = call("HGET", keys[0], b"_rid")
+def _write_thread(
+    call: ScriptCall,
+    key: bytes,
+    thread: list[bytes],
+    indexes: list[bytes],
+    fields: list[bytes],
+) -> None:
+    """Twin of ``write_thread``: ``thread`` is (id, resource id, created, updated score),
+    ``indexes`` the by-created and by-updated prefixes and the all-threads key."""
+    tid, rid, created, updated = thread
+    by_created, by_updated, all_threads = indexes
+    old = call("HGET", key, b"_rid")
     if old is not None and old != rid:
         call("ZREM", by_created + old, tid)
         call("ZREM", by_updated + old, tid)
-    call("DEL", keys[0])
-    call("HSET", keys[0], b"_rid", rid, *args[7:])
+    call("DEL", key)
+    call("HSET", key, b"_rid", rid, *fields)
     call("ZADD", by_created + rid, created, tid)
     call("ZADD", by_updated + rid, updated, tid)
     call("ZADD", all_threads, created, tid)
+
+
+_SAVE_THREAD = (
+    _WRITE_THREAD_LUA
+    + """
+-- KEYS[1] thread key
+-- ARGV: thread id, resource id, created score, updated score, by-created prefix,
+--       by-updated prefix, all-threads key, then the record's fields
+write_thread(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], 8, #ARGV)
+return 1
+"""
+)
+
+
+def _save_thread(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
+    _write_thread(call, keys[0], args[:4], args[4:7], args[7:])
     return 1
 
 
 SAVE_THREAD = Script("save_thread", _SAVE_THREAD, _save_thread)
+
+_RESTORE_THREADS = (
+    _WRITE_THREAD_LUA
+    + """
+-- KEYS[1] the first thread's key
+-- ARGV: thread prefix, by-created prefix, by-updated prefix, all-threads key, thread
+--       count, then per thread: id, resource id, created score, updated score, field
+--       count, fields...
+-- Returns the number of threads written.
+local count = tonumber(ARGV[5])
+local pos = 6
+for _ = 1, count do
+  local nfields = tonumber(ARGV[pos + 4])
+  write_thread(ARGV[1] .. ARGV[pos], ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3],
+    ARGV[2], ARGV[3], ARGV[4], pos + 5, pos + 4 + nfields)
+  pos = pos + 5 + nfields
+end
+return count
+"""
+)
+
+
+def _restore_threads(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
+    del keys
+    prefix, count = args[0], _int(args[4])
+    pos = 5
+    for _ in range(count):
+        nfields = _int(args[pos + 4])
+        fields = args[pos + 5 : pos + 5 + nfields]
+        _write_thread(call, prefix + args[pos], args[pos : pos + 4], args[1:4], fields)
+        pos += 5 + nfields
+    return count
+
+
+RESTORE_THREADS = Script("restore_threads", _RESTORE_THREADS, _restore_threads)
 
 _UPDATE_THREAD = """
 -- KEYS[1] thread key
@@ -182,8 +244,9 @@ _SAVE_MESSAGES = (
     + """
 -- KEYS[1] the insertion counter
 -- ARGV: message prefix, thread prefix, thread-messages prefix, by-updated prefix,
---       now score, now as a stored updated_at value, message count, then per message:
---       id, thread id, created score, field count, fields...
+--       now score ('' leaves the threads' updated_at alone, for a restore), now as a
+--       stored updated_at value, message count, then per message: id, thread id, created
+--       score, field count, fields...
 -- Returns {1} on success, or {0, thread id} when a thread does not exist (nothing written).
 local mp, tp, tmp, up = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local count = tonumber(ARGV[7])
@@ -218,7 +281,9 @@ for _, m in ipairs(messages) do
   redis.call('ZADD', tmp .. tid, m[3], member)
   touched[tid] = true
 end
-touch(touched, tp, up, ARGV[5], ARGV[6])
+if ARGV[5] ~= '' then
+  touch(touched, tp, up, ARGV[5], ARGV[6])
+end
 return {1}
 """
 )
@@ -252,14 +317,15 @@ def _save_messages(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Re
         call("HSET", key, b"_tid", tid, b"_member", member, *fields)
         call("ZADD", tmp + tid, created, member)
         touched[tid] = None
-    _touch_threads(
-        call,
-        touched=touched,
-        thread_prefix=tp,
-        by_updated=up,
-        now_score=now_score,
-        now_field=now_field,
-    )
+    if now_score != b"":
+        _touch_threads(
+            call,
+            touched=touched,
+            thread_prefix=tp,
+            by_updated=up,
+            now_score=now_score,
+            now_field=now_field,
+        )
     return [1]
 
 
@@ -272,8 +338,8 @@ _LIST_MESSAGES = (
 -- ARGV: message prefix, thread-messages prefix, min score, max score, score bound just
 --       below min ('' when min is -inf), mode ('last' or 'page'), offset, count,
 --       include count, then per include: message id, before, after
--- Returns {total, score, member, fields, score, member, fields, ...}: the page first,
--- then the included messages not already on it.
+-- Returns {total, member, fields, member, fields, ...}: the page first, then the included
+-- messages not already on it.
 local mp, tmp = ARGV[1], ARGV[2]
 local first, total = window(KEYS[1], ARGV[3], ARGV[4], ARGV[5])
 local last = first + total - 1
@@ -292,12 +358,9 @@ local function add(tkey, from, to)
   if from > to then
     return
   end
-  local ms = redis.call('ZRANGE', tkey, from, to, 'WITHSCORES')
-  for i = 1, #ms, 2 do
-    local member = ms[i]
+  for _, member in ipairs(redis.call('ZRANGE', tkey, from, to)) do
     if not seen[member] then
       seen[member] = true
-      out[#out + 1] = ms[i + 1]
       out[#out + 1] = member
       out[#out + 1] = redis.call('HGETALL', mp .. string.sub(member, 17))
     end
@@ -338,12 +401,10 @@ def _list_messages(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Re
     def add(tkey: bytes, from_: int, to: int) -> None:
         if from_ > to:
             return
-        ms = call("ZRANGE", tkey, from_, to, b"WITHSCORES")
-        for i in range(0, len(ms), 2):
-            member = ms[i]
+        for member in call("ZRANGE", tkey, from_, to):
             if member not in seen:
                 seen.add(member)
-                out.extend((ms[i + 1], member, call("HGETALL", mp + member[SEQ_DIGITS:])))
+                out.extend((member, call("HGETALL", mp + member[SEQ_DIGITS:])))
 
     add(keys[0], start, stop)
     pos = 9

@@ -16,7 +16,7 @@ from __future__ import annotations
 from kvstore.domains._base import INDEX_LUA, lattice, zadd_all, zrem_all
 from kvstore.drivers.base import Reply, Script, ScriptCall
 
-__all__ = ["DELETE_RUN", "GET_RUN_BY_ID", "WRITE_RUN"]
+__all__ = ["DELETE_RUN", "GET_RUN_BY_ID", "RESTORE_RUNS", "WRITE_RUN"]
 
 #: WRITE_RUN's replies, as the first item of its array.
 NOT_FOUND = -1
@@ -160,3 +160,60 @@ def _delete_run(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply
 
 
 DELETE_RUN = Script("delete_run", _DELETE_RUN, _delete_run)
+
+_RESTORE_RUNS = (
+    INDEX_LUA
+    + """
+-- KEYS[1] the first run's hash
+-- ARGV: run prefix, index prefix, the three filter names, run count, then per run:
+--       member, escaped workflow name, escaped resource id ('' for none), escaped status
+--       ('' for none), the run-id index key, version, creation score, field count,
+--       fields...
+-- Replaces each run with the one given, version and times included. Returns the count.
+local run_prefix, prefix = ARGV[1], ARGV[2]
+local names = {ARGV[3], ARGV[4], ARGV[5]}
+local count = tonumber(ARGV[6])
+local pos = 7
+for _ = 1, count do
+  local member, workflow, r, s = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3]
+  local created, nfields = ARGV[pos + 6], tonumber(ARGV[pos + 7])
+  local key = run_prefix .. member
+  local old = redis.call('HMGET', key, '_v', '_r', '_s')
+  if old[1] then
+    zrem_all(lattice(prefix, names, {workflow, old[2] or '', old[3] or ''}), member)
+    redis.call('DEL', key)
+  end
+  redis.call('HSET', key, '_v', ARGV[pos + 5], '_c', created, '_r', r, '_s', s,
+    unpack(ARGV, pos + 8, pos + 7 + nfields))
+  redis.call('ZADD', ARGV[pos + 4], created, member)
+  zadd_all(lattice(prefix, names, {workflow, r, s}), created, member)
+  pos = pos + 8 + nfields
+end
+return count
+"""
+)
+
+
+def _restore_runs(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
+    del keys
+    run_prefix, prefix = args[:2]
+    names = args[2:5]
+    count = int(args[5])
+    pos = 6
+    for _ in range(count):
+        member, workflow, r, s, run_index, version, created, nfields_arg = args[pos : pos + 8]
+        nfields = int(nfields_arg)
+        key = run_prefix + member
+        v, r_old, s_old = call("HMGET", key, b"_v", b"_r", b"_s")
+        if v is not None:
+            zrem_all(call, lattice(prefix, names, [workflow, r_old or b"", s_old or b""]), member)
+            call("DEL", key)
+        fields = args[pos + 8 : pos + 8 + nfields]
+        call("HSET", key, b"_v", version, b"_c", created, b"_r", r, b"_s", s, *fields)
+        call("ZADD", run_index, created, member)
+        zadd_all(call, lattice(prefix, names, [workflow, r, s]), created, member)
+        pos += 8 + nfields
+    return count
+
+
+RESTORE_RUNS = Script("restore_runs", _RESTORE_RUNS, _restore_runs)

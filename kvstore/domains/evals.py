@@ -20,19 +20,21 @@ them would multiply every score's index entries by four for little use.
 
 Cost of each call (one round trip each; Redis commands counted inside the script):
 
-=================  ============================================================
-``save_score``     at most 12 for a new id (HMGET, HSET, 10 index entries); at
-                   most 23 when it replaces a score with the same id
-``get_score``      1
-``list_scores``    ``per_page + 2``, whatever the number of scores stored
-``delete_score``   at most 12
-=================  ============================================================
+==================  ============================================================
+``save_score``      at most 12 for a new id (HMGET, HSET, 10 index entries); at
+                    most 23 when it replaces a score with the same id
+``get_score``       1
+``list_scores``     ``per_page + 2``, whatever the number of scores stored
+``delete_score``    at most 12
+``export_scores``   ``count + 2``, whatever the number of scores stored
+``restore_scores``  as ``save_score`` for each score
+==================  ============================================================
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kvstore.codec import FormatName, RecordCodec, record_codec, validate
@@ -43,13 +45,14 @@ from kvstore.domains._base import (
     check_id,
     check_optional_id,
     check_page,
+    chunk_of_index,
     encode_record,
     make_page,
     micros,
     page_of_index,
 )
 from kvstore.errors import ValidationError
-from kvstore.records import Page, Score, ScoreSource
+from kvstore.records import Chunk, Page, Score, ScoreSource
 
 if TYPE_CHECKING:
     from kvstore.drivers.base import Arg, Driver
@@ -79,28 +82,11 @@ class EvalStore(Domain):
             ValidationError: a field is missing or malformed (the score must be a finite
                 number); nothing is written.
         """
-        score = validate(score, Score, where="score")
-        if not math.isfinite(score.score):
-            raise ValidationError("expected a finite number", field="score.score")
-        keys = self._keys
-        family = keys.score_index
-        entity = _pair(score.entity_type, score.entity_id)
-        span = _pair(score.trace_id, score.span_id)
-        args: list[Arg] = [
-            score.id,
-            micros(score.created_at),
-            family.prefix,
-            *family.names,
-            family.escaped(score.scorer_id),
-            "" if entity is None else family.escaped(entity),
-            family.escaped(score.source),
-            keys.scores_by_run.prefix,
-            score.run_id or "",
-            keys.scores_by_span.prefix,
-            "" if span is None else keys.scores_by_span.member(*span),
-            *encode_record(self._scores, score, "score"),
-        ]
-        await self._driver.run(scripts.SAVE_SCORE, [keys.score(score.id)], args, idempotent=True)
+        score = self._check(score, "score")
+        args = [*self._index_args(), *self._score_args(score, "score")]
+        await self._driver.run(
+            scripts.SAVE_SCORE, [self._keys.score(score.id)], args, idempotent=True
+        )
         return score
 
     async def get_score(self, score_id: str) -> Score | None:
@@ -184,6 +170,81 @@ class EvalStore(Domain):
             idempotent=True,
         )
         return deleted == 1
+
+    async def export_scores(self, *, cursor: str | None = None, count: int = 100) -> Chunk[Score]:
+        """One chunk of a walk through every score of the namespace, oldest first.
+
+        One round trip (``count + 2`` commands) whatever the number of scores stored.
+
+        Args:
+            cursor: None for the first chunk, then the previous chunk's ``cursor``.
+            count: How many scores to read, from 1 to 1000.
+        """
+        keys = self._keys
+        prefix = keys.score.prefix
+        total, found, cursor = await chunk_of_index(
+            self._driver, keys.score_index.key({}), prefix, cursor=cursor, count=count
+        )
+        items = [self._scores.from_hash(f, prefix + m.decode(errors="replace")) for m, f in found]
+        return Chunk(items=items, cursor=cursor, total=total)
+
+    async def restore_scores(self, scores: Iterable[Score | Mapping[str, Any]]) -> list[Score]:
+        """Create or replace scores by id, in one round trip.
+
+        What :meth:`save_score` does for one score, for a batch: the write side of
+        :meth:`export_scores`.
+
+        Raises:
+            ValidationError: a score is malformed (``scores[i]...``); nothing is written.
+        """
+        valid = [self._check(s, f"scores[{i}]") for i, s in enumerate(scores)]
+        if not valid:
+            return []
+        keys = self._keys
+        args: list[Arg] = [keys.score.prefix, *self._index_args(), len(valid)]
+        for i, score in enumerate(valid):
+            one = self._score_args(score, f"scores[{i}]")
+            args += (len(one) - 7, *one)
+        await self._driver.run(
+            scripts.RESTORE_SCORES, [keys.score(valid[0].id)], args, idempotent=True
+        )
+        return valid
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _check(self, score: Score | Mapping[str, Any], where: str) -> Score:
+        """``score`` validated, its value finite."""
+        score = validate(score, Score, where=where)
+        if not math.isfinite(score.score):
+            raise ValidationError("expected a finite number", field=f"{where}.score")
+        return score
+
+    def _index_args(self) -> list[Arg]:
+        """The index part of SAVE_SCORE's arguments (see _eval_scripts)."""
+        keys = self._keys
+        family = keys.score_index
+        return [
+            family.prefix,
+            *family.names,
+            keys.scores_by_run.prefix,
+            keys.scores_by_span.prefix,
+        ]
+
+    def _score_args(self, score: Score, where: str) -> list[Arg]:
+        """One score's part of SAVE_SCORE's arguments: 7 values, then its fields."""
+        family = self._keys.score_index
+        entity = _pair(score.entity_type, score.entity_id)
+        span = _pair(score.trace_id, score.span_id)
+        return [
+            score.id,
+            micros(score.created_at),
+            family.escaped(score.scorer_id),
+            "" if entity is None else family.escaped(entity),
+            family.escaped(score.source),
+            score.run_id or "",
+            "" if span is None else self._keys.scores_by_span.member(*span),
+            *encode_record(self._scores, score, where),
+        ]
 
 
 def _pair(first: str | None, second: str | None) -> tuple[str, str] | None:

@@ -10,7 +10,8 @@ Key schema (see :mod:`kvstore.keys`):
 * ``resource:<id>`` hash: the resource record.
 * ``resource_threads_by_created:<resource id>`` and ``resource_threads_by_updated:...``
   sorted sets: the indexes ``list_threads`` pages through.
-* ``threads`` and ``resources`` sorted sets: every thread and resource, for export.
+* ``threads`` and ``resources`` sorted sets: every thread and resource, for export
+  (``export_threads``, ``export_resources``).
 
 Every public method is one round trip: one script or one batch. Listings cost a constant
 number of commands plus one per record returned, whatever the size of the store.
@@ -28,17 +29,22 @@ from kvstore.domains import _memory_scripts as scripts
 from kvstore.domains._base import (
     Domain,
     as_list,
+    check_count,
     check_id,
     check_page,
+    chunk_of_index,
     encode_record,
     just_below,
     make_page,
     micros,
+    next_offset_cursor,
+    offset_cursor,
     page_of_index,
     score_bound,
 )
 from kvstore.errors import NotFoundError, ValidationError
 from kvstore.records import (
+    Chunk,
     DateRange,
     Include,
     Message,
@@ -50,7 +56,9 @@ from kvstore.records import (
 )
 
 if TYPE_CHECKING:
-    from kvstore.drivers.base import Driver
+    from datetime import datetime
+
+    from kvstore.drivers.base import Command, Driver
     from kvstore.keys import Keys
 
 __all__ = ["MemoryStore"]
@@ -217,6 +225,12 @@ class MemoryStore(Domain):
             ValidationError: a message is malformed; nothing is written.
             NotFoundError: a message names a thread that does not exist; nothing is written.
         """
+        return await self._write_messages(messages, touch=True)
+
+    async def _write_messages(
+        self, messages: Iterable[Message | Mapping[str, Any]], *, touch: bool
+    ) -> list[Message]:
+        """Run SAVE_MESSAGES; ``touch`` bumps the threads' ``updated_at`` to now."""
         valid = [validate(m, Message, where=f"messages[{i}]") for i, m in enumerate(messages)]
         if not valid:
             return []
@@ -228,7 +242,7 @@ class MemoryStore(Domain):
             keys.thread.prefix,
             keys.thread_messages.prefix,
             keys.resource_threads_by_updated.prefix,
-            micros(now),
+            micros(now) if touch else "",
             codec.encode(now),
             len(valid),
         ]
@@ -296,24 +310,32 @@ class MemoryStore(Domain):
         ]
         for inc in includes:
             args += (inc.message_id, inc.before, inc.after)
+        total, items = await self._list_messages(thread_id, args, merge=bool(includes))
+        has_more = total > per_page if mode == "last" else (page + 1) * per_page < total
+        return Page(items=items, total=total, page=page, per_page=per_page, has_more=has_more)
+
+    async def _list_messages(
+        self, thread_id: str, args: list[Any], *, merge: bool
+    ) -> tuple[int, list[Message]]:
+        """Run LIST_MESSAGES; ``merge`` sorts included messages into time order."""
+        keys = self._keys
         reply = await self._driver.run(
             scripts.LIST_MESSAGES, [keys.thread_messages(thread_id)], args, idempotent=True
         )
         total, *flat = as_list(reply)
-        codec = self._messages
+        prefix = keys.message.prefix
         found = [
-            (float(flat[i]), flat[i + 1], flat[i + 2])
-            for i in range(0, len(flat), 3)
-            if flat[i + 2]  # a dangling member has no record: skip it
+            (
+                member,
+                self._messages.from_hash(fields, prefix + member[16:].decode(errors="replace")),
+            )
+            for member, fields in zip(flat[::2], flat[1::2], strict=True)
+            if fields  # a dangling member has no record: skip it
         ]
-        if includes:
-            found.sort(key=lambda entry: (entry[0], entry[1]))
-        items = [
-            codec.from_hash(fields, keys.message.prefix + member[16:].decode(errors="replace"))
-            for _, member, fields in found
-        ]
-        has_more = total > per_page if mode == "last" else (page + 1) * per_page < total
-        return Page(items=items, total=total, page=page, per_page=per_page, has_more=has_more)
+        if merge:
+            # Equal timestamps fall back to the member, which starts with the insertion number.
+            found.sort(key=lambda entry: (entry[1].created_at, entry[0]))
+        return total, [message for _, message in found]
 
     async def get_messages(self, ids: Iterable[str]) -> list[Message]:
         """The messages with these ids, in the order asked; unknown ids are left out."""
@@ -398,20 +420,31 @@ class MemoryStore(Domain):
 
     async def save_resource(self, resource: Resource | Mapping[str, Any]) -> Resource:
         """Create or replace a resource (``updated_at`` is set to now when not given)."""
-        resource = validate(resource, Resource, where="resource")
-        if resource.updated_at is None:
-            resource = msgspec.structs.replace(resource, updated_at=utc_now())
-        key = self._keys.resource(resource.id)
-        await self._driver.execute(
-            [
+        (saved,) = await self._write_resources([resource], "resource")
+        return saved
+
+    async def _write_resources(
+        self, resources: Iterable[Resource | Mapping[str, Any]], where: str
+    ) -> list[Resource]:
+        """Replace resources in one atomic batch; ``where`` names them in errors."""
+        valid = []
+        commands: list[Command] = []
+        now = utc_now()
+        for i, given in enumerate(resources):
+            name = where.format(i)
+            resource = validate(given, Resource, where=name)
+            if resource.updated_at is None:
+                resource = msgspec.structs.replace(resource, updated_at=now)
+            key = self._keys.resource(resource.id)
+            commands += (
                 ("DEL", key),
-                ("HSET", key, *encode_record(self._resources, resource, "resource")),
+                ("HSET", key, *encode_record(self._resources, resource, name)),
                 ("ZADD", self._keys.resources, micros(resource.created_at), resource.id),
-            ],
-            atomic=True,
-            idempotent=True,
-        )
-        return resource
+            )
+            valid.append(resource)
+        if commands:
+            await self._driver.execute(commands, atomic=True, idempotent=True)
+        return valid
 
     async def update_resource(
         self,
@@ -438,6 +471,157 @@ class MemoryStore(Domain):
             [resource_id, micros(now), self._keys.resources, len(create), *create, *fields],
         )
         return codec.from_hash(as_list(reply), key)
+
+    # -- export and restore ----------------------------------------------------------------
+
+    async def export_threads(self, *, cursor: str | None = None, count: int = 100) -> Chunk[Thread]:
+        """One chunk of a walk through every thread of the namespace, oldest first.
+
+        One round trip (``count + 2`` commands) whatever the number of threads stored.
+
+        Args:
+            cursor: None for the first chunk, then the previous chunk's ``cursor``.
+            count: How many threads to read, from 1 to 1000.
+        """
+        keys = self._keys
+        total, found, cursor = await chunk_of_index(
+            self._driver, keys.threads, keys.thread.prefix, cursor=cursor, count=count
+        )
+        items = [
+            self._threads.from_hash(f, keys.thread(m.decode(errors="replace"))) for m, f in found
+        ]
+        return Chunk(items=items, cursor=cursor, total=total)
+
+    async def export_messages(
+        self, thread_id: str, *, cursor: str | None = None, count: int = 100
+    ) -> Chunk[Message]:
+        """One chunk of a walk through a thread's messages, in the thread's order.
+
+        The order is :meth:`list_messages`'s: by ``created_at``, equal timestamps in the
+        order the messages were first saved. One round trip (``2 * count + 2`` commands).
+
+        Args:
+            thread_id: The thread (an unknown thread has no messages).
+            cursor: None for the first chunk, then the previous chunk's ``cursor``.
+            count: How many messages to read, from 1 to 1000.
+        """
+        keys = self._keys
+        check_id(thread_id, "thread_id")
+        offset = offset_cursor(cursor)
+        check_count(count)
+        args: list[Any] = [
+            keys.message.prefix,
+            keys.thread_messages.prefix,
+            "-inf",
+            "+inf",
+            just_below("-inf"),
+            "page",
+            offset,
+            count,
+            0,
+        ]
+        total, items = await self._list_messages(thread_id, args, merge=False)
+        return Chunk(items=items, cursor=next_offset_cursor(offset, count, total), total=total)
+
+    async def count_messages(self, thread_ids: Iterable[str]) -> list[int]:
+        """How many messages each thread has (0 for an unknown thread), in the order asked.
+
+        One round trip (one ``ZCARD`` per thread).
+        """
+        keys = [self._keys.thread_messages(check_id(t, "thread_ids")) for t in thread_ids]
+        if not keys:
+            return []
+        replies = await self._driver.execute([("ZCARD", k) for k in keys], idempotent=True)
+        return [int(r) for r in replies]  # type: ignore[arg-type]
+
+    async def export_resources(
+        self, *, cursor: str | None = None, count: int = 100
+    ) -> Chunk[Resource]:
+        """One chunk of a walk through every resource of the namespace, oldest first.
+
+        One round trip (``count + 2`` commands) whatever the number of resources stored.
+
+        Args:
+            cursor: None for the first chunk, then the previous chunk's ``cursor``.
+            count: How many resources to read, from 1 to 1000.
+        """
+        keys = self._keys
+        total, found, cursor = await chunk_of_index(
+            self._driver, keys.resources, keys.resource.prefix, cursor=cursor, count=count
+        )
+        items = [
+            self._resources.from_hash(f, keys.resource(m.decode(errors="replace")))
+            for m, f in found
+        ]
+        return Chunk(items=items, cursor=cursor, total=total)
+
+    async def restore_threads(self, threads: Iterable[Thread | Mapping[str, Any]]) -> list[Thread]:
+        """Create or replace threads exactly as given, in one round trip.
+
+        What :meth:`save_thread` does for one thread (``updated_at`` is kept when given),
+        for a batch: the write side of :meth:`export_threads`.
+
+        Raises:
+            ValidationError: a thread is malformed (``threads[i]...``); nothing is written.
+        """
+        now = utc_now()
+        valid = [
+            _with_updated_at(validate(t, Thread, where=f"threads[{i}]"), now)
+            for i, t in enumerate(threads)
+        ]
+        if not valid:
+            return []
+        keys = self._keys
+        args: list[Any] = [
+            keys.thread.prefix,
+            keys.resource_threads_by_created.prefix,
+            keys.resource_threads_by_updated.prefix,
+            keys.threads,
+            len(valid),
+        ]
+        for i, thread in enumerate(valid):
+            fields = encode_record(self._threads, thread, f"threads[{i}]")
+            args += (thread.id, thread.resource_id, micros(thread.created_at))
+            args += (micros(thread.updated_at or now), len(fields), *fields)
+        await self._driver.run(
+            scripts.RESTORE_THREADS, [keys.thread(valid[0].id)], args, idempotent=True
+        )
+        return valid
+
+    async def restore_messages(
+        self, messages: Iterable[Message | Mapping[str, Any]]
+    ) -> list[Message]:
+        """Create or replace messages exactly as given, leaving their threads untouched.
+
+        Like :meth:`save_messages`, except that the threads' ``updated_at`` stays as it
+        is, so a thread restored first keeps its own. Messages new to the store are
+        ordered as given among messages with equal timestamps: restore a thread's
+        messages in :meth:`export_messages` order and its order survives.
+
+        Raises:
+            ValidationError: a message is malformed; nothing is written.
+            NotFoundError: a message names a thread that does not exist; nothing is written.
+        """
+        return await self._write_messages(messages, touch=False)
+
+    async def restore_resources(
+        self, resources: Iterable[Resource | Mapping[str, Any]]
+    ) -> list[Resource]:
+        """Create or replace resources exactly as given, in one round trip.
+
+        What :meth:`save_resource` does for one resource, for a batch: the write side of
+        :meth:`export_resources`.
+
+        Raises:
+            ValidationError: a resource is malformed (``resources[i]...``); nothing is
+                written.
+        """
+        return await self._write_resources(resources, "resources[{}]")
+
+
+def _with_updated_at(thread: Thread, now: datetime) -> Thread:
+    """``thread``, its ``updated_at`` set to ``now`` unless given (as save_thread does)."""
+    return thread if thread.updated_at else msgspec.structs.replace(thread, updated_at=now)
 
 
 def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,9 @@ Cost of each call (one round trip each; Redis commands counted inside the script
 ``list_runs``         ``per_page + 2``, whatever the number of runs stored
 ``update_run``        as ``persist_snapshot``, plus the ``HGETALL`` it returns
 ``delete_run``        at most 11
+``export_runs``       ``count + 2``, whatever the number of runs stored
+``restore_runs``      per run at most 21 (8 index entries out, 8 in, the run-id
+                      index, the hash)
 ====================  ==========================================================
 
 A conflict or a missing run costs 1 or 2 commands and writes nothing.
@@ -58,7 +61,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
-from kvstore.codec import FormatName, RecordCodec, record_codec
+from kvstore.codec import FormatName, RecordCodec, record_codec, validate
 from kvstore.domains import _workflow_scripts as scripts
 from kvstore.domains._base import (
     Domain,
@@ -66,16 +69,20 @@ from kvstore.domains._base import (
     check_id,
     check_optional_id,
     check_page,
+    chunk_of_index,
     decode_with_counters,
+    encode_record,
     make_page,
     micros,
     page_of_index,
     time_window,
 )
 from kvstore.errors import ConflictError, CorruptRecordError, NotFoundError, ValidationError
-from kvstore.records import Page, WorkflowRun, utc_now
+from kvstore.records import Chunk, Page, WorkflowRun, utc_now
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from kvstore.drivers.base import Arg, Driver
     from kvstore.keys import Keys
 
@@ -94,7 +101,8 @@ class WorkflowStore(Domain):
 
     def __init__(self, driver: Driver, keys: Keys, format_name: FormatName = "json") -> None:
         super().__init__(driver, keys, format_name)
-        self._runs: RecordCodec[WorkflowRun] = record_codec(WorkflowRun, format_name)
+        # Scripts rewrite a run attribute by attribute (the snapshot on every step).
+        self._runs: RecordCodec[WorkflowRun] = record_codec(WorkflowRun, format_name, "attributes")
 
     async def persist_snapshot(
         self,
@@ -310,6 +318,65 @@ class WorkflowStore(Domain):
             idempotent=True,
         )
         return deleted == 1
+
+    async def export_runs(
+        self, *, cursor: str | None = None, count: int = 100
+    ) -> Chunk[WorkflowRun]:
+        """One chunk of a walk through every run of the namespace, oldest first.
+
+        One round trip (``count + 2`` commands) whatever the number of runs stored.
+
+        Args:
+            cursor: None for the first chunk, then the previous chunk's ``cursor``.
+            count: How many runs to read, from 1 to 1000.
+        """
+        keys = self._keys
+        prefix = keys.workflow_run.prefix
+        total, found, cursor = await chunk_of_index(
+            self._driver, keys.workflow_runs.key({}), prefix, cursor=cursor, count=count
+        )
+        items = [self._decode(f, prefix + m.decode(errors="replace")) for m, f in found]
+        return Chunk(items=items, cursor=cursor, total=total)
+
+    async def restore_runs(
+        self, runs: Iterable[WorkflowRun | Mapping[str, Any]]
+    ) -> list[WorkflowRun]:
+        """Create or replace runs exactly as given, in one round trip.
+
+        Unlike :meth:`persist_snapshot` and :meth:`update_run`, nothing is computed: the
+        version, ``created_at``, ``updated_at``, status, result and error are stored as
+        given, and the run is indexed under its own resource and status. The write side
+        of :meth:`export_runs`.
+
+        Raises:
+            ValidationError: a run is malformed (``runs[i]...``); nothing is written.
+        """
+        valid = [validate(r, WorkflowRun, where=f"runs[{i}]") for i, r in enumerate(runs)]
+        if not valid:
+            return []
+        keys = self._keys
+        family = keys.workflow_runs
+        args: list[Arg] = [keys.workflow_run.prefix, family.prefix, *family.names, len(valid)]
+        for i, run in enumerate(valid):
+            _check_version(run.version)
+            # The version lives in the _v counter only (see _workflow_scripts).
+            flat = encode_record(self._runs, run, f"runs[{i}]")
+            pairs = zip(flat[::2], flat[1::2], strict=True)
+            fields = [x for name, value in pairs if name != b"version" for x in (name, value)]
+            args += (
+                keys.workflow_run.member(run.workflow_name, run.run_id),
+                family.escaped(run.workflow_name),
+                "" if run.resource_id is None else family.escaped(run.resource_id),
+                "" if run.status is None else family.escaped(run.status),
+                keys.run_workflows(run.run_id),
+                run.version,
+                micros(run.created_at),
+                len(fields),
+                *fields,
+            )
+        first = keys.workflow_run(valid[0].workflow_name, valid[0].run_id)
+        await self._driver.run(scripts.RESTORE_RUNS, [first], args, idempotent=True)
+        return valid
 
     # -- internals ------------------------------------------------------------------------
 

@@ -91,6 +91,7 @@ COMMANDS: dict[str, CommandSpec] = {
     # scripting and server (EVAL/EVALSHA keys are found from numkeys)
     "EVAL": CommandSpec(-3, 0, 0, 0, False),
     "EVALSHA": CommandSpec(-3, 0, 0, 0, False),
+    "SCRIPT": CommandSpec(-2, 0, 0, 0, False),
     "PING": CommandSpec(-1, 0, 0, 0, False),
     "FLUSHDB": CommandSpec(-1, 0, 0, 0, True),
     "DBSIZE": CommandSpec(1, 0, 0, 0, False),

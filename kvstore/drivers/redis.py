@@ -50,8 +50,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E4
 from redis.exceptions import ResponseError  # noqa: E402
 from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: E402
 
+_hiredis_pack: Callable[..., Any] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - the redis extra installs hiredis
+    _hiredis_pack = None
+
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from redis.asyncio.connection import AbstractConnection
 
@@ -220,10 +226,10 @@ class RedisDriver(Driver):
         framed = [[b"MULTI"], *wire, [b"EXEC"]] if atomic else wire
         replies: list[Reply | CommandError] = []
         try:
-            await conn.send_packed_command(conn.pack_commands(framed))
+            await conn.send_packed_command(_pack(conn, framed))
             for _ in framed:
                 try:
-                    replies.append(_normalise(await conn.read_response(disable_decoding=True)))
+                    replies.append(await conn.read_response(disable_decoding=True))
                 except ResponseError as exc:
                     replies.append(CommandError(_error_message(exc)))
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -255,12 +261,12 @@ async def _translate(awaitable: Any) -> Any:
         raise ConnectionFailedError(f"cannot reach Redis: {exc}") from exc
 
 
-def _normalise(reply: Any) -> Reply | CommandError:
-    if isinstance(reply, list):
-        return [_normalise(r) for r in reply]  # type: ignore[misc]  # nested errors stay as objects
-    if isinstance(reply, ResponseError):
-        return CommandError(_error_message(reply))
-    return reply  # type: ignore[no-any-return]
+def _pack(conn: AbstractConnection, commands: list[list[bytes]]) -> list[bytes]:
+    """The commands in RESP, by hiredis's C packer when it is there (several times faster
+    than redis-py's, which re-encodes arguments that are bytes already)."""
+    if _hiredis_pack is None:
+        return conn.pack_commands(commands)
+    return [_hiredis_pack(tuple(command)) for command in commands]
 
 
 def _unwrap_transaction(
@@ -269,7 +275,11 @@ def _unwrap_transaction(
     """Turn the replies to MULTI, the queued commands and EXEC into one reply per command."""
     queued, exec_reply = replies[1:-1], replies[-1]
     if isinstance(exec_reply, list):
-        return exec_reply  # type: ignore[return-value]
+        # The only place errors nest: a command that failed inside the transaction.
+        return [
+            CommandError(_error_message(r)) if isinstance(r, ResponseError) else r
+            for r in exec_reply
+        ]
     # EXECABORT: Redis refused to queue some commands and ran none of them.
     refused = [r if isinstance(r, CommandError) else None for r in queued]
     cause = exec_reply if isinstance(exec_reply, CommandError) else None

@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--backing",
         default="memory",
-        help="'memory' (default) or a Redis URL such as redis://127.0.0.1:6379/0",
+        help="'memory' (default) or a storage URL such as redis://127.0.0.1:6379/0",
     )
     parser.add_argument(
         "--max-request-size",

@@ -44,9 +44,10 @@ class UpstashServer:
 
     Args:
         backing: What stores the data: ``None`` or ``"memory"`` for a fresh
-            :class:`~kvstore.drivers.MemoryDriver`, a Redis URL (``redis://``, ``rediss://``,
-            ``unix://``) for a :class:`~kvstore.drivers.redis.RedisDriver`, or a driver you
-            made (used from the server's event loop, and left open).
+            :class:`~kvstore.drivers.MemoryDriver`, a storage URL (``redis://``,
+            ``rediss://``, ``unix://``, ``memory://<file>``: see
+            :func:`~kvstore.storage.driver_from_url`), or a driver you made (used from the
+            server's event loop, and left open).
         token: The bearer token clients must send. A random one when None.
         host: The address to listen on; loopback by default, since there is no TLS.
         port: The TCP port; 0 picks a free one (read it back from :attr:`url`).
@@ -301,9 +302,9 @@ async def _open_driver(backing: Driver | str | None) -> Driver:
 
         return MemoryDriver()
     if isinstance(backing, str):
-        from kvstore.drivers.redis import RedisDriver
+        from kvstore.storage import driver_from_url
 
-        return RedisDriver.from_url(backing)
+        return driver_from_url(backing)
     return backing
 
 

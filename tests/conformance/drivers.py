@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from kvstore.drivers import Driver, MemoryDriver
 from tests.conftest import CONFORMANCE_DB, flush_db, redis_url_for_db
+
+if TYPE_CHECKING:
+    from kvstore.upstash_server import UpstashServer
 
 
 @contextlib.asynccontextmanager
@@ -55,29 +59,14 @@ async def cluster_driver(nodes: list[tuple[str, int]]) -> AsyncIterator[Driver]:
 
 
 @contextlib.asynccontextmanager
-async def upstash_memory_driver() -> AsyncIterator[Driver]:
-    """An UpstashDriver talking to an in-process local server backed by MemoryDriver."""
-    from kvstore.drivers.upstash import UpstashDriver
-    from kvstore.upstash_server import UpstashServer
+async def upstash_driver(server: UpstashServer) -> AsyncIterator[Driver]:
+    """An UpstashDriver on a local Upstash-protocol server whose store is emptied first.
 
-    async with UpstashServer() as server, UpstashDriver(server.url, server.token) as driver:
+    The servers live for the whole session (see ``tests/conftest.py``): starting one per test
+    would cost more than most tests.
+    """
+    from kvstore.drivers.upstash import UpstashDriver
+
+    async with UpstashDriver(server.url, server.token) as driver:
+        await driver.execute([("FLUSHDB",)])
         yield driver
-
-
-@contextlib.asynccontextmanager
-async def upstash_redis_driver(server_url: str) -> AsyncIterator[Driver]:
-    """An UpstashDriver talking to an in-process local server backed by real Redis."""
-    del server_url  # the fixture only proves the server answers; the suite uses its own db
-    from kvstore.drivers.upstash import UpstashDriver
-    from kvstore.upstash_server import UpstashServer
-
-    url = redis_url_for_db(CONFORMANCE_DB)
-    flush_db(url)
-    try:
-        async with (
-            UpstashServer(backing=url) as server,
-            UpstashDriver(server.url, server.token) as driver,
-        ):
-            yield driver
-    finally:
-        flush_db(url)

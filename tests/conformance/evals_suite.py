@@ -262,3 +262,39 @@ class EvalsSuite:
             await store.evals.list_scores(run_id="r")
         assert caught.value.key == key
         assert await store.evals.get_score("good") == score("good", 0, run_id="r")
+
+    # -- export and restore -----------------------------------------------------------------
+
+    async def test_evals_export_scores_walks_every_score(self, store: Storage) -> None:
+        saved = [await store.evals.save_score(score(f"s{i}", 10 - i, run_id="r")) for i in range(5)]
+        walked = []
+        cursor = None
+        while True:
+            chunk = await store.evals.export_scores(cursor=cursor, count=2)
+            assert chunk.total == 5
+            walked += chunk.items
+            cursor = chunk.cursor
+            if cursor is None:
+                break
+        assert walked == saved[::-1]
+
+    async def test_evals_restore_scores_replaces_by_id_with_index_entries(
+        self, store: Storage
+    ) -> None:
+        await store.evals.save_score(score("s1", 1, scorer_id="old", run_id="r-old"))
+        scores = [
+            score("s1", 2, scorer_id="new", run_id="r", entity_type="agent", entity_id="a:1"),
+            score("s{2}", 3, run_id="r", trace_id="t", span_id="p", source="test"),
+            score("s\n3", 4, run_id="r", reason="why", metadata={"k": {"v": 1}}),
+        ]
+        assert await store.evals.restore_scores(scores) == scores
+        assert [await store.evals.get_score(s.id) for s in scores] == scores
+        assert (await store.evals.list_scores(run_id="r-old")).total == 0
+        assert (await store.evals.list_scores(scorer_id="old")).total == 0
+        assert (await store.evals.list_scores(run_id="r")).items == scores[::-1]
+        assert (await store.evals.list_scores(entity=("agent", "a:1"))).items == [scores[0]]
+        assert (await store.evals.list_scores(span=("t", "p"))).items == [scores[1]]
+        assert (await store.evals.list_scores(source="test")).items == [scores[1]]
+        with pytest.raises(ValidationError) as caught:
+            await store.evals.restore_scores([scores[0], {"scorer_id": "s", "score": float("inf")}])
+        assert caught.value.field == "scores[1].score"

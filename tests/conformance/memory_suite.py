@@ -440,3 +440,144 @@ class MemorySuite:
         with pytest.raises(CorruptRecordError):
             await store.memory.get_messages(["m2"])
         assert await store.memory.get_messages(["m1"]) == [msg("m1", "t1")]
+
+    # -- export and restore -----------------------------------------------------------------
+
+    async def test_export_threads_walks_every_thread_oldest_first(self, store: Storage) -> None:
+        ids = ["t:3", "t{2}", "t\n1", "tü0", "t*4"]
+        for i, id_ in enumerate(ids):
+            await store.memory.save_thread(
+                Thread(id=id_, resource_id=f"r{i % 2}", created_at=at(10 - i))
+            )
+        seen: list[str] = []
+        cursor = None
+        totals = set()
+        while True:
+            chunk = await store.memory.export_threads(cursor=cursor, count=2)
+            seen += [t.id for t in chunk.items]
+            totals.add(chunk.total)
+            cursor = chunk.cursor
+            if cursor is None:
+                break
+        assert seen == ids[::-1]
+        assert totals == {5}
+        assert [t.id for t in (await store.memory.export_threads()).items] == ids[::-1]
+        empty = await Storage(store.driver, namespace="empty").memory.export_threads()
+        assert (empty.items, empty.cursor, empty.total) == ([], None, 0)
+
+    async def test_export_messages_keeps_the_thread_order_across_chunks(
+        self, store: Storage
+    ) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        # Equal timestamps, saved in two calls: the order is the order of saving.
+        await store.memory.save_messages([msg(f"m{i}", "t1", 5) for i in (7, 2, 9)])
+        await store.memory.save_messages([msg("m0", "t1", 5), msg("early", "t1", 1)])
+        order = [m.id for m in (await store.memory.list_messages("t1")).items]
+        assert order == ["early", "m7", "m2", "m9", "m0"]
+        walked: list[Message] = []
+        cursor = None
+        while True:
+            chunk = await store.memory.export_messages("t1", cursor=cursor, count=2)
+            assert chunk.total == 5
+            walked += chunk.items
+            cursor = chunk.cursor
+            if cursor is None:
+                break
+        assert [m.id for m in walked] == order
+        assert walked == (await store.memory.list_messages("t1")).items
+        assert (await store.memory.export_messages("nope")).items == []
+        assert await store.memory.count_messages(["t1", "nope"]) == [5, 0]
+        assert await store.memory.count_messages([]) == []
+
+    async def test_export_resources_walks_every_resource(self, store: Storage) -> None:
+        saved = [
+            await store.memory.save_resource(
+                Resource(id=f"r:{i}", working_memory=f"wm {i}", created_at=at(i))
+            )
+            for i in range(3)
+        ]
+        await store.memory.update_resource("late", working_memory="made by an update")
+        chunk = await store.memory.export_resources(count=3)
+        assert chunk.items == saved
+        assert (chunk.total, chunk.cursor is not None) == (4, True)
+        rest = await store.memory.export_resources(cursor=chunk.cursor, count=3)
+        assert [r.id for r in rest.items] == ["late"]
+        assert rest.cursor is None
+
+    async def test_export_rejects_bad_cursors_and_counts(self, store: Storage) -> None:
+        for call in (
+            lambda: store.memory.export_threads(cursor="x"),
+            lambda: store.memory.export_threads(cursor="-1"),
+            lambda: store.memory.export_messages("t1", cursor="1.5"),
+        ):
+            with pytest.raises(ValidationError) as caught:
+                await call()
+            assert caught.value.field == "cursor"
+        for count in (0, 1001, True):
+            with pytest.raises(ValidationError) as caught:
+                await store.memory.export_resources(count=count)
+            assert caught.value.field == "count"
+
+    async def test_restore_threads_writes_them_exactly(self, store: Storage) -> None:
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice", created_at=at(0)))
+        threads = [
+            Thread(
+                id="t1",
+                resource_id="bob",  # moved: alice's indexes must forget it
+                title="Moved",
+                metadata={"k": [1, 2]},
+                created_at=at(1),
+                updated_at=at(50),
+            ),
+            Thread(id="t{2}", resource_id="bob", created_at=at(2), updated_at=at(40)),
+        ]
+        assert await store.memory.restore_threads(threads) == threads
+        assert [await store.memory.get_thread(t.id) for t in threads] == threads
+        assert (await store.memory.list_threads("alice")).total == 0
+        by_update = await store.memory.list_threads("bob", order_by="updated_at")
+        assert [t.id for t in by_update.items] == ["t1", "t{2}"]
+        assert [t.id for t in (await store.memory.export_threads()).items] == ["t1", "t{2}"]
+        assert await store.memory.restore_threads([]) == []
+        with pytest.raises(ValidationError) as caught:
+            await store.memory.restore_threads([threads[0], {"id": "t3"}])
+        assert caught.value.field == "threads[1].resource_id"
+
+    async def test_restore_messages_leaves_the_threads_alone(self, store: Storage) -> None:
+        thread = await store.memory.save_thread(
+            Thread(id="t1", resource_id="alice", created_at=at(0), updated_at=at(1))
+        )
+        messages = [msg(f"m{i}", "t1", 3) for i in (3, 1, 2)]
+        assert await store.memory.restore_messages(messages) == messages
+        assert await store.memory.get_thread("t1") == thread
+        listed = await store.memory.list_threads("alice", order_by="updated_at")
+        assert listed.items == [thread]
+        assert (await store.memory.list_messages("t1")).items == messages
+        # Restoring again is an upsert: nothing moves, nothing doubles.
+        changed = msg("m1", "t1", 3, content="edited")
+        await store.memory.restore_messages([*messages[:1], changed])
+        assert [m.content for m in (await store.memory.list_messages("t1")).items] == [
+            "text of m3",
+            "edited",
+            "text of m2",
+        ]
+        with pytest.raises(NotFoundError):
+            await store.memory.restore_messages([msg("m9", "missing")])
+        assert await store.memory.get_messages(["m9"]) == []
+
+    async def test_restore_resources_writes_them_exactly(self, store: Storage) -> None:
+        resources = [
+            Resource(
+                id="r\n1",
+                working_memory="wm",
+                metadata={"a": 1},
+                created_at=at(1),
+                updated_at=at(9),
+            ),
+            Resource(id="r2", created_at=at(2), updated_at=at(3)),
+        ]
+        assert await store.memory.restore_resources(resources) == resources
+        assert [await store.memory.get_resource(r.id) for r in resources] == resources
+        assert (await store.memory.export_resources()).items == resources
+        with pytest.raises(ValidationError) as caught:
+            await store.memory.restore_resources([{"id": ""}])
+        assert caught.value.field == "resources[0].id"

@@ -13,7 +13,9 @@ import pytest
 
 from kvstore import Storage
 from kvstore.drivers import Driver
+from kvstore.upstash_server import UpstashServer
 from tests.conformance import drivers
+from tests.conformance.driver_suite import DriverSuite
 from tests.conformance.evals_suite import EvalsSuite
 from tests.conformance.memory_suite import MemorySuite
 from tests.conformance.traces_suite import TracesSuite
@@ -22,7 +24,7 @@ from tests.conformance.workflows_suite import WorkflowsSuite
 pytestmark = pytest.mark.anyio
 
 
-class BackendSuite(MemorySuite, WorkflowsSuite, EvalsSuite, TracesSuite, ABC):
+class BackendSuite(DriverSuite, MemorySuite, WorkflowsSuite, EvalsSuite, TracesSuite, ABC):
     @pytest.fixture
     @abstractmethod
     async def driver(self) -> AsyncIterator[Driver]:
@@ -74,4 +76,19 @@ class TestRedisCluster(BackendSuite):
     @pytest.fixture
     async def driver(self, cluster_nodes: list[tuple[str, int]]) -> AsyncIterator[Driver]:
         async with drivers.cluster_driver(cluster_nodes) as driver:
+            yield driver
+
+
+class TestUpstashOverMemory(BackendSuite):
+    @pytest.fixture
+    async def driver(self, upstash_memory_server: UpstashServer) -> AsyncIterator[Driver]:
+        async with drivers.upstash_driver(upstash_memory_server) as driver:
+            yield driver
+
+
+@pytest.mark.redis
+class TestUpstashOverRedis(BackendSuite):
+    @pytest.fixture
+    async def driver(self, upstash_redis_server: UpstashServer) -> AsyncIterator[Driver]:
+        async with drivers.upstash_driver(upstash_redis_server) as driver:
             yield driver

@@ -490,3 +490,65 @@ class WorkflowsSuite:
         with pytest.raises(CorruptRecordError) as caught:
             await wf.get_run("bad", "checkout")
         assert caught.value.key == key
+
+    # -- export and restore -----------------------------------------------------------------
+
+    async def test_workflows_export_runs_walks_every_run_oldest_first(self, store: Storage) -> None:
+        wf = store.workflows
+        for i in range(5):
+            await wf.persist_snapshot(f"w{i % 2}", "same-id", {"i": i}, created_at=at(10 - i))
+        walked = []
+        cursor = None
+        while True:
+            chunk = await wf.export_runs(cursor=cursor, count=2)
+            assert chunk.total == 2  # two workflows: one run each, the id shared
+            walked += chunk.items
+            cursor = chunk.cursor
+            if cursor is None:
+                break
+        # A run keeps its first creation time and its last snapshot.
+        assert [(r.workflow_name, r.snapshot) for r in walked] == [
+            ("w1", {"i": 3}),
+            ("w0", {"i": 4}),
+        ]
+        assert walked == [await wf.get_run("same-id", r.workflow_name) for r in walked]
+
+    async def test_workflows_restore_runs_writes_them_exactly(self, store: Storage) -> None:
+        wf = store.workflows
+        await wf.persist_snapshot("w", "r:1", {"old": True}, status="running", resource_id="a")
+        runs = [
+            WorkflowRun(
+                workflow_name="w",
+                run_id="r:1",
+                snapshot={"step": 3},
+                version=7,
+                created_at=at(1),
+                updated_at=at(20),
+                resource_id="b",
+                status="failed",
+                result=None,
+                error={"message": "boom"},
+            ),
+            WorkflowRun(
+                workflow_name="w{2}",
+                run_id="r\n2",
+                snapshot=[1, 2],
+                version=1,
+                created_at=at(2),
+                updated_at=at(2),
+            ),
+        ]
+        assert await wf.restore_runs(runs) == runs
+        assert [await wf.get_run(r.run_id, r.workflow_name) for r in runs] == runs
+        assert await wf.get_run("r:1") == runs[0]
+        # The indexes follow the restored resource and status.
+        assert (await wf.list_runs(status="running")).total == 0
+        assert (await wf.list_runs(resource_id="a")).total == 0
+        assert (await wf.list_runs("w", status="failed", resource_id="b")).items == [runs[0]]
+        assert (await wf.list_runs()).items == runs[::-1]
+        # Compare-and-set goes on from the restored version.
+        assert await wf.persist_snapshot("w", "r:1", {"step": 4}, expected_version=7) == 8
+        with pytest.raises(ValidationError) as caught:
+            await wf.restore_runs([{"workflow_name": "w", "run_id": "x"}])
+        assert caught.value.field is not None
+        assert caught.value.field.startswith("runs[0].")

@@ -77,6 +77,7 @@ SCORE_BOUNDS = st.one_of(*[_GOOD_BOUNDS] * 6, _ODD_BOUNDS, NUMERIC_TEXT)
 _GOOD_LEX = st.sampled_from(["-", "+", "[a", "(a", "[b", "(b", "[aa", "(é", "[", "(", "[c"])
 LEX_BOUNDS = st.one_of(*[_GOOD_LEX] * 6, st.sampled_from(["a", "+a", "-a", "", "[\u00e9"]))
 
+
 def _interval(
     low: st.SearchStrategy[Arg], high: st.SearchStrategy[Arg], anything: st.SearchStrategy[Arg]
 ) -> Words:

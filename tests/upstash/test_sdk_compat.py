@@ -259,6 +259,11 @@ SCRIPT_STEPS: list[tuple[str, SdkCall, RedisCall]] = [
         lambda u: u.evalsha(SCRIPT.sha, ["c:e"], ["2", "x"]),
         lambda r: r.evalsha(SCRIPT.sha, 1, "c:e", "2", "x"),
     ),
+    (
+        "SCRIPT",
+        lambda u: u.script_exists(SCRIPT.sha, "0" * 40),
+        lambda r: r.script_exists(SCRIPT.sha, "0" * 40),
+    ),
 ]
 
 

@@ -26,7 +26,7 @@ Any other command gets Redis's "unknown command" error. Known differences from R
 Modules, from the bottom up: ``_errors`` (Redis's messages), ``_parse`` (Redis's number
 and range parsing), ``_glob``, ``_sortedlist``, ``_zset``, ``_stream``, ``_keyspace``,
 ``_commands_*`` (one per data type), ``_table`` (name -> handler), ``_journal`` (the
-persistence hook) and ``_driver``.
+persistence hook), ``_rewrite`` and ``_aof`` (the append-only file) and ``_driver``.
 """
 
 from kvstore.drivers.memory._driver import MemoryDriver

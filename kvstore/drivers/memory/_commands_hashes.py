@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from kvstore.drivers.base import Reply
 from kvstore.drivers.memory._errors import OVERFLOW, ReplyError, arity_error
-from kvstore.drivers.memory._keyspace import Keyspace
 from kvstore.drivers.memory._parse import INT64_MAX, INT64_MIN, parse_int, string2ll
+
+if TYPE_CHECKING:
+    from kvstore.drivers.memory._keyspace import Keyspace
 
 __all__ = ["HANDLERS"]
 
@@ -60,12 +64,12 @@ def hgetall(ks: Keyspace, args: list[bytes]) -> Reply:
 
 
 def hkeys(ks: Keyspace, args: list[bytes]) -> Reply:
-    return list[Reply](ks.read(args[0], dict) or ())
+    return cast(Reply, list(ks.read(args[0], dict) or ()))
 
 
 def hvals(ks: Keyspace, args: list[bytes]) -> Reply:
     fields = ks.read(args[0], dict)
-    return list[Reply](fields.values()) if fields else []
+    return cast(Reply, list(fields.values())) if fields else []
 
 
 def hdel(ks: Keyspace, args: list[bytes]) -> Reply:

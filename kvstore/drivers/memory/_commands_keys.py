@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from kvstore.drivers.base import Reply
+from typing import TYPE_CHECKING
+
 from kvstore.drivers.memory._errors import SYNTAX, ReplyError, arity_error
 from kvstore.drivers.memory._glob import glob_match
 from kvstore.drivers.memory._keyspace import TYPE_NAMES, Keyspace
@@ -14,6 +15,9 @@ from kvstore.drivers.memory._parse import (
     parse_cursor,
     parse_int,
 )
+
+if TYPE_CHECKING:
+    from kvstore.drivers.base import Reply
 
 __all__ = ["HANDLERS", "expiry_deadline"]
 
@@ -154,12 +158,14 @@ def scan(ks: Keyspace, args: list[bytes]) -> Reply:
         else:
             raise ReplyError(SYNTAX)
         i += 2
-    cursor, keys = ks.scan(cursor, count)
-    if pattern is not None:
-        keys = [key for key in keys if glob_match(pattern, key)]
-    if kind is not None:
-        data = ks.data
-        keys = [key for key in keys if TYPE_NAMES[type(data[key])] == kind]
+    cursor, found = ks.scan(cursor, count)
+    data = ks.data
+    keys: list[Reply] = [
+        key
+        for key in found
+        if (pattern is None or glob_match(pattern, key))
+        and (kind is None or TYPE_NAMES[type(data[key])] == kind)
+    ]
     return [b"%d" % cursor, keys]
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from kvstore.drivers.base import Reply
-from kvstore.drivers.memory._keyspace import Keyspace
+
+if TYPE_CHECKING:
+    from kvstore.drivers.memory._keyspace import Keyspace
 
 __all__ = ["HANDLERS"]
 
@@ -32,7 +36,7 @@ def srem(ks: Keyspace, args: list[bytes]) -> Reply:
 
 
 def smembers(ks: Keyspace, args: list[bytes]) -> Reply:
-    return list[Reply](ks.read(args[0], set) or ())
+    return cast(Reply, list(ks.read(args[0], set) or ()))
 
 
 def sismember(ks: Keyspace, args: list[bytes]) -> Reply:

@@ -9,11 +9,9 @@ identical to Redis.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from kvstore.drivers.base import Reply
 from kvstore.drivers.memory._errors import SYNTAX, ReplyError, arity_error
-from kvstore.drivers.memory._keyspace import Keyspace
 from kvstore.drivers.memory._parse import UINT64_MAX, c_string, option, parse_int
 from kvstore.drivers.memory._stream import (
     MAX_ID,
@@ -22,6 +20,10 @@ from kvstore.drivers.memory._stream import (
     parse_id,
     parse_interval_id,
 )
+
+if TYPE_CHECKING:
+    from kvstore.drivers.base import Reply
+    from kvstore.drivers.memory._keyspace import Keyspace
 
 __all__ = ["HANDLERS", "TrimOptions", "parse_add_or_trim"]
 
@@ -39,7 +41,7 @@ class TrimOptions(NamedTuple):
     nomkstream: bool
     id: int | None  # XADD's id, None for "*"
     seq_given: bool  # False for XADD's "<ms>-*"
-    index: int  # where XADD's id is in args (its fields follow)
+    at: int  # where XADD's id is in args (its fields follow)
 
 
 def parse_add_or_trim(args: list[bytes], *, xadd: bool) -> TrimOptions:
@@ -57,9 +59,9 @@ def parse_add_or_trim(args: list[bytes], *, xadd: bool) -> TrimOptions:
     while i < size:
         more = size - 1 - i
         raw = args[i]
-        word = option(raw)
         if xadd and c_string(raw) == b"*":
             break
+        word = option(raw)
         if word in (b"MAXLEN", b"MINID") and more:
             if strategy is not None:
                 raise ReplyError(
@@ -114,9 +116,29 @@ _EXHAUSTED = "ERR The stream has exhausted the last possible ID, unable to add m
 _TOO_SMALL = "ERR The ID specified in XADD is equal or smaller than the target stream top item"
 
 
+#: XADD's options when its id comes first and is "*", the common case.
+_AUTO_ID_ONLY = TrimOptions(None, 0, 0, False, None, True, 1)
+
+
 def xadd(ks: Keyspace, args: list[bytes]) -> Reply:
-    opts = parse_add_or_trim(args, xadd=True)
-    fields = args[opts.index + 1 :]
+    if args[1] == b"*" and len(args) % 2 == 0:
+        # "XADD key * field value ...", the hot write: what the general path below does
+        # when there are no options and the fields pair up.
+        key = args[0]
+        stream = ks.read(key, Stream)
+        if stream is None:
+            stream = Stream()
+            ks.create(key, stream)
+        last, now = stream.last_id, ks.now
+        if now > last >> 64:
+            stream.append(now << 64, tuple(args[2:]))
+            return b"%d-0" % now
+        if last == MAX_ID:
+            raise ReplyError(_EXHAUSTED)
+        stream.append(last + 1, tuple(args[2:]))
+        return format_id(last + 1)
+    opts = _AUTO_ID_ONLY if args[1] == b"*" else parse_add_or_trim(args, xadd=True)
+    fields = args[opts.at + 1 :]
     if len(fields) < 2 or len(fields) % 2:
         raise arity_error("xadd")
     if opts.id == 0 and opts.seq_given:
@@ -143,7 +165,7 @@ def xadd(ks: Keyspace, args: list[bytes]) -> Reply:
         packed = opts.id
     if packed <= last:
         raise ReplyError(_TOO_SMALL)
-    stream.append(packed, fields)
+    stream.append(packed, tuple(fields))
     if opts.strategy is not None:
         _trim(stream, opts)
     return format_id(packed)
@@ -186,10 +208,7 @@ def _xrange(ks: Keyspace, args: list[bytes], *, reverse: bool) -> Reply:
             first = max(first, stop - count)
         else:
             stop = min(stop, first + count)
-    ids = stream.ids.slice(first, stop)
-    if reverse:
-        ids.reverse()
-    return [stream.reply(packed) for packed in ids]
+    return stream.replies(first, stop, reverse=reverse)
 
 
 def xrange(ks: Keyspace, args: list[bytes]) -> Reply:

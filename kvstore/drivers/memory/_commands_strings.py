@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from kvstore.drivers.base import Reply
+from typing import TYPE_CHECKING
+
 from kvstore.drivers.memory._commands_keys import expiry_deadline
 from kvstore.drivers.memory._errors import (
     NOT_INTEGER,
@@ -12,8 +13,11 @@ from kvstore.drivers.memory._errors import (
     ReplyError,
     arity_error,
 )
-from kvstore.drivers.memory._keyspace import Keyspace
 from kvstore.drivers.memory._parse import INT64_MAX, INT64_MIN, option, parse_int, string2ll
+
+if TYPE_CHECKING:
+    from kvstore.drivers.base import Reply
+    from kvstore.drivers.memory._keyspace import Keyspace
 
 __all__ = ["HANDLERS", "parse_set_options"]
 

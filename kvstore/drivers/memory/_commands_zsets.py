@@ -7,10 +7,9 @@ even on a missing key, while a well-formed one on a key of another type is WRONG
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from kvstore.drivers.base import Reply
 from kvstore.drivers.memory._errors import SYNTAX, ReplyError
-from kvstore.drivers.memory._keyspace import Keyspace
 from kvstore.drivers.memory._parse import (
     format_double,
     option,
@@ -19,14 +18,18 @@ from kvstore.drivers.memory._parse import (
     parse_lex_range,
     parse_score_range,
 )
-from kvstore.drivers.memory._zset import ADDED, NOP, UPDATED, Entry, ZSet
+from kvstore.drivers.memory._zset import ADDED, GT, INCR, LT, NOP, NX, UPDATED, XX, ZSet
+
+if TYPE_CHECKING:
+    from kvstore.drivers.base import Reply
+    from kvstore.drivers.memory._keyspace import Keyspace
 
 __all__ = ["HANDLERS"]
 
 
 # --- ZADD / ZINCRBY ---------------------------------------------------------------------
 
-_ZADD_FLAGS = (b"NX", b"XX", b"CH", b"INCR", b"GT", b"LT")
+_ZADD_FLAGS = {b"NX": NX, b"XX": XX, b"GT": GT, b"LT": LT, b"INCR": INCR, b"CH": 0}
 
 
 def _zadd(ks: Keyspace, args: list[bytes], *, incr: bool) -> Reply:
@@ -35,44 +38,67 @@ def _zadd(ks: Keyspace, args: list[bytes], *, incr: bool) -> Reply:
     Because ZINCRBY shares the option loop, ``ZINCRBY key nx member`` is a syntax error
     in Redis too.
     """
-    given: set[bytes] = set()
+    flags = INCR if incr else 0
+    ch = False
     i, size = 1, len(args)
-    while i < size and (word := option(args[i])) in _ZADD_FLAGS:
-        given.add(word)
+    while i < size:
+        # Options are at most 4 letters (up to a NUL, as strcasecmp reads them): a longer
+        # word is the first score, no need to look closer.
+        arg = args[i]
+        word = option(arg) if len(arg) <= 4 or b"\0" in arg else b""
+        if word not in _ZADD_FLAGS:
+            break
+        flags |= _ZADD_FLAGS[word]
+        ch = ch or word == b"CH"
         i += 1
-    nx, xx, gt, lt = b"NX" in given, b"XX" in given, b"GT" in given, b"LT" in given
-    incr = incr or b"INCR" in given
     pairs = size - i
     if pairs % 2 or not pairs:
         raise ReplyError(SYNTAX)
-    if nx and xx:
+    if flags & NX and flags & XX:
         raise ReplyError("ERR XX and NX options at the same time are not compatible")
-    if (gt and nx) or (lt and nx) or (gt and lt):
+    if flags & (GT | NX) == GT | NX or flags & (LT | NX) == LT | NX or flags & (GT | LT) == GT | LT:
         raise ReplyError("ERR GT, LT, and/or NX options at the same time are not compatible")
-    if incr and pairs > 2:
+    if flags & INCR and pairs > 2:
         raise ReplyError("ERR INCR option supports a single increment-element pair")
     # Every score is parsed before anything is written: the command applies fully or not.
     scores = [parse_float(args[j]) for j in range(i, size, 2)]
     key = args[0]
     zset = ks.read(key, ZSet)
     if zset is None:
-        if xx:
-            return None if incr else 0
+        if flags & XX:
+            return None if flags & INCR else 0
         zset = ZSet()
         ks.create(key, zset)
     added = updated = processed = 0
     score = 0.0
     for score_arg, member in zip(scores, args[i + 1 :: 2], strict=True):
-        outcome, score = zset.add(score_arg, member, nx=nx, xx=xx, gt=gt, lt=lt, incr=incr)
-        added += outcome == ADDED
-        updated += outcome == UPDATED
-        processed += outcome != NOP
-    if incr:
+        outcome, score = zset.add(score_arg, member, flags)
+        if outcome == ADDED:
+            added += 1
+        elif outcome == UPDATED:
+            updated += 1
+        if outcome != NOP:
+            processed += 1
+    if flags & INCR:
         return format_double(score) if processed else None
-    return added + updated if b"CH" in given else added
+    return added + updated if ch else added
 
 
 def zadd(ks: Keyspace, args: list[bytes]) -> Reply:
+    if len(args) == 3:  # "ZADD key score member", the hot write
+        try:
+            score = parse_float(args[1])
+        except ReplyError:
+            pass  # an option word, or a bad score: the full parser gives the right error
+        else:
+            # What _zadd does with one pair and no options (a valid score is never an
+            # option word, so Redis's option loop would stop right there too).
+            key = args[0]
+            zset = ks.read(key, ZSet)
+            if zset is None:
+                zset = ZSet()
+                ks.create(key, zset)
+            return 1 if zset.add(score, args[2])[0] == ADDED else 0
     return _zadd(ks, args, incr=False)
 
 
@@ -130,8 +156,10 @@ def zrank(ks: Keyspace, args: list[bytes]) -> Reply:
 
 def zrevrank(ks: Keyspace, args: list[bytes]) -> Reply:
     zset = ks.read(args[0], ZSet)
-    rank = None if zset is None else zset.rank(args[1])
-    return None if rank is None else len(zset) - 1 - rank  # type: ignore[arg-type]
+    if zset is None:
+        return None
+    rank = zset.rank(args[1])
+    return None if rank is None else len(zset) - 1 - rank
 
 
 # --- ranges -------------------------------------------------------------------------------
@@ -203,13 +231,10 @@ def _zrange(ks: Keyspace, args: list[bytes], by: By | None, reverse: bool | None
     zset = ks.read(args[0], ZSet)
     if zset is None:
         return []
-    order = zset.order
-    entries: list[Entry]
     if by is By.RANK:
         first, stop = _rank_span(len(zset), start, end)
         if reverse:
             first, stop = len(zset) - stop, len(zset) - first
-        entries = order.slice(first, stop)
     else:
         if by is By.SCORE:
             first, stop = zset.score_span(scores)
@@ -223,20 +248,38 @@ def _zrange(ks: Keyspace, args: list[bytes], by: By | None, reverse: bool | None
         if limit >= 0:
             count = min(count, limit)
         if reverse:
-            entries = order.slice(stop - offset - count, stop - offset)
+            first, stop = stop - offset - count, stop - offset
         else:
-            entries = order.slice(first + offset, first + offset + count)
+            first, stop = first + offset, first + offset + count
+    out: list[Reply]
+    if withscores:
+        out = []
+        for member, score in zset.entries(first, stop):
+            out += (member, format_double(score))
+        if reverse:  # reverse the pairs, keeping each member before its score
+            out = [item for i in range(len(out) - 2, -1, -2) for item in out[i : i + 2]]
+        return out
+    out = zset.members(first, stop)
     if reverse:
-        entries.reverse()
-    if not withscores:
-        return [member for _, member in entries]
-    out: list[Reply] = []
-    for score, member in entries:
-        out += (member, format_double(score))
+        out.reverse()
     return out
 
 
 def zrange(ks: Keyspace, args: list[bytes]) -> Reply:
+    if len(args) == 3:  # "ZRANGE key start stop", the hot query: skip the option machinery
+        start, end = parse_int(args[1]), parse_int(args[2])
+        zset = ks.read(args[0], ZSet)
+        if zset is None:
+            return []
+        size = len(zset.scores)
+        # _rank_span, inlined; SortedList.values clamps the end to the size.
+        if start < 0:
+            start = max(start + size, 0)
+        if end < 0:
+            end += size
+        if start > end or start >= size:
+            return []
+        return zset.members(start, end + 1)
     return _zrange(ks, args, None, None)
 
 

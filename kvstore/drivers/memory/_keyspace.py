@@ -28,11 +28,14 @@ from __future__ import annotations
 from bisect import bisect_left
 from heapq import heapify, heappop, heappush
 from operator import itemgetter
-from typing import TypeAlias, TypeVar
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from kvstore.drivers.memory._errors import WRONGTYPE, ReplyError
 from kvstore.drivers.memory._stream import Stream
 from kvstore.drivers.memory._zset import ZSet
+
+if TYPE_CHECKING:
+    from kvstore.drivers.base import ScriptCall
 
 __all__ = ["TYPE_NAMES", "Keyspace", "Value"]
 
@@ -64,14 +67,18 @@ class Keyspace:
         data: Every live key and its value.
         expires: Deadlines (milliseconds since the epoch) of the keys that have one.
         now: The frozen clock of the batch being run, in milliseconds.
+        script_call: ``redis.call`` for script twins run by ``EVALSHA`` (set by the driver).
     """
 
-    __slots__ = ("_deadlines", "_scan_order", "data", "expires", "now")
+    __slots__ = ("_deadlines", "_scan_order", "data", "expired", "expires", "now", "script_call")
 
     def __init__(self) -> None:
         self.data: dict[bytes, Value] = {}
         self.expires: dict[bytes, int] = {}
         self.now = 0
+        #: The keys the last :meth:`purge` deleted.
+        self.expired: list[bytes] = []
+        self.script_call: ScriptCall | None = None
         # (deadline, key) pairs; entries go stale when a deadline changes or a key goes,
         # and are checked against `expires` when popped.
         self._deadlines: list[tuple[int, bytes]] = []
@@ -88,7 +95,7 @@ class Keyspace:
         """
         value = self.data.get(key)
         if value is None or type(value) is kind:
-            return value  # type: ignore[return-value]
+            return value
         raise ReplyError(WRONGTYPE)
 
     # --- writes -------------------------------------------------------------------------
@@ -142,24 +149,25 @@ class Keyspace:
         """Remove the deadline of ``key``; whether it had one."""
         return self.expires.pop(key, None) is not None
 
-    def purge(self, now: int) -> list[bytes]:
+    def purge(self, now: int) -> bool:
         """Set the clock to ``now`` and delete every key whose deadline is before it.
 
         Returns:
-            The deleted keys, so the driver can record their deletion.
+            Whether any key went; :attr:`expired` then lists them, so that the driver can
+            record their deletion.
         """
         self.now = now
         heap = self._deadlines
         if not heap or heap[0][0] >= now:
-            return []
+            return False
         expires, data = self.expires, self.data
-        gone = []
+        self.expired = gone = []
         while heap and heap[0][0] < now:
             deadline, key = heappop(heap)
             if expires.get(key) == deadline:
                 del expires[key], data[key]
                 gone.append(key)
-        return gone
+        return bool(gone)
 
     # --- SCAN ---------------------------------------------------------------------------
 

@@ -71,12 +71,19 @@ def string2ll(raw: bytes) -> int | None:
     return None
 
 
+# The integers that commands take most often (counts, ranks, offsets), parsed in advance.
+_SMALL_INTS = {b"%d" % i: i for i in range(-1024, 1025)}
+
+
 def parse_int(raw: bytes) -> int:
     """Redis's ``getLongLongFromObjectOrReply``.
 
     Raises:
         ReplyError: ``ERR value is not an integer or out of range``.
     """
+    value = _SMALL_INTS.get(raw)
+    if value is not None:
+        return value
     value = string2ll(raw)
     if value is None:
         raise ReplyError(NOT_INTEGER)
@@ -193,10 +200,12 @@ def parse_float(raw: bytes) -> float:
     Raises:
         ReplyError: ``ERR value is not a valid float``.
     """
+    if raw.isdigit() and len(raw) < 16:  # ASCII digits only: the commonest scores of all
+        return float(raw)
     if _SIMPLE_DECIMAL.fullmatch(raw):  # the common case, and it cannot overflow
         return float(raw)
     value, end, out_of_range = strtod(raw)
-    if not raw or raw[0] in _C_SPACE or end != len(raw) or out_of_range or value != value:
+    if not raw or raw[0] in _C_SPACE or end != len(raw) or out_of_range or math.isnan(value):
         raise ReplyError(NOT_FLOAT)
     return value
 
@@ -228,7 +237,7 @@ def _score_bound(raw: bytes) -> tuple[float, bool]:
     value, end, _ = strtod(body)
     # Redis checks only that strtod stopped at the C string's end and that it is no NaN;
     # spaces in front, "" (zero), overflow to infinity are all accepted.
-    if (end < len(body) and body[end] != 0) or value != value:
+    if (end < len(body) and body[end] != 0) or math.isnan(value):
         raise ReplyError("ERR min or max is not a float")
     return value, exclusive
 

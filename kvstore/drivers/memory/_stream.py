@@ -7,9 +7,14 @@ An id ``<ms>-<seq>`` (two unsigned 64-bit numbers) is packed into one Python int
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kvstore.drivers.memory._errors import ReplyError
 from kvstore.drivers.memory._parse import UINT64_MAX, c_string, string2ull
 from kvstore.drivers.memory._sortedlist import SortedList
+
+if TYPE_CHECKING:
+    from kvstore.drivers.base import Reply
 
 __all__ = ["MAX_ID", "Stream", "format_id", "parse_id", "parse_interval_id"]
 
@@ -45,7 +50,7 @@ def parse_id(
     if len(raw) > 127:  # Redis copies the id into a 128-byte buffer first
         raise ReplyError(INVALID_ID)
     text = c_string(raw)
-    if text == b"-" or text == b"+":
+    if text in {b"-", b"+"}:
         if strict:
             raise ReplyError(INVALID_ID)
         return (0 if text == b"-" else MAX_ID), True
@@ -78,8 +83,8 @@ class Stream:
     """A Redis stream (entries only: consumer groups are not supported).
 
     Attributes:
-        entries: Packed id -> the flat ``[field, value, ...]`` list given to XADD.
-        ids: The packed ids in order.
+        entries: Packed id -> the flat ``(field, value, ...)`` given to XADD, in id order.
+        ids: The packed ids in order, each with its fields as the value.
         last_id: The largest id ever added. Deleting entries never lowers it, so XADD
             keeps refusing ids at or below it, as Redis does.
     """
@@ -87,16 +92,20 @@ class Stream:
     __slots__ = ("entries", "ids", "last_id")
 
     def __init__(self) -> None:
-        self.entries: dict[int, list[bytes]] = {}
-        self.ids: SortedList[int] = SortedList()
+        self.entries: dict[int, tuple[bytes, ...]] = {}
+        self.ids: SortedList[int, tuple[bytes, ...]] = SortedList()
         self.last_id = 0
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def append(self, packed: int, fields: list[bytes]) -> None:
-        """Add an entry; ``packed`` must be above :attr:`last_id`."""
-        self.ids.add(packed)
+    def append(self, packed: int, fields: tuple[bytes, ...]) -> None:
+        """Add an entry; ``packed`` must be above :attr:`last_id`.
+
+        ``fields`` is a tuple: tuples of bytes drop out of the garbage collector's sight,
+        which keeps collections quick in a process holding millions of entries.
+        """
+        self.ids.add(packed, fields)
         self.entries[packed] = fields
         self.last_id = packed
 
@@ -108,7 +117,7 @@ class Stream:
         return True
 
     def _delete_oldest(self, count: int) -> int:
-        doomed = self.ids.slice(0, count)
+        doomed = self.ids.keys(0, count)
         for packed in doomed:
             del self.entries[packed]
         self.ids.delete_range(0, count)
@@ -135,6 +144,11 @@ class Stream:
         first = self.ids.bisect_left(start)
         return first, max(first, self.ids.bisect_right(end))
 
-    def reply(self, packed: int) -> list[bytes | list[bytes]]:
-        """One entry as XRANGE replies it: ``[id, [field, value, ...]]``."""
-        return [format_id(packed), list(self.entries[packed])]
+    def replies(self, first: int, stop: int, *, reverse: bool) -> list[Reply]:
+        """The entries at positions ``[first, stop)`` as XRANGE replies them:
+        ``[id, [field, value, ...]]`` each (copies: replies never alias the store)."""
+        ids, fields = self.ids.keys(first, stop), self.ids.values(first, stop)
+        if reverse:
+            ids.reverse()
+            fields.reverse()
+        return [[format_id(packed), list(f)] for packed, f in zip(ids, fields, strict=True)]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
 from kvstore.drivers._commandspec import COMMANDS
-from kvstore.drivers.base import Reply, encode_arg
+from kvstore.drivers.base import Arg, Reply, encode_arg
 from kvstore.drivers.memory import (
     _commands_hashes,
     _commands_keys,
+    _commands_scripting,
     _commands_sets,
     _commands_streams,
     _commands_strings,
@@ -24,16 +26,21 @@ Handler = Callable[[Keyspace, list[bytes]], Reply]
 
 
 class Implementation(NamedTuple):
-    """One supported command."""
+    """One supported command.
+
+    ``min_args`` and ``max_args`` are Redis's arity check (exact if the arity is positive,
+    a minimum if negative) restated for the arguments after the name.
+    """
 
     name: str  # upper-case, as in CommandError.command
     handler: Handler
-    arity: int  # Redis's: exact if positive, a minimum if negative; counts the name
+    min_args: int
+    max_args: int
     write: bool
 
-    def accepts(self, argc: int) -> bool:
-        """Whether ``argc`` words (the name included) pass Redis's arity check."""
-        return argc == self.arity if self.arity > 0 else argc >= -self.arity
+    def accepts(self, args: int) -> bool:
+        """Whether ``args`` arguments (after the name) pass Redis's arity check."""
+        return self.min_args <= args <= self.max_args
 
 
 def _build() -> dict[bytes, Implementation]:
@@ -45,10 +52,13 @@ def _build() -> dict[bytes, Implementation]:
         _commands_sets,
         _commands_zsets,
         _commands_streams,
+        _commands_scripting,
     ):
         for name, handler in module.HANDLERS.items():
             spec = COMMANDS[name]
-            table[name.encode()] = Implementation(name, handler, spec.arity, spec.write)
+            low = abs(spec.arity) - 1
+            high = low if spec.arity > 0 else sys.maxsize
+            table[name.encode()] = Implementation(name, handler, low, high, spec.write)
     return table
 
 
@@ -61,13 +71,12 @@ _SEEN: dict[str | bytes, Implementation] = {}
 _SEEN_MAX = 4096
 
 
-def resolve(name: object) -> Implementation | None:
+def resolve(name: Arg) -> Implementation | None:
     """The implementation of command ``name`` (str or bytes, any case), or None."""
-    found = _SEEN.get(name)  # type: ignore[call-overload]
+    found = _SEEN.get(name)  # type: ignore[arg-type]  # an int or float is simply not found
     if found is not None:
         return found
-    raw = name if isinstance(name, bytes) else encode_arg(name)  # type: ignore[arg-type]
-    found = TABLE.get(raw.upper())  # bytes.upper() is ASCII-only, as strcasecmp
+    found = TABLE.get(encode_arg(name).upper())  # bytes.upper() is ASCII-only, as strcasecmp
     if found is not None and len(_SEEN) < _SEEN_MAX and isinstance(name, str | bytes):
         _SEEN[name] = found
     return found

@@ -1,7 +1,10 @@
-"""The sorted set: a member -> score dict plus a :class:`SortedList` of ``(score, member)``.
+"""The sorted set: a member -> score dict plus a :class:`SortedList` of order keys.
 
-Ordering is Redis's: by score, then by member bytes. ``-0.0 == 0.0`` in both Python and C,
-so a member scored ``-0`` sorts among the zeros as in Redis.
+Redis orders members by score, then by member bytes. Each member gets an *order key*: its
+score packed into 8 bytes that sort like the doubles do, followed by the member itself.
+Plain ``bytes`` comparison of order keys is then exactly Redis's order, and it is much
+cheaper than comparing ``(score, member)`` tuples, which keeps a million-member set quick
+to build. ``-0.0`` is packed as ``0.0``, since Redis compares them as equal.
 
 One encoding detail of Redis shows through its replies and is mirrored here: a small
 sorted set (at most 128 members of at most 64 bytes, Redis's default
@@ -13,15 +16,25 @@ tracks which form Redis would be using.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from operator import itemgetter
-from typing import Final
+import math
+import struct
+from typing import TYPE_CHECKING, Final, cast
 
 from kvstore.drivers.memory._errors import ReplyError
-from kvstore.drivers.memory._parse import LexBound, ScoreRange
 from kvstore.drivers.memory._sortedlist import SortedList
 
-__all__ = ["ADDED", "NOP", "UPDATED", "ZSet"]
+if TYPE_CHECKING:
+    from kvstore.drivers.base import Reply
+    from kvstore.drivers.memory._parse import LexBound, ScoreRange
+
+__all__ = ["ADDED", "GT", "INCR", "LT", "NOP", "NX", "UPDATED", "XX", "ZSet", "order_key"]
+
+#: Options of :meth:`ZSet.add`, as Redis's ``ZADD_IN_*`` flags.
+INCR: Final = 1
+NX: Final = 2
+XX: Final = 4
+GT: Final = 8
+LT: Final = 16
 
 #: Outcomes of :meth:`ZSet.add`, as Redis's ``ZADD_OUT_*`` flags.
 ADDED: Final = 1
@@ -32,10 +45,37 @@ NOP: Final = 4
 _LISTPACK_MAX_ENTRIES = 128
 _LISTPACK_MAX_VALUE = 64
 
-_score: Callable[[tuple[float, bytes]], float] = itemgetter(0)
-_member: Callable[[tuple[float, bytes]], bytes] = itemgetter(1)
+_DOUBLE = struct.Struct(">d")
+_UINT64 = struct.Struct(">Q")
+_SIGN = 1 << 63
+_ALL = (1 << 64) - 1
 
-Entry = tuple[float, bytes]
+
+def _score_bits(score: float) -> int:
+    """``score`` as an unsigned 64-bit integer with the same order as the double.
+
+    IEEE 754 bits sort like the values for positive numbers; flipping the sign bit puts
+    them above the negatives, and inverting a negative number's bits reverses their order.
+    """
+    bits: int = _UINT64.unpack(_DOUBLE.pack(score + 0.0))[0]  # + 0.0 turns -0.0 into 0.0
+    return bits ^ _ALL if bits & _SIGN else bits | _SIGN
+
+
+def order_key(score: float, member: bytes) -> bytes:
+    """The key that sorts ``member`` where Redis puts it: by score, then by member."""
+    # _score_bits inlined: this runs for every member added.
+    (bits,) = _UINT64.unpack(_DOUBLE.pack(score + 0.0))
+    return _UINT64.pack(bits ^ _ALL if bits & _SIGN else bits | _SIGN) + member
+
+
+def _prefix(score: float) -> bytes:
+    """The smallest order key of the members with ``score``."""
+    return _UINT64.pack(_score_bits(score))
+
+
+def _prefix_after(score: float) -> bytes:
+    """The smallest order key above every key with ``score``."""
+    return _UINT64.pack(_score_bits(score) + 1)
 
 
 def _gte_min(member: bytes, low: LexBound) -> bool:
@@ -67,7 +107,8 @@ class ZSet:
 
     Attributes:
         scores: Member -> score.
-        order: ``(score, member)`` pairs in Redis order.
+        order: The members' order keys (see :func:`order_key`), in Redis order, each with
+            its member as the value.
         compact: Whether Redis would still hold this set as a listpack.
     """
 
@@ -75,24 +116,19 @@ class ZSet:
 
     def __init__(self) -> None:
         self.scores: dict[bytes, float] = {}
-        self.order: SortedList[Entry] = SortedList()
+        self.order: SortedList[bytes, bytes] = SortedList()
         self.compact = True
 
     def __len__(self) -> int:
         return len(self.scores)
 
-    def add(
-        self,
-        score: float,
-        member: bytes,
-        *,
-        nx: bool = False,
-        xx: bool = False,
-        gt: bool = False,
-        lt: bool = False,
-        incr: bool = False,
-    ) -> tuple[int, float]:
+    def add(self, score: float, member: bytes, flags: int = 0) -> tuple[int, float]:
         """Redis's ``zsetAdd``: add or update one member.
+
+        Args:
+            score: The score, or the increment with :data:`INCR`.
+            member: The member.
+            flags: :data:`INCR`, :data:`NX`, :data:`XX`, :data:`GT` and :data:`LT`, or'ed.
 
         Returns:
             The outcome (0, :data:`ADDED`, :data:`UPDATED` or :data:`NOP`) and the new score
@@ -103,20 +139,20 @@ class ZSet:
         """
         current = self.scores.get(member)
         if current is not None:
-            if nx:
+            if flags & NX:
                 return NOP, score
-            if incr:
+            if flags & INCR:
                 score += current
-                if score != score:
+                if math.isnan(score):
                     raise ReplyError("ERR resulting score is not a number (NaN)")
-            if (lt and score >= current) or (gt and score <= current):
+            if (flags & LT and score >= current) or (flags & GT and score <= current):
                 return NOP, score
-            if score == current:
+            if score == current:  # -0.0 == 0.0 too: Redis leaves the member alone
                 return 0, score
-            self.order.remove((current, member))
+            self.order.remove(order_key(current, member))
             self._insert(score, member)
             return UPDATED, score
-        if xx:
+        if flags & XX:
             return NOP, score
         if self.compact and (
             len(self.scores) >= _LISTPACK_MAX_ENTRIES or len(member) > _LISTPACK_MAX_VALUE
@@ -129,14 +165,14 @@ class ZSet:
         if self.compact:
             score += 0.0  # a listpack stores -0 as the integer 0
         self.scores[member] = score
-        self.order.add((score, member))
+        self.order.add(order_key(score, member), member)
 
     def remove(self, member: bytes) -> bool:
         """Remove ``member``; whether it was there."""
         score = self.scores.pop(member, None)
         if score is None:
             return False
-        self.order.remove((score, member))
+        self.order.remove(order_key(score, member))
         return True
 
     def rank(self, member: bytes) -> int | None:
@@ -144,13 +180,22 @@ class ZSet:
         score = self.scores.get(member)
         if score is None:
             return None
-        return self.order.bisect_left((score, member))
+        return self.order.bisect_left(order_key(score, member))
+
+    def entries(self, start: int, stop: int) -> list[tuple[bytes, float]]:
+        """``(member, score)`` of the members at positions ``start`` to ``stop - 1``."""
+        scores = self.scores
+        return [(member, scores[member]) for member in self.order.values(start, stop)]
+
+    def members(self, start: int, stop: int) -> list[Reply]:
+        """The members at positions ``start`` to ``stop - 1``."""
+        return cast("list[Reply]", self.order.values(start, stop))
 
     def delete_positions(self, start: int, stop: int) -> int:
         """Remove the members at positions ``start`` to ``stop - 1``; how many went."""
-        doomed = self.order.slice(start, stop)
+        doomed = self.order.values(start, stop)
         scores = self.scores
-        for _, member in doomed:
+        for member in doomed:
             del scores[member]
         self.order.delete_range(start, stop)
         return len(doomed)
@@ -160,15 +205,10 @@ class ZSet:
         if spec.is_empty():
             return 0, 0
         order = self.order
-        if spec.minex:
-            start = order.bisect_right(spec.min, key=_score)
-        else:
-            start = order.bisect_left(spec.min, key=_score)
-        if spec.maxex:
-            stop = order.bisect_left(spec.max, key=_score)
-        else:
-            stop = order.bisect_right(spec.max, key=_score)
-        return start, max(start, stop)
+        low = _prefix_after(spec.min) if spec.minex else _prefix(spec.min)
+        high = _prefix(spec.max) if spec.maxex else _prefix_after(spec.max)
+        start = order.bisect_left(low)
+        return start, max(start, order.bisect_left(high))
 
     def lex_span(self, low: LexBound, high: LexBound, *, reverse: bool) -> tuple[int, int]:
         """The positions ``[start, stop)`` of the members in the lexicographic range.
@@ -183,21 +223,22 @@ class ZSet:
         size = len(order)
         if not size or _lex_range_is_empty(low, high):
             return 0, 0
-        if order[0][0] == order[-1][0]:  # a single score: members are sorted
+        prefix = order.key_at(0)[:8]
+        if prefix == order.key_at(-1)[:8]:  # a single score: members are sorted
             if low.infinity:
                 start = 0 if low.infinity < 0 else size
             elif low.exclusive:
-                start = order.bisect_right(low.value, key=_member)
+                start = order.bisect_right(prefix + low.value)
             else:
-                start = order.bisect_left(low.value, key=_member)
+                start = order.bisect_left(prefix + low.value)
             if high.infinity:
                 stop = size if high.infinity > 0 else 0
             elif high.exclusive:
-                stop = order.bisect_left(high.value, key=_member)
+                stop = order.bisect_left(prefix + high.value)
             else:
-                stop = order.bisect_right(high.value, key=_member)
+                stop = order.bisect_right(prefix + high.value)
             return start, max(start, stop)
-        members = [member for _, member in order]
+        members = order.values(0, size)
         if not _gte_min(members[-1], low) or not _lte_max(members[0], high):
             return 0, 0
         if reverse:

@@ -1,13 +1,10 @@
-"""The driver contract, run identically on every driver.
+"""The driver contract's conformance suite: the narrow waist, on every driver.
 
-The abstract class holds every test; each backend's subclass adds only its ``driver``
-fixture (and pins the event loops it runs on). No test branches on the driver's type.
+Collected through the backend classes in ``test_backends.py``; nothing here knows which
+driver runs it.
 """
 
 from __future__ import annotations
-
-from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,9 +16,6 @@ from kvstore.errors import (
     TransactionAbortedError,
     UnsupportedError,
 )
-from tests.conformance import drivers
-
-pytestmark = pytest.mark.anyio
 
 # Every key lives under one hash tag, so batches stay legal on a Redis Cluster.
 K = "{t}:"
@@ -57,11 +51,8 @@ FAILING = Script(
 )
 
 
-class DriverContract(ABC):
-    @pytest.fixture
-    @abstractmethod
-    async def driver(self) -> AsyncIterator[Driver]:
-        yield  # type: ignore[misc]
+class DriverSuite:
+    """Tests of the driver contract; needs a ``driver`` fixture."""
 
     async def test_replies_have_the_normalised_shape(self, driver: Driver) -> None:
         replies = await driver.execute(
@@ -170,61 +161,3 @@ class DriverContract(ABC):
     async def test_closing_twice_is_harmless(self, driver: Driver) -> None:
         await driver.aclose()
         await driver.aclose()
-
-
-class TestMemoryDriver(DriverContract):
-    @pytest.fixture
-    async def driver(self) -> AsyncIterator[Driver]:
-        async with drivers.memory_driver() as driver:
-            yield driver
-
-
-class TestFakeRedisDriver(DriverContract):
-    @pytest.fixture
-    def anyio_backend(self) -> str:
-        return "asyncio"
-
-    @pytest.fixture
-    async def driver(self) -> AsyncIterator[Driver]:
-        async with drivers.fakeredis_driver() as driver:
-            yield driver
-
-
-@pytest.mark.redis
-class TestRedisDriver(DriverContract):
-    @pytest.fixture
-    def anyio_backend(self) -> str:
-        return "asyncio"
-
-    @pytest.fixture
-    async def driver(self, redis_server_url: str) -> AsyncIterator[Driver]:
-        async with drivers.redis_driver(redis_server_url) as driver:
-            yield driver
-
-
-@pytest.mark.redis
-@pytest.mark.cluster
-class TestRedisClusterDriver(DriverContract):
-    @pytest.fixture
-    def anyio_backend(self) -> str:
-        return "asyncio"
-
-    @pytest.fixture
-    async def driver(self, cluster_nodes: list[tuple[str, int]]) -> AsyncIterator[Driver]:
-        async with drivers.cluster_driver(cluster_nodes) as driver:
-            yield driver
-
-
-class TestUpstashMemoryDriver(DriverContract):
-    @pytest.fixture
-    async def driver(self) -> AsyncIterator[Driver]:
-        async with drivers.upstash_memory_driver() as driver:
-            yield driver
-
-
-@pytest.mark.redis
-class TestUpstashRedisDriver(DriverContract):
-    @pytest.fixture
-    async def driver(self, redis_server_url: str) -> AsyncIterator[Driver]:
-        async with drivers.upstash_redis_driver(redis_server_url) as driver:
-            yield driver

@@ -1,0 +1,334 @@
+"""The domain operations the sections measure, and the data they run against.
+
+:func:`populate` stores a dataset (a resource's threads, a long thread, workflow runs,
+scores, traces) through the public domain calls; :func:`operations` lists every public
+domain operation as an :class:`Op` that can be called again and again (ids that must be
+fresh come from counters; what a delete removes is made by its ``prepare`` step, which is
+not measured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from benchmarks import _data
+from benchmarks._env import PipelinedDriver
+from kvstore import Include, MessagePatch, Resource, Score, Storage, Thread
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+    from kvstore.codec import FormatName
+    from kvstore.drivers.base import Driver
+
+__all__ = ["RESOURCE", "Dataset", "Op", "bulk", "operations", "populate"]
+
+RESOURCE = "user-1"
+BIG_THREAD = "thread-big"
+APPEND_THREAD = "thread-append"
+WORKFLOW = "weather-workflow"
+SCORER = "answer-relevancy"
+SPANS_PER_TRACE = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """How much is stored before operations are measured."""
+
+    threads: int
+    messages: int
+    runs: int
+    scores: int
+    traces: int
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> Dataset:
+        if quick:
+            return cls(threads=100, messages=200, runs=50, scores=100, traces=20)
+        return cls(threads=1_000, messages=1_000, runs=200, scores=1_000, traces=100)
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One public domain operation, callable repeatedly on a store.
+
+    Attributes:
+        domain: ``memory``, ``workflows``, ``evals`` or ``traces``.
+        name: The call as a reader would write it.
+        call: Runs the operation once on a store.
+        prepare: Run (unmeasured) before each ``call``: makes what a delete removes.
+        mastra: The Mastra operation this corresponds to, for the Upstash cost table.
+    """
+
+    domain: str
+    name: str
+    call: Callable[[Storage], Awaitable[Any]]
+    prepare: Callable[[Storage], Awaitable[Any]] | None = None
+    mastra: str | None = None
+
+
+async def bulk(
+    calls: Iterable[Callable[[Storage], Awaitable[Any]]],
+    store: Storage,
+    *,
+    pipelined: Storage | None = None,
+    chunk: int = 500,
+) -> None:
+    """Run domain calls: through ``pipelined`` (a store on a :class:`PipelinedDriver`),
+    ``chunk`` at a time per round trip, or one after another on ``store``.
+
+    The first call always goes through ``store`` alone, which loads its script.
+    """
+    iterator = iter(calls)
+    first = next(iterator, None)
+    if first is None:
+        return
+    await first(store)
+    if pipelined is None:
+        for call in iterator:
+            await call(store)
+        return
+    while batch := list(itertools.islice(iterator, chunk)):
+        await asyncio.gather(*(call(pipelined) for call in batch))
+
+
+def pipelined_twin(store: Storage, codec: FormatName = "json") -> Storage | None:
+    """A store with the same namespace and codec that pipelines domain calls, or None for
+    drivers that cannot take ``EVALSHA`` in a batch (the memory driver runs scripts'
+    Python twins only through ``run``)."""
+    from kvstore.drivers.memory import MemoryDriver
+
+    if isinstance(store.driver, MemoryDriver):
+        return None
+    return Storage(
+        cast("Driver", PipelinedDriver(store.driver)),
+        namespace=store.keys.namespace,
+        codec=codec,
+    )
+
+
+async def populate(store: Storage, size: Dataset, codec: FormatName = "json") -> None:
+    """Store ``size``'s dataset through the domain calls (pipelined where the driver can)."""
+    twin = pipelined_twin(store, codec)
+    memory = store.memory
+    await bulk(
+        (_save_thread(f"thread-{i:07d}", i) for i in range(size.threads)), store, pipelined=twin
+    )
+    for thread_id in (BIG_THREAD, APPEND_THREAD):
+        await memory.save_thread(Thread(id=thread_id, resource_id=RESOURCE))
+    await save_messages(store, BIG_THREAD, 0, size.messages)
+    snap = _data.snapshot(1_000)
+    await bulk((_persist(f"run-{i:07d}", snap, i) for i in range(size.runs)), store, pipelined=twin)
+    await bulk((_save_score(i) for i in range(size.scores)), store, pipelined=twin)
+    for start in range(0, size.traces, 50):
+        await store.traces.save_spans(
+            span for t in range(start, min(size.traces, start + 50)) for span in trace(t)
+        )
+
+
+async def save_messages(store: Storage, thread_id: str, start: int, stop: int) -> None:
+    """Messages ``start`` to ``stop`` of a thread, 500 per call."""
+    for first in range(start, stop, 500):
+        await store.memory.save_messages(
+            _data.message(i, thread_id) for i in range(first, min(stop, first + 500))
+        )
+
+
+def trace(t: int, spans: int = SPANS_PER_TRACE) -> list[Any]:
+    """Trace ``t``: a root span and ``spans - 1`` children."""
+    root = _data.span(t * spans, t)
+    children = [_data.span(t * spans + k, t, parent=root.span_id) for k in range(1, spans)]
+    return [root, *children]
+
+
+def _save_thread(thread_id: str, i: int) -> Callable[[Storage], Awaitable[Any]]:
+    at = _data.EPOCH + timedelta(seconds=i)
+    thread = Thread(id=thread_id, resource_id=RESOURCE, title=f"Chat {i}", created_at=at)
+    return lambda s: s.memory.save_thread(thread)
+
+
+def _persist(run_id: str, snap: Any, i: int) -> Callable[[Storage], Awaitable[Any]]:
+    at = _data.EPOCH + timedelta(seconds=i)
+    return lambda s: s.workflows.persist_snapshot(
+        WORKFLOW, run_id, snap, resource_id=RESOURCE, status="success", created_at=at
+    )
+
+
+def _save_score(i: int) -> Callable[[Storage], Awaitable[Any]]:
+    record = _data.score(i)
+    return lambda s: s.evals.save_score(record)
+
+
+def operations(size: Dataset) -> list[Op]:
+    """Every public domain operation, against the dataset :func:`populate` stores."""
+    n = itertools.count(10_000_000)
+    snap5k = _data.snapshot(5_000)
+    last_ids = [_data.message(i).id for i in range(max(0, size.messages - 20), size.messages)]
+    window = (
+        _data.EPOCH + timedelta(milliseconds=10 * SPANS_PER_TRACE * (size.traces // 2)),
+        _data.EPOCH + timedelta(milliseconds=10 * SPANS_PER_TRACE * (size.traces // 2 + 30)),
+    )
+
+    def victim_thread(s: Storage) -> Awaitable[Any]:
+        return s.memory.save_thread(Thread(id="victim", resource_id=RESOURCE))
+
+    async def victim_thread_with_messages(s: Storage) -> None:
+        await victim_thread(s)
+        await s.memory.save_messages(_data.message_pair(0, "victim"))
+
+    async def victim_messages(s: Storage) -> None:
+        await s.memory.save_messages(_data.message_pair(0, APPEND_THREAD))
+
+    def pair(s: Storage) -> Awaitable[Any]:
+        return s.memory.save_messages(_data.message_pair(next(n), APPEND_THREAD))
+
+    return [
+        Op("memory", "save_thread (new)", _save_thread(f"t{next(n)}", 0)),
+        Op("memory", "get_thread", lambda s: s.memory.get_thread("thread-0000001")),
+        Op(
+            "memory",
+            "list_threads (page of 20)",
+            lambda s: s.memory.list_threads(RESOURCE, per_page=20),
+            mastra="listThreads",
+        ),
+        Op(
+            "memory",
+            "update_thread (title)",
+            lambda s: s.memory.update_thread("thread-0000001", title=f"renamed {next(n)}"),
+        ),
+        Op(
+            "memory",
+            "delete_thread (2 messages)",
+            lambda s: s.memory.delete_thread("victim"),
+            prepare=victim_thread_with_messages,
+        ),
+        Op("memory", "save_messages (2)", pair, mastra="saveMessages"),
+        Op(
+            "memory",
+            "list_messages (last 20)",
+            lambda s: s.memory.list_messages(BIG_THREAD, last=20),
+            mastra="listMessages",
+        ),
+        Op(
+            "memory",
+            "list_messages (page 3 of 40)",
+            lambda s: s.memory.list_messages(BIG_THREAD, page=3, per_page=40),
+        ),
+        Op(
+            "memory",
+            "list_messages (last 20 + include)",
+            lambda s: s.memory.list_messages(
+                BIG_THREAD,
+                last=20,
+                include=[Include(message_id=_data.message(5).id, before=2, after=2)],
+            ),
+        ),
+        Op("memory", "get_messages (20 ids)", lambda s: s.memory.get_messages(last_ids)),
+        Op(
+            "memory",
+            "update_messages (1)",
+            lambda s: s.memory.update_messages(
+                [MessagePatch(id=last_ids[-1], metadata={"seen": next(n)})]
+            ),
+        ),
+        Op(
+            "memory",
+            "delete_messages (2)",
+            lambda s: s.memory.delete_messages([f"{APPEND_THREAD}-u0", f"{APPEND_THREAD}-a0"]),
+            prepare=victim_messages,
+        ),
+        Op(
+            "memory",
+            "save_resource",
+            lambda s: s.memory.save_resource(
+                Resource(id=RESOURCE, working_memory="# User\n- name: Alice\n- city: Zürich")
+            ),
+        ),
+        Op("memory", "get_resource", lambda s: s.memory.get_resource(RESOURCE)),
+        Op(
+            "memory",
+            "update_resource",
+            lambda s: s.memory.update_resource(
+                RESOURCE, working_memory=f"# User\n- visits: {next(n)}"
+            ),
+        ),
+        Op(
+            "workflows",
+            "persist_snapshot (new run, 5 KB)",
+            lambda s: s.workflows.persist_snapshot(
+                WORKFLOW, f"r{next(n)}", snap5k, resource_id=RESOURCE, status="running"
+            ),
+        ),
+        Op(
+            "workflows",
+            "persist_snapshot (existing run, 5 KB)",
+            lambda s: s.workflows.persist_snapshot(WORKFLOW, "run-0000001", snap5k),
+            mastra="persistWorkflowSnapshot",
+        ),
+        Op(
+            "workflows",
+            "load_snapshot",
+            lambda s: s.workflows.load_snapshot(WORKFLOW, "run-0000001"),
+            mastra="loadWorkflowSnapshot",
+        ),
+        Op(
+            "workflows",
+            "get_run (with workflow name)",
+            lambda s: s.workflows.get_run("run-0000001", WORKFLOW),
+        ),
+        Op("workflows", "get_run (run id only)", lambda s: s.workflows.get_run("run-0000001")),
+        Op(
+            "workflows",
+            "list_runs (page of 20)",
+            lambda s: s.workflows.list_runs(WORKFLOW, per_page=20),
+            mastra="listWorkflowRuns",
+        ),
+        Op(
+            "workflows",
+            "update_run (status)",
+            lambda s: s.workflows.update_run(WORKFLOW, "run-0000002", status="success"),
+        ),
+        Op(
+            "workflows",
+            "delete_run",
+            lambda s: s.workflows.delete_run(WORKFLOW, "victim"),
+            prepare=lambda s: s.workflows.persist_snapshot(WORKFLOW, "victim", {"a": 1}),
+        ),
+        Op("evals", "save_score (new)", lambda s: s.evals.save_score(_data.score(next(n)))),
+        Op("evals", "get_score", lambda s: s.evals.get_score(_data.score(1).id)),
+        Op(
+            "evals",
+            "list_scores (scorer, page of 20)",
+            lambda s: s.evals.list_scores(scorer_id=SCORER, per_page=20),
+        ),
+        Op("evals", "list_scores (run id)", lambda s: s.evals.list_scores(run_id="run-1")),
+        Op(
+            "evals",
+            "delete_score",
+            lambda s: s.evals.delete_score("victim"),
+            prepare=lambda s: s.evals.save_score(Score(id="victim", scorer_id=SCORER, score=1.0)),
+        ),
+        Op("traces", "save_spans (trace of 10)", lambda s: s.traces.save_spans(trace(next(n)))),
+        Op("traces", "get_trace (10 spans)", lambda s: s.traces.get_trace(f"{1:032x}")),
+        Op("traces", "list_traces (page of 20)", lambda s: s.traces.list_traces(per_page=20)),
+        Op(
+            "traces",
+            "list_traces (time window)",
+            lambda s: s.traces.list_traces(from_date=window[0], to_date=window[1], per_page=20),
+        ),
+        Op(
+            "traces",
+            "delete_traces (1 of 10 spans)",
+            lambda s: s.traces.delete_traces([f"{999_999:032x}"]),
+            prepare=lambda s: s.traces.save_spans(trace(999_999)),
+        ),
+    ]
+
+
+def repeatable(ops: Sequence[Op]) -> list[Op]:
+    """The operations that can be timed in a loop (no unmeasured step before each call)."""
+    return [op for op in ops if op.prepare is None]

@@ -1,0 +1,239 @@
+"""Section 3: what each operation costs on Upstash: HTTP requests and Redis commands.
+
+Upstash bills per command and every HTTP request is a network round trip, so both matter.
+Every public domain operation runs once through `UpstashDriver` against the local
+Upstash-protocol server (`kvstore.upstash_server.UpstashServer`), which is backed by the
+private Redis. Three numbers per operation:
+
+* **requests**: HTTP requests the server received (its `stats.measure()`);
+* **commands (top level)**: commands in those requests, as Upstash's REST endpoint sees
+  them: a script call (`EVALSHA`) is one;
+* **commands (server side)**: every command the Redis behind it ran, the commands inside
+  scripts included (`INFO commandstats` deltas; `MULTI`/`EXEC` count too).
+
+Each operation is warmed up first (so scripts are cached and no `NOSCRIPT` round trip is
+counted), then measured on its own. The dataset is stored beforehand through the domain
+calls on `RedisDriver` (same Redis, same namespace).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from benchmarks import _data
+from benchmarks._env import Env, SkipSection, missing
+from benchmarks._harness import Contender, Report, fmt_int, fmt_ratio, fmt_time, interleave
+from benchmarks._workload import WORKFLOW, Dataset, operations, populate
+from kvstore import Storage
+
+NAME = "upstash"
+TITLE = "3. Cost on Upstash: requests and commands per operation"
+
+#: Mastra's `@mastra/upstash` 1.3.1, measured elsewhere at a local Upstash-protocol proxy:
+#: (what was measured, requests, commands); None where the figure was not given.
+MASTRA: dict[str, tuple[str, int | None, int]] = {
+    "listThreads": ("listThreads, one resource with 1,000 threads stored", 2, 1_001),
+    "listMessages": ("listMessages, last 20", 2, 1_023),
+    "saveMessages": ("saveMessages of 2", 3, 10),
+    "loadWorkflowSnapshot": ("loadWorkflowSnapshot", 3, 113),
+    "listWorkflowRuns": ("listWorkflowRuns, one page with 200 runs stored", None, 201),
+}
+CHECKPOINTS = 100
+
+
+async def run(env: Env) -> Report:
+    report = Report(NAME, TITLE, env.out)
+    if note := missing("upstash_redis", "starlette", "uvicorn", "redis"):
+        raise SkipSection(note)
+    from kvstore.drivers.redis import RedisDriver
+    from kvstore.drivers.upstash import UpstashDriver
+    from kvstore.upstash_server import UpstashServer
+
+    report.text(__doc__.split("\n\n", 1)[1])
+    url = env.fresh_redis()
+    counter = env.commands()
+    size = Dataset.for_mode(env.mode.quick)
+    report.text(
+        f"Dataset: {size.threads:,} threads of one resource, a thread of {size.messages:,} "
+        f"messages, {size.runs:,} workflow runs, {size.scores:,} scores, {size.traces:,} "
+        "traces of 10 spans. Page sizes: 20."
+    )
+    async with RedisDriver.from_url(url) as loader:
+        await populate(Storage(loader), size)
+    rows: list[list[Any]] = []
+    kv_cost: dict[str, tuple[int, int, int]] = {}
+    async with UpstashServer(backing=url) as server:
+        store = Storage(UpstashDriver(server.url, server.token), owns_driver=True)
+        try:
+            for op in operations(size):
+                if op.prepare is not None:
+                    await op.prepare(store)
+                await op.call(store)  # warm-up: the script is cached from here on
+                if op.prepare is not None:
+                    await op.prepare(store)
+                before = counter.total()
+                with server.stats.measure() as usage:
+                    await op.call(store)
+                inside = counter.total() - before
+                cost = (usage.total_requests, usage.total_commands, inside)
+                if op.mastra:
+                    kv_cost[op.mastra] = cost
+                rows.append([f"{op.domain}.{op.name}", *map(fmt_int, cost)])
+            one_trip = all(r[1] == "1" for r in rows)
+            report.headline(
+                "every domain operation is one HTTP request on Upstash",
+                "1 request each",
+                "1 request each" if one_trip else "some take more (see the table)",
+                one_trip,
+            )
+            report.heading("kvstore, every domain operation")
+            report.table(
+                ["operation", "requests", "commands (top level)", "commands (server side)"], rows
+            )
+            _mastra_table(report, kv_cost, size)
+            await _langgraph(report, env, server, store)
+        finally:
+            await store.aclose()
+    return report
+
+
+def _mastra_table(report: Report, kv: dict[str, tuple[int, int, int]], size: Dataset) -> None:
+    report.heading("Side by side with Mastra (`@mastra/upstash` 1.3.1)")
+    report.text(
+        "Mastra's figures were **measured elsewhere**, at a local Upstash-protocol proxy, "
+        "not in this run (Mastra is TypeScript); they are quoted from the Upstash issue. "
+        f"kvstore's are from this run, with {size.threads:,} threads, {size.messages:,} "
+        f"messages and {size.runs:,} runs stored: its costs do not depend on those numbers "
+        "(see the scaling section), Mastra's grow with them."
+    )
+    rows = []
+    for key, (what, requests, commands) in MASTRA.items():
+        if key not in kv:
+            continue
+        kv_req, kv_top, kv_inside = kv[key]
+        rows.append(
+            [
+                what,
+                "—" if requests is None else fmt_int(requests),
+                fmt_int(commands),
+                fmt_int(kv_req),
+                fmt_int(kv_top),
+                fmt_int(kv_inside),
+                fmt_ratio(commands / kv_inside),
+            ]
+        )
+    report.table(
+        [
+            "operation",
+            "Mastra requests",
+            "Mastra commands",
+            "kvstore requests",
+            "kvstore commands (top level)",
+            "kvstore commands (server side)",
+            "Mastra / kvstore commands",
+        ],
+        rows,
+    )
+    for key, (what, requests, commands) in MASTRA.items():
+        if key in kv:
+            report.headline(
+                f"Upstash: {what}",
+                "context (Mastra measured elsewhere)",
+                f"kvstore {_n(kv[key][0], 'request')}, {_n(kv[key][2], 'command')}; Mastra "
+                f"{'?' if requests is None else requests} requests, {commands:,} commands",
+                None,
+            )
+
+
+async def _langgraph(report: Report, env: Env, server: Any, store: Storage) -> None:
+    """langgraph-checkpoint-upstash-redis against the same server: saves and loads."""
+    report.heading("Workflow state: kvstore against langgraph-checkpoint-upstash-redis")
+    if note := missing("langgraph.checkpoint.upstash_redis"):
+        report.skip("langgraph-checkpoint-upstash-redis", note)
+        return
+    from langgraph.checkpoint.base import empty_checkpoint
+    from langgraph.checkpoint.upstash_redis.aio import AsyncUpstashRedisSaver
+    from upstash_redis.asyncio import Redis as UpstashClient
+
+    counter = env.commands()
+    saver = AsyncUpstashRedisSaver(UpstashClient(url=server.url, token=server.token))
+    snapshot = _data.snapshot(5_000)
+    config: Any = {"configurable": {"thread_id": "bench-thread", "checkpoint_ns": ""}}
+    versions = itertools.count(1)
+
+    def checkpoint() -> Any:
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"state": snapshot}
+        cp["channel_versions"] = {"state": next(versions)}
+        return cp
+
+    async def lg_save() -> None:
+        await saver.aput(config, checkpoint(), {"source": "loop", "step": 1}, {})
+
+    async def lg_load() -> None:
+        await saver.aget_tuple(config)
+
+    async def kv_save() -> None:
+        await store.workflows.persist_snapshot(WORKFLOW, "lg-compare", snapshot)
+
+    async def kv_load() -> None:
+        await store.workflows.load_snapshot(WORKFLOW, "lg-compare")
+
+    try:
+        for _ in range(CHECKPOINTS):
+            await lg_save()
+        await kv_save()
+        rows = []
+        for label, call in (
+            ("langgraph aput (save a 5 KB checkpoint)", lg_save),
+            ("langgraph aget_tuple (load the latest)", lg_load),
+            ("kvstore persist_snapshot (5 KB, existing run)", kv_save),
+            ("kvstore load_snapshot", kv_load),
+        ):
+            before = counter.total()
+            with server.stats.measure() as usage:
+                await call()
+            rows.append(
+                [
+                    label,
+                    fmt_int(usage.total_requests),
+                    fmt_int(usage.total_commands),
+                    fmt_int(counter.total() - before),
+                ]
+            )
+        stats = {}
+        for op, pair in (
+            ("save", (("kvstore", kv_save), ("langgraph", lg_save))),
+            ("load", (("kvstore", kv_load), ("langgraph", lg_load))),
+        ):
+            stats[op] = await interleave([Contender(n, c) for n, c in pair], env.mode.io)
+    finally:
+        await saver.client.close()
+    report.text(
+        f"The langgraph thread holds {CHECKPOINTS} checkpoints before measuring (a run of "
+        f"{CHECKPOINTS} steps); `aget_tuple` lists every checkpoint id of the thread "
+        "(`ZRANGEBYLEX - +`) to find the latest, so its reply grows with the run. LangGraph "
+        "also calls `aput_writes` once per task per step, not counted here."
+    )
+    report.table(["call", "requests", "commands (top level)", "commands (server side)"], rows)
+    lat_rows = []
+    for op, s in stats.items():
+        p50, p99 = s["langgraph"].ratio_to(s["kvstore"])
+        lat_rows.append(
+            [
+                op,
+                fmt_time(s["kvstore"].p50),
+                fmt_time(s["langgraph"].p50),
+                fmt_ratio(p50),
+                fmt_ratio(p99),
+            ]
+        )
+    report.text("Latency through the local server (HTTP on loopback), interleaved:")
+    report.table(
+        ["op", "kvstore p50", "langgraph p50", "langgraph / kvstore p50", "p99 ratio"], lat_rows
+    )
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"

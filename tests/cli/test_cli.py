@@ -1,0 +1,256 @@
+"""The ``kvstore`` console script, run for real in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from kvstore import Storage
+from kvstore.transfer import digest_records
+from tests.conftest import flush_db, redis_url_for_db
+from tests.transfer.conftest import TRANSFER_DB, TRANSFER_UPSTASH_DB
+from tests.transfer.dataset import fill, snapshot
+
+KVSTORE = Path(sys.executable).with_name("kvstore")
+
+
+def kv(
+    *args: str, cwd: Path, stdin: bytes | None = None, module: bool = False
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the console script (or ``python -m kvstore``) and wait for it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_")}
+    env["COLUMNS"] = "200"  # rich wraps tables to the terminal, 80 columns without one
+    command = [sys.executable, "-m", "kvstore"] if module else [str(KVSTORE)]
+    return subprocess.run(
+        [*command, *args],
+        input=stdin,
+        capture_output=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def json_lines(output: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines()]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[bytes], code: int, text: str) -> None:
+    stderr = result.stderr.decode()
+    assert result.returncode == code, stderr
+    assert stderr.count("\n") == 1, stderr
+    assert stderr.startswith("error: "), stderr
+    assert text in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.fixture(scope="module")
+def redis_urls(redis_server_url: str) -> Iterator[tuple[str, str]]:
+    """A plain Redis URL and the URL of a local Upstash server on another Redis database."""
+    from kvstore.upstash_server import UpstashServer
+
+    plain, behind = redis_url_for_db(TRANSFER_DB), redis_url_for_db(TRANSFER_UPSTASH_DB)
+    for url in (plain, behind):
+        flush_db(url)
+    with UpstashServer(backing=behind) as server:
+        yield plain, server.driver_url
+    for url in (plain, behind):
+        flush_db(url)
+
+
+def filled(url: str, namespace: str) -> None:
+    async def main() -> None:
+        async with Storage.from_url(url, namespace=namespace) as store:
+            await fill(store)
+
+    anyio.run(main)
+
+
+def state_of(url: str, namespace: str) -> dict[str, Any]:
+    async def main() -> dict[str, Any]:
+        async with Storage.from_url(url, namespace=namespace) as store:
+            return {"records": await snapshot(store), "digests": await digest_records(store)}
+
+    return anyio.run(main)
+
+
+# -- the demo ---------------------------------------------------------------------------------
+
+
+def test_demo_runs_on_the_default_store_and_says_which(tmp_path: Path) -> None:
+    result = kv("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert b"Recall with context" in result.stdout
+    assert b"kvstore: using memory://" in result.stderr
+    via_module = kv("demo", cwd=tmp_path, module=True)
+    assert via_module.returncode == 0, via_module.stderr
+    assert b"Recall with context" in via_module.stdout
+
+
+# -- inspection -------------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_inspection_commands(tmp_path: Path, redis_urls: tuple[str, str]) -> None:
+    url, _ = redis_urls
+    filled(url, "inspect")
+    store = ["--url", url, "--namespace", "inspect"]
+
+    threads = kv("threads", "alice", "--json", *store, cwd=tmp_path)
+    assert threads.returncode == 0, threads.stderr
+    # Most recently active first: the first thread was renamed last.
+    assert [t["id"] for t in json_lines(threads.stdout)] == ["thread-a:b", "thread-*"]
+
+    every = kv("messages", "thread-a:b", "--all", "--json", *store, cwd=tmp_path)
+    assert [m["id"] for m in json_lines(every.stdout)] == [
+        f"thread-a:b/m{(n * 7) % 9}"
+        for n in range(9)  # saving order, timestamps equal
+    ]
+    shown = kv("messages", "thread-a:b", "--last", "3", *store, cwd=tmp_path).stdout.decode()
+    assert "(3 of 9 messages)" in shown
+    assert "[thinking: cold]" in shown
+
+    runs = json_lines(kv("runs", "--status", "success", "--json", *store, cwd=tmp_path).stdout)
+    assert sorted(r["workflow_name"] for r in runs) == ["checkout", "wf:{x}"]
+    scores = kv("scores", "--entity", "agent:a:b", "--json", *store, cwd=tmp_path)
+    assert [s["entity_id"] for s in json_lines(scores.stdout)] == ["a:b", "a:b"]
+
+    since = kv("traces", "--since", "2025-06-01T09:03:21", "--json", *store, cwd=tmp_path)
+    assert [t["trace_id"] for t in json_lines(since.stdout)] == ["trace-2", "trace-1"]
+    tree = kv("trace", "trace-1", *store, cwd=tmp_path)
+    assert tree.returncode == 0, tree.stderr
+    lines = tree.stdout.decode().splitlines()
+    root = next(i for i, line in enumerate(lines) if "agent run" in line)
+    child = next(i for i, line in enumerate(lines) if "llm call" in line)
+    assert root < child
+    assert "error: timeout" in lines[child]
+
+
+# -- export, import, migrate ------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_export_and_import_through_pipes(tmp_path: Path, redis_urls: tuple[str, str]) -> None:
+    redis, upstash = redis_urls
+    filled(redis, "piped")
+    exported = kv("export", "--url", redis, "-n", "piped", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout.splitlines()[0])["format"] == "kvstore-export"
+    imported = kv("import", "--url", upstash, cwd=tmp_path, stdin=exported.stdout)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported into namespace 'piped'" in imported.stdout.decode()
+    assert state_of(upstash, "piped") == state_of(redis, "piped")
+
+
+@pytest.mark.redis
+def test_migrate_dry_run_then_migrate_twice(tmp_path: Path, redis_urls: tuple[str, str]) -> None:
+    redis, upstash = redis_urls
+    filled(redis, "moved")
+    args = [redis, upstash, "-n", "moved", "--state", str(tmp_path / "state.json")]
+    plan = kv("migrate", *args, "--dry-run", cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    text = plan.stdout.decode()
+    assert "to copy" in text
+    messages = next(line for line in text.splitlines() if "messages" in line)
+    assert re.findall(r"\d+", messages) == ["54", "0", "54"]  # in source, destination, to copy
+    assert state_of(upstash, "moved")["digests"]["messages"].count == 0
+    for _ in range(2):  # idempotent: the second run changes nothing and verifies again
+        moved = kv("migrate", *args, cwd=tmp_path)
+        assert moved.returncode == 0, moved.stderr
+        assert "verification" in moved.stdout.decode()
+        assert "DIFFERENT" not in moved.stdout.decode()
+        assert not (tmp_path / "state.json").exists()
+    assert state_of(upstash, "moved") == state_of(redis, "moved")
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+BAD_LINE = (
+    b'{"format":"kvstore-export","version":1,"kvstore":"0.1.0","namespace":"kv"}\n'
+    b'{"kind":"thread","record":{"id":"t","resource_id":"r"}}\n'
+    b'{"kind":"message","record":{"id":"m","thread_id":"t","role":"robot","content":1}}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "code", "text"),
+    [
+        (["threads", "alice", "--url", "bogus://x"], None, 1, "unsupported storage URL"),
+        (["threads", "alice", "--url", "redis://127.0.0.1:1/0"], None, 1, "cannot reach Redis"),
+        (["messages", "nope", "--url", "memory://"], None, 1, "no thread 'nope'"),
+        (["import", "--url", "memory://", "-i", "missing.jsonl"], None, 1, "cannot open"),
+        (["import", "--url", "memory://"], BAD_LINE, 1, "line 3: "),
+        (["migrate", "memory://", "memory://"], None, 1, "the same store"),
+        (["traces", "--url", "memory://", "--since", "soon"], None, 2, "neither an ISO"),
+        (["threads"], None, 2, "Missing argument 'RESOURCE'"),
+        (["frobnicate"], None, 2, "No such command"),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else None,
+)
+def test_user_errors_are_one_line_without_a_traceback(
+    tmp_path: Path, args: list[str], stdin: bytes | None, code: int, text: str
+) -> None:
+    assert_one_line_error(kv(*args, cwd=tmp_path, stdin=stdin), code, text)
+
+
+# -- the local Upstash server -----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_upstash_serves_the_protocol(tmp_path: Path) -> None:
+    from kvstore.drivers.upstash import UpstashDriver
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_")}
+    server = subprocess.Popen(
+        [
+            str(KVSTORE),
+            "serve-upstash",
+            *("--backend", "memory://", "--port", str(port), "--token", "secret-token"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        announced = server.stdout.readline().decode()  # printed once it accepts requests
+        assert "listening" in announced, server.stderr.read() if server.stderr else ""
+        assert f"127.0.0.1:{port}" in server.stdout.readline().decode()
+
+        async def ping() -> list[Any]:
+            async with UpstashDriver(f"http://127.0.0.1:{port}", "secret-token") as driver:
+                return await driver.execute([("SET", "k", "v"), ("GET", "k")])
+
+        assert anyio.run(ping) == [b"OK", b"v"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_the_core_imports_no_command_line_library(tmp_path: Path) -> None:
+    code = (
+        "import sys, kvstore, kvstore.transfer, kvstore.demo\n"
+        "print(sorted({'click', 'rich'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, cwd=tmp_path, check=True
+    )
+    assert result.stdout.strip() == b"[]"
