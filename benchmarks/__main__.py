@@ -86,6 +86,7 @@ def _summary(env: Env, reports: list[Report], elapsed: float, started_load: str)
     skipped = [f"- {r.title}: {s}" for r in reports for s in r.skipped]
     parts = [
         "# kvstore benchmarks: summary",
+        f"Command: `python -m benchmarks {' '.join(sys.argv[1:])}`".rstrip(),
         f"Mode: **{env.mode.name}**, {elapsed:.0f} s in all. Every ratio compares contenders "
         "measured side by side in the same run, interleaved in rounds; see "
         "[the README](../README.md) for how to read them.",

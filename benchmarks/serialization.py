@@ -297,7 +297,8 @@ async def run(env: Env) -> Report:
         report.headline(
             "kvstore codec path, 0.7 KB message, record → hash fields → record",
             f"≤ {TARGET}{TIMES} bare msgspec.json",
-            f"{fmt_ratio(message_ratio[0])} p50, {fmt_ratio(message_ratio[1])} p99",
+            # Three decimals: the p50 sits near the target, where 1.20 can hide 1.204.
+            f"{message_ratio[0]:.3f}{TIMES} p50, {fmt_ratio(message_ratio[1])} p99",
             message_ratio[0] <= TARGET,
         )
     if saved_ratio is not None:

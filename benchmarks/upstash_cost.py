@@ -141,7 +141,8 @@ def _mastra_table(report: Report, kv: dict[str, tuple[int, int, int]], size: Dat
                 f"Upstash: {what}",
                 "context (Mastra measured elsewhere)",
                 f"kvstore {_n(kv[key][0], 'request')}, {_n(kv[key][2], 'command')}; Mastra "
-                f"{'?' if requests is None else requests} requests, {commands:,} commands",
+                + ("" if requests is None else f"{_n(requests, 'request')}, ")
+                + f"{_n(commands, 'command')}",
                 None,
             )
 

@@ -145,8 +145,10 @@ class ConflictError(KVStoreError):
 
 
 class PersistenceError(KVStoreError):
-    """The memory driver's append-only file cannot be used: it is locked by another driver,
-    is not such a file or has another format version, is corrupt, or could not be written.
+    """A file kvstore keeps cannot be used: the memory driver's append-only file is locked
+    by another driver, is not such a file or has another format version, is corrupt, or
+    could not be created, opened or written; or a migration's state file could not be read
+    or written.
 
     Attributes:
         path: The file.

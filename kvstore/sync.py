@@ -99,8 +99,8 @@ class SyncStorage:
     def __init__(
         self,
         driver: Driver | None = None,
-        *,
         namespace: str = "kv",
+        *,
         codec: FormatName = "json",
         backend: Literal["asyncio", "trio"] = "asyncio",
         owns_driver: bool | None = None,

@@ -179,7 +179,9 @@ class _BrokenDriver(Driver):
 
 
 class _HangingDriver(_BrokenDriver):
-    """Every request waits forever."""
+    """Every request waits forever; ``waiting`` counts the requests still waiting."""
+
+    waiting = 0
 
     async def run(
         self,
@@ -189,7 +191,11 @@ class _HangingDriver(_BrokenDriver):
         *,
         idempotent: bool = False,
     ) -> Reply:
-        await anyio.sleep_forever()
+        self.waiting += 1
+        try:
+            await anyio.sleep_forever()
+        finally:
+            self.waiting -= 1
         raise AssertionError("unreachable")
 
 
@@ -236,12 +242,20 @@ def test_failures_are_reported_not_raised(
 def test_a_batch_that_hangs_is_cancelled_after_the_timeout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with SyncStorage(_HangingDriver()) as store:
+    driver = _HangingDriver()
+    with SyncStorage(driver) as store:
         exporter = StorageSpanExporter(store, timeout=0.05)
         with caplog.at_level(logging.ERROR, logger="kvstore.otel"):
-            assert exporter.export(_finished_spans(1)) is SpanExportResult.FAILURE
-        assert any("took over" in r.getMessage() for r in caplog.records)
-        # The store is still usable: the hung call was cancelled, not left running.
+            for _ in range(2):  # the second export is not stuck behind the first
+                assert exporter.export(_finished_spans(1)) is SpanExportResult.FAILURE
+        assert sum("took over" in r.getMessage() for r in caplog.records) == 2
+        # The hung calls were cancelled, not left running on the store's event loop
+        # (cancelling from another thread takes effect at the loop's next turns).
+        for _ in range(200):
+            if driver.waiting == 0:
+                break
+            store.portal.call(anyio.sleep, 0.005)
+        assert driver.waiting == 0
         exporter.shutdown()
 
 

@@ -6,6 +6,8 @@ import importlib
 import inspect
 import pathlib
 
+import anyio
+
 import kvstore
 import kvstore.drivers
 import kvstore.errors
@@ -42,3 +44,21 @@ def test_public_callables_have_docstrings() -> None:
 
 def test_package_is_typed() -> None:
     assert (pathlib.Path(kvstore.__file__).parent / "py.typed").exists()
+
+
+def test_the_issue_signatures_accept_their_positional_arguments() -> None:
+    """The signatures as the issues write them: arguments before ``*`` may be positional."""
+
+    async def main() -> None:
+        async with kvstore.Storage(None, "positional") as store:
+            memory = store.memory
+            await memory.save_thread(kvstore.Thread(id="t1", resource_id="r1"))
+            thread = await memory.update_thread("t1", "Title", {"k": 1})
+            assert (thread.title, thread.metadata) == ("Title", {"k": 1})
+            page = await memory.list_threads("r1", 0, 10, "updated_at", "asc")
+            assert ([t.id for t in page.items], page.per_page) == (["t1"], 10)
+            resource = await memory.update_resource("r1", "notes", {"tz": "UTC"})
+            assert (resource.working_memory, resource.metadata) == ("notes", {"tz": "UTC"})
+            assert store.keys.namespace == "positional"
+
+    anyio.run(main)

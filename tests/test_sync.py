@@ -7,6 +7,7 @@ import inspect
 import pytest
 
 from kvstore import Message, NotFoundError, Storage, SyncStorage, Thread
+from kvstore.drivers import MemoryDriver
 from kvstore.sync import DOMAINS
 
 
@@ -56,7 +57,22 @@ def test_private_and_unknown_names_are_refused() -> None:
             store.memory.no_such_method  # noqa: B018
 
 
-def test_close_is_idempotent_and_closes_an_owned_driver() -> None:
-    store = SyncStorage.from_url("memory://")
+class _ClosingSpy(MemoryDriver):
+    """Counts its closes."""
+
+    closes = 0
+
+    async def aclose(self) -> None:
+        self.closes += 1
+        await super().aclose()
+
+
+def test_close_is_idempotent_and_closes_only_an_owned_driver() -> None:
+    owned, borrowed = _ClosingSpy(), _ClosingSpy()
+    store = SyncStorage(owned, owns_driver=True)
     store.close()
     store.close()
+    assert owned.closes == 1
+    with SyncStorage(borrowed) as store:
+        store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+    assert borrowed.closes == 0

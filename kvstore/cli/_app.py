@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 import kvstore
-from kvstore._local import default_url
+from kvstore._local import URL_ENV
 from kvstore.cli import _inspect, _transfer
 from kvstore.cli._common import CLIError, err, fail, open_store, resolve_url, run, store_options
 from kvstore.demo import run_demo
@@ -53,9 +53,10 @@ def demo(*, url: str | None, namespace: str) -> None:
 @click.option(
     "--backend",
     metavar="URL",
+    envvar=URL_ENV,
     default=None,
-    help="Where the server keeps data: a store URL "
-    "[default: the local file memory://.kvstore/kvstore.aof]",
+    help=f"Where the server keeps data: a store URL "
+    f"[default: ${URL_ENV}, else the local file memory://.kvstore/kvstore.aof]",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8079, show_default=True, type=click.IntRange(0, 65535))
@@ -71,7 +72,7 @@ def serve_upstash(*, backend: str | None, host: str, port: int, token: str | Non
         from kvstore.upstash_server import main as serve
     except ImportError as exc:
         raise CLIError(str(exc)) from None
-    args = ["--host", host, "--port", str(port), "--backing", backend or default_url()]
+    args = ["--host", host, "--port", str(port), "--backing", resolve_url(backend)]
     if token:
         args += ["--token", token]
     return serve(args)

@@ -39,8 +39,9 @@ NAMESPACE_ENV = "KVSTORE_NAMESPACE"
 
 #: Command output (tables, records).
 out = Console(highlight=False, soft_wrap=False)
-#: Notes, progress bars and summaries, so that stdout stays data.
-err = Console(stderr=True, highlight=False)
+#: Notes, progress bars and summaries, so that stdout stays data. Not wrapped: stderr is
+#: often a log or a pipe, where rich assumes 80 columns and would cut a note's path in two.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class CLIError(Exception):

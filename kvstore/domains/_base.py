@@ -15,10 +15,10 @@ import msgspec
 from kvstore.codec import Format, FormatName, get_format, unencodable
 from kvstore.drivers.base import Reply, Script, ScriptCall
 from kvstore.errors import CorruptRecordError, DriverError, ValidationError
-from kvstore.records import Page
+from kvstore.records import Chunk, Page
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from kvstore.codec import RecordCodec
     from kvstore.drivers.base import Arg, Driver
@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 S = TypeVar("S", bound=msgspec.Struct)
+T = TypeVar("T")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -476,21 +477,29 @@ def next_offset_cursor(offset: int, count: int, total: int) -> str | None:
 
 
 async def chunk_of_index(
-    driver: Driver, index: str, record_prefix: str, *, cursor: Any, count: Any
-) -> tuple[int, list[tuple[bytes, list[bytes]]], str | None]:
-    """One chunk of a walk through ``index``, oldest first, with each record's hash.
+    driver: Driver,
+    index: str,
+    record_prefix: str,
+    decode: Callable[[list[bytes], str], T],
+    *,
+    cursor: Any,
+    count: Any,
+) -> Chunk[T]:
+    """One chunk of a walk through ``index``, oldest first: the records it points to.
 
     One round trip (``count + 2`` commands). The cursor is a rank, so records added
     with a later score than the walk has reached are seen, and a walk over an index that
     does not change sees every member exactly once.
 
-    Returns:
-        The index's size, ``(member, flat fields)`` for each member of the chunk whose
-        record exists, and the next cursor (None after the last chunk).
+    Args:
+        decode: Makes a record of its hash's flat fields and its key.
     """
     offset = offset_cursor(cursor)
     check_count(count)
     total, found = await _slice_of_index(
         driver, index, record_prefix, offset=offset, count=count, newest_first=False
     )
-    return total, found, next_offset_cursor(offset, count, total)
+    items = [
+        decode(fields, record_prefix + member.decode(errors="replace")) for member, fields in found
+    ]
+    return Chunk(items=items, cursor=next_offset_cursor(offset, count, total), total=total)

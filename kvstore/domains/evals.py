@@ -181,12 +181,14 @@ class EvalStore(Domain):
             count: How many scores to read, from 1 to 1000.
         """
         keys = self._keys
-        prefix = keys.score.prefix
-        total, found, cursor = await chunk_of_index(
-            self._driver, keys.score_index.key({}), prefix, cursor=cursor, count=count
+        return await chunk_of_index(
+            self._driver,
+            keys.score_index.key({}),
+            keys.score.prefix,
+            self._scores.from_hash,
+            cursor=cursor,
+            count=count,
         )
-        items = [self._scores.from_hash(f, prefix + m.decode(errors="replace")) for m, f in found]
-        return Chunk(items=items, cursor=cursor, total=total)
 
     async def restore_scores(self, scores: Iterable[Score | Mapping[str, Any]]) -> list[Score]:
         """Create or replace scores by id, in one round trip.

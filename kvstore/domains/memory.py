@@ -123,7 +123,6 @@ class MemoryStore(Domain):
     async def list_threads(
         self,
         resource_id: str,
-        *,
         page: int = 0,
         per_page: int = 20,
         order_by: Literal["created_at", "updated_at"] = "created_at",
@@ -160,7 +159,6 @@ class MemoryStore(Domain):
     async def update_thread(
         self,
         thread_id: str,
-        *,
         title: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Thread:
@@ -280,6 +278,9 @@ class MemoryStore(Domain):
 
         Returns:
             A page whose ``total`` counts the thread's messages in ``date_range``.
+
+        One script: ``per_page + 3`` commands (one more with a date range), plus at most
+        ``4 + before + after`` per include, whatever the size of the threads.
         """
         keys = self._keys
         check_id(thread_id, "thread_id")
@@ -449,7 +450,6 @@ class MemoryStore(Domain):
     async def update_resource(
         self,
         resource_id: str,
-        *,
         working_memory: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Resource:
@@ -484,13 +484,14 @@ class MemoryStore(Domain):
             count: How many threads to read, from 1 to 1000.
         """
         keys = self._keys
-        total, found, cursor = await chunk_of_index(
-            self._driver, keys.threads, keys.thread.prefix, cursor=cursor, count=count
+        return await chunk_of_index(
+            self._driver,
+            keys.threads,
+            keys.thread.prefix,
+            self._threads.from_hash,
+            cursor=cursor,
+            count=count,
         )
-        items = [
-            self._threads.from_hash(f, keys.thread(m.decode(errors="replace"))) for m, f in found
-        ]
-        return Chunk(items=items, cursor=cursor, total=total)
 
     async def export_messages(
         self, thread_id: str, *, cursor: str | None = None, count: int = 100
@@ -546,14 +547,14 @@ class MemoryStore(Domain):
             count: How many resources to read, from 1 to 1000.
         """
         keys = self._keys
-        total, found, cursor = await chunk_of_index(
-            self._driver, keys.resources, keys.resource.prefix, cursor=cursor, count=count
+        return await chunk_of_index(
+            self._driver,
+            keys.resources,
+            keys.resource.prefix,
+            self._resources.from_hash,
+            cursor=cursor,
+            count=count,
         )
-        items = [
-            self._resources.from_hash(f, keys.resource(m.decode(errors="replace")))
-            for m, f in found
-        ]
-        return Chunk(items=items, cursor=cursor, total=total)
 
     async def restore_threads(self, threads: Iterable[Thread | Mapping[str, Any]]) -> list[Thread]:
         """Create or replace threads exactly as given, in one round trip.

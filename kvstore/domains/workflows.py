@@ -331,12 +331,14 @@ class WorkflowStore(Domain):
             count: How many runs to read, from 1 to 1000.
         """
         keys = self._keys
-        prefix = keys.workflow_run.prefix
-        total, found, cursor = await chunk_of_index(
-            self._driver, keys.workflow_runs.key({}), prefix, cursor=cursor, count=count
+        return await chunk_of_index(
+            self._driver,
+            keys.workflow_runs.key({}),
+            keys.workflow_run.prefix,
+            self._decode,
+            cursor=cursor,
+            count=count,
         )
-        items = [self._decode(f, prefix + m.decode(errors="replace")) for m, f in found]
-        return Chunk(items=items, cursor=cursor, total=total)
 
     async def restore_runs(
         self, runs: Iterable[WorkflowRun | Mapping[str, Any]]

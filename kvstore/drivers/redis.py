@@ -10,7 +10,9 @@ URL forms accepted by :meth:`RedisDriver.from_url`:
 ``rediss+cluster://host:port[,host:port...]``      a Redis Cluster over TLS
 =================================================  =====================================
 
-Query parameters (``?socket_timeout=5`` and friends) pass through to redis-py.
+Query parameters (``?socket_timeout=5`` and friends) pass through to redis-py; an unknown
+one is refused with ``ValueError`` when the driver is made. Percent-encode a password
+(``urllib.parse.quote(password, safe="")``); URL errors never repeat it.
 
 A batch travels as one write of all commands followed by one read of all replies, on one
 pooled connection; replies are read raw (no redis-py response callbacks) so that they come
@@ -26,6 +28,7 @@ memory or Upstash driver.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,7 +50,12 @@ import redis.asyncio as aioredis  # noqa: E402 - after the friendly import check
 from redis.asyncio.cluster import RedisCluster  # noqa: E402
 from redis.crc import key_slot  # noqa: E402
 from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
-from redis.exceptions import ResponseError  # noqa: E402
+from redis.exceptions import (  # noqa: E402
+    InvalidResponse,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: E402
 
 _hiredis_pack: Callable[..., Any] | None
@@ -67,6 +75,19 @@ _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 # Replies that mean "this node does not serve the slot (yet)": the command did not run.
 _REDIRECT_CODES = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 _REDIRECT_ATTEMPTS = 5
+# What redis-py raises when the server cannot be reached or does not speak RESP (say, an
+# HTTP server on the port: InvalidResponse): all mean "no usable Redis there".
+_TRANSPORT_ERRORS = (RedisConnectionError, RedisTimeoutError, InvalidResponse, OSError)
+# URL errors (redis-py's and this module's) that quote only query parameters, never a
+# credential, so they may be shown whatever the URL holds.
+_SAFE_URL_ERROR = re.compile(
+    r"Invalid value for '[^']*' in connection URL\.|Port out of range.*"
+    r"|bad redis-py (?:cluster|connection) setting \(.*\)"
+)
+_MALFORMED_URL = (
+    "malformed Redis URL (check the host, port, database number and query parameters; "
+    "percent-encode a password: urllib.parse.quote(password, safe=''))"
+)
 
 
 def _error_message(exc: ResponseError) -> str:
@@ -115,23 +136,36 @@ class RedisDriver(Driver):
         """Connect to the server or cluster at ``url`` (see the module docstring for forms).
 
         Extra keyword arguments go to redis-py's ``from_url``.
+
+        Raises:
+            ValueError: for a malformed URL, an unknown query parameter or keyword argument.
+                The message never repeats the URL's password.
         """
         kwargs["protocol"] = 2
         scheme, sep, rest = url.partition("://")
-        if scheme in _CLUSTER_SCHEMES:
-            parts = urlsplit(f"{_CLUSTER_SCHEMES[scheme]}://{rest}")
-            hosts = parts.netloc.rsplit("@", 1)[-1].split(",")
-            auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-            seeds = [
-                aioredis.cluster.ClusterNode(host, int(port or 6379))
-                for host, _, port in (h.rpartition(":") for h in hosts)
-            ]
-            first = urlunsplit(parts._replace(netloc=auth + hosts[0]))
-            cluster = RedisCluster.from_url(first, startup_nodes=seeds, **kwargs)
-            return cls(cluster, owns_client=True)
         if not sep:
-            raise ValueError(f"not a Redis URL: {url!r}")
-        return cls(aioredis.Redis.from_url(url, **kwargs), owns_client=True)
+            # Never echo the URL: it may be a password pasted in the wrong place.
+            raise ValueError(
+                "not a Redis URL: expected redis://, rediss://, unix://, redis+cluster:// "
+                "or rediss+cluster://"
+            )
+        try:
+            client: aioredis.Redis | RedisCluster
+            if scheme.lower() in _CLUSTER_SCHEMES:
+                client = _cluster_from_url(_CLUSTER_SCHEMES[scheme.lower()], rest, kwargs)
+            else:
+                client = aioredis.Redis.from_url(url, **kwargs)
+                _check_connection_kwargs(client)
+        except ValueError as exc:
+            # urllib and int() quote what they could not parse, which is part of the
+            # password when it holds an unencoded '/', '?' or '#'; a '?' also puts the
+            # password's tail in the query, where it would be quoted as parameter names.
+            if "@" in url and (
+                "@" in url.partition("?")[2] or not _SAFE_URL_ERROR.fullmatch(str(exc))
+            ):
+                raise ValueError(_MALFORMED_URL) from None
+            raise
+        return cls(client, owns_client=True)
 
     @property
     def client(self) -> aioredis.Redis | RedisCluster:
@@ -205,11 +239,15 @@ class RedisDriver(Driver):
             await _translate(cluster.initialize())
             self._cluster_ready = True
         for _ in range(_REDIRECT_ATTEMPTS):
-            if slot is None:
-                node = cluster.get_default_node()
-            else:
-                node = cluster.nodes_manager.get_node_from_slot(slot)
-            conn = node.acquire_connection()
+            try:
+                if slot is None:
+                    node = cluster.get_default_node()
+                else:
+                    node = cluster.nodes_manager.get_node_from_slot(slot)
+                conn = node.acquire_connection()
+            except (RedisClusterException, RedisConnectionError) as exc:
+                # No node serves the slot (cluster down) or the node's pool is exhausted.
+                raise ConnectionFailedError(f"cannot reach Redis: {exc}") from exc
             try:
                 results = await self._exchange(conn, wire, atomic)
             finally:
@@ -232,7 +270,7 @@ class RedisDriver(Driver):
                     replies.append(await conn.read_response(disable_decoding=True))
                 except ResponseError as exc:
                     replies.append(CommandError(_error_message(exc)))
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             await conn.disconnect()
             raise ConnectionFailedError(f"Redis request failed: {exc}") from exc
         except BaseException:
@@ -242,6 +280,39 @@ class RedisDriver(Driver):
         if atomic:
             replies = _unwrap_transaction(wire, replies)
         return label(wire, replies)
+
+
+def _cluster_from_url(scheme: str, rest: str, kwargs: dict[str, Any]) -> RedisCluster:
+    """A RedisCluster from the seed nodes of ``scheme://[auth@]host:port[,host:port...]``."""
+    parts = urlsplit(f"{scheme}://{rest}")
+    hosts = parts.netloc.rsplit("@", 1)[-1].split(",")
+    auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    seeds = [_seed(hostport) for hostport in hosts]
+    first = urlunsplit(parts._replace(netloc=auth + hosts[0]))
+    try:
+        return RedisCluster.from_url(first, startup_nodes=seeds, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad redis-py cluster setting ({exc})") from None
+
+
+def _seed(hostport: str) -> aioredis.cluster.ClusterNode:
+    """One seed node, ``host[:port]`` (6379 by default)."""
+    host, sep, port = hostport.rpartition(":")
+    if not sep:
+        host, port = hostport, ""
+    return aioredis.cluster.ClusterNode(host, int(port or 6379))
+
+
+def _check_connection_kwargs(client: aioredis.Redis) -> None:
+    """Refuse an unknown query parameter now: redis-py only finds out at the first command,
+    with a TypeError that no caller expects from a command."""
+    pool = client.connection_pool
+    try:
+        # Building a connection does not connect; it only checks the settings.
+        pool.connection_class(**pool.connection_kwargs)
+    except (TypeError, RedisError) as exc:
+        # RedisError: a known setting with a bad value (ssl_cert_reqs=bogus).
+        raise ValueError(f"bad redis-py connection setting ({exc})") from None
 
 
 def _refuse_trio() -> None:
@@ -257,7 +328,9 @@ def _refuse_trio() -> None:
 async def _translate(awaitable: Any) -> Any:
     try:
         return await awaitable
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except (*_TRANSPORT_ERRORS, RedisClusterException) as exc:
+        # RedisClusterException: no seed node answered as a cluster member (e.g. a
+        # redis+cluster:// URL naming a server with cluster mode off).
         raise ConnectionFailedError(f"cannot reach Redis: {exc}") from exc
 
 

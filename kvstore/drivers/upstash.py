@@ -95,6 +95,8 @@ _DEFAULT_TIMEOUT = 10.0
 _SDK_INTERNALS = ("_headers", "_http", "_maybe_set_sync_token_header", "_update_sync_token")
 # Real Upstash tokens are dozens of characters long.
 _MIN_SCRUBBED_TOKEN = 8
+# RFC 3986's scheme syntax, short: what an error message may repeat of a URL's start.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,19}")
 # Redis names the culprit of a refused transaction in these messages.
 _REFUSAL = re.compile(r"(?:wrong number of arguments for|unknown command) '([^']+)'")
 
@@ -470,8 +472,11 @@ def _parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
     """Split an ``upstash://`` URL into the REST endpoint, the token and driver options."""
     scheme, sep, _ = url.partition("://")
     if not sep or scheme.lower() not in _SCHEMES:
+        # Without "://" the "scheme" is the whole text, perhaps a pasted token: show it only
+        # when it looks like a scheme.
+        shown = repr(scheme) if sep and _SCHEME.fullmatch(scheme) else "missing or malformed"
         raise ValueError(
-            f"not an Upstash URL (scheme {scheme[:20]!r}); expected "
+            f"not an Upstash URL (scheme {shown}); expected "
             "upstash://:TOKEN@host, upstash+http://:TOKEN@host:port or upstash://"
         )
     try:
@@ -481,6 +486,10 @@ def _parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
         raise ValueError("malformed Upstash URL (check the host, port and token)") from None
     if parts.fragment:
         raise ValueError("an Upstash URL has no fragment (percent-encode '#' in the token)")
+    if "@" in parts.query:
+        # A token with an unencoded '?' runs into the query; never quote its pieces as
+        # parameter names.
+        raise ValueError("malformed Upstash URL query (percent-encode '?' in the token)")
     hostport = parts.netloc.rpartition("@")[2]
     if parts.username and parts.password is None:
         raise ValueError("put the Upstash token in the password position: upstash://:TOKEN@host")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
+from kvstore.errors import PersistenceError
 from kvstore.records import utc_now
 from kvstore.transfer._digest import Digest, Digests
 from kvstore.transfer._kinds import KINDS, Position
@@ -122,6 +123,7 @@ class Checkpoint:
 
         Raises:
             ValueError: the state file exists but cannot be read as one.
+            PersistenceError: the state file cannot be read (an ``OSError``, its cause).
         """
         return self._read().migrations.get(self.key)
 
@@ -131,43 +133,70 @@ class Checkpoint:
         return MigrationState(source=source, destination=destination, namespace=namespace)
 
     def save(self, state: MigrationState) -> None:
-        """Save ``state`` as this migration's; atomically (a crash leaves the old file)."""
+        """Save ``state`` as this migration's; atomically (a crash leaves the old file).
+
+        Raises:
+            PersistenceError: the state file or its directory cannot be written (an
+                ``OSError``, its cause).
+        """
         state.updated_at = utc_now()
         data = self._read()
         data.migrations[self.key] = state
         self._write(data)
 
     def clear(self) -> None:
-        """Forget this migration's state (the file goes when no other migration is left)."""
+        """Forget this migration's state (the file goes when no other migration is left).
+
+        Raises:
+            PersistenceError: the state file cannot be read or written.
+        """
         data = self._read()
         if data.migrations.pop(self.key, None) is None:
             return
         if data.migrations:
             self._write(data)
         else:
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise self._cannot("remove", exc) from exc
 
     def _read(self) -> _StateFile:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return _StateFile()
+        except OSError as exc:
+            raise self._cannot("read", exc) from exc
         try:
             return _state_decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ValueError(f"cannot read the migration state file {self.path}: {exc}") from None
 
     def _write(self, data: _StateFile) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
+        except OSError as exc:
+            raise self._cannot("create", exc) from exc
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(_state_encoder.encode(data))
             os.replace(temporary, self.path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+            if isinstance(exc, OSError):
+                raise self._cannot("write", exc) from exc
             raise
+
+    def _cannot(self, action: str, exc: OSError) -> PersistenceError:
+        # Usually a bad --state path: an error of kvstore's that names it, not an OSError.
+        where = f" ({exc.filename})" if exc.filename and exc.filename != str(self.path) else ""
+        return PersistenceError(
+            f"cannot {action} the migration state file: {exc.strerror or exc}{where}",
+            path=str(self.path),
+        )
 
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, key={self.key!r})"
@@ -198,6 +227,9 @@ async def migrate(
     Returns:
         How many records of each kind were copied (counting those copied before a
         resumption).
+
+    Raises:
+        PersistenceError: the checkpoint's file cannot be read or written.
     """
     state = (checkpoint.load() if checkpoint else None) or (
         checkpoint.new_state() if checkpoint else MigrationState()

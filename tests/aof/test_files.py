@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import errno
 import gc
+import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from kvstore import PersistenceError, Storage
@@ -23,11 +26,60 @@ def flushers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("kvstore-aof-fsync")]
 
 
+async def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Wait until ``condition()`` holds (a background thread's doing); no deadline is asserted,
+    but a condition that never comes fails the test instead of hanging it."""
+    for _ in range(30_000):
+        if condition():
+            return
+        await anyio.sleep(0.001)
+    pytest.fail(f"never happened: {what}")
+
+
 @pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
-async def test_every_fsync_policy_keeps_the_writes(path: Path, fsync: str) -> None:
+async def test_every_fsync_policy_keeps_the_writes(
+    path: Path, fsync: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs: list[str] = []  # the thread of each sync of this file
+    ticks = [0]  # rounds of the everysec flusher
+    sync, tick = _aof._sync, _aof.AppendOnlyFile._sync_if_dirty
+
+    def counted_sync(fd: int) -> None:
+        if os.path.samestat(os.fstat(fd), path.stat()):
+            syncs.append(threading.current_thread().name)
+        sync(fd)
+
+    def counted_tick(aof: _aof.AppendOnlyFile) -> bool:
+        go_on = tick(aof)
+        ticks[0] += aof.path == path
+        return go_on
+
+    monkeypatch.setattr(_aof, "_sync", counted_sync)
+    monkeypatch.setattr(_aof.AppendOnlyFile, "_sync_if_dirty", counted_tick)
+    monkeypatch.setattr(_aof, "_FLUSH_INTERVAL", 0.001)  # "every second", quicker
+    me, flusher = threading.current_thread().name, f"kvstore-aof-fsync {path}"
     async with MemoryDriver(path, fsync=fsync) as driver:  # type: ignore[arg-type]
-        await driver.execute([["SET", "a", "1"], ["SADD", "s", "x"]])
+        syncs.clear()  # creating the file synced it under every policy
+        for n in range(1, 6):
+            await driver.execute([["SET", "a", "1"], ["SADD", "s", "x"], ["SET", "b", n]])
+            # always: synced by the writer before the batch returned, once per batch.
+            assert syncs.count(me) == (n if fsync == "always" else 0)
+        if fsync == "everysec":
+            # Synced by the flusher instead, and only when there was a write to sync: once
+            # it has gone a full round after the last write, its later rounds sync nothing.
+            after_writes = ticks[0]
+            await wait_for(lambda: ticks[0] >= after_writes + 2, "two rounds of the flusher")
+            assert set(syncs) == {flusher}
+            synced, after_sync = len(syncs), ticks[0]
+            await wait_for(lambda: ticks[0] >= after_sync + 3, "three more rounds")
+            assert len(syncs) == synced
+        else:
+            assert ticks == [0]  # no flusher
+        if fsync == "no":
+            assert syncs == []  # the OS's business
         await driver.execute([["SET", "b", "2"]])
+        mine = syncs.count(me)
+    assert syncs.count(me) == mine + 1  # closing syncs, under every policy
     async with MemoryDriver.from_url(f"memory://{path}?fsync={fsync}") as driver:
         assert await driver.execute([["MGET", "a", "b"], ["SMEMBERS", "s"]]) == [
             [b"1", b"2"],
@@ -47,6 +99,32 @@ async def test_the_everysec_flusher_starts_and_stops_with_the_driver(path: Path)
     for fsync in ("always", "no"):
         async with MemoryDriver(path, fsync=fsync):  # type: ignore[arg-type]
             assert set(flushers()) <= others
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        ("a directory", "cannot open it: Is a directory"),
+        ("under a file", "cannot create its directory: File exists"),
+        ("deeper under a file", "cannot create its directory: Not a directory"),
+    ],
+)
+async def test_a_path_that_cannot_hold_the_file_is_a_persistence_error(
+    tmp_path: Path, where: str, problem: str
+) -> None:
+    (tmp_path / "file").touch()
+    path = {
+        "a directory": tmp_path,
+        "under a file": tmp_path / "file" / "x.aof",
+        "deeper under a file": tmp_path / "file" / "dir" / "x.aof",
+    }[where]
+    with pytest.raises(PersistenceError, match=problem) as caught:
+        MemoryDriver(path)
+    assert caught.value.path == str(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert isinstance(caught.value.__cause__, OSError)
+    with pytest.raises(PersistenceError, match=problem):
+        Storage.from_url(f"memory://{path}")
 
 
 async def test_a_second_driver_on_the_file_is_refused(path: Path) -> None:

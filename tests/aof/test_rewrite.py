@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -13,7 +14,7 @@ import pytest
 
 from kvstore import CommandError, PersistenceError
 from kvstore.drivers import MemoryDriver
-from kvstore.drivers.memory import _aof
+from kvstore.drivers.memory import _aof, _rewrite
 from kvstore.drivers.memory._rewrite import Copy
 from tests.aof.conftest import T0, Clock, dump
 from tests.aof.test_roundtrip import write_every_type
@@ -59,6 +60,124 @@ async def test_a_large_keyspace_rewrites_in_chunks(
         before = await dump(driver)
         await driver.rewrite()
     async with MemoryDriver(path) as driver:
+        assert await dump(driver) == before
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Count the calls of ``Capture.<name>``: the returned list's length."""
+    calls: list[int] = []
+    method = getattr(_rewrite.Capture, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(0)
+        return method(*args, **kwargs)
+
+    monkeypatch.setattr(_rewrite.Capture, name, counted)
+    return calls
+
+
+async def write_large_collections(driver: MemoryDriver, size: int) -> None:
+    """A hash, a sorted set, a set and a stream of ``size`` elements each, and a string."""
+    await driver.execute(
+        [
+            ["HSET", "h", *(word for i in range(size) for word in (f"f{i}", i))],
+            ["ZADD", "z", *(word for i in range(size) for word in (i, f"m{i}"))],
+            ["SADD", "s", *(f"m{i}" for i in range(size))],
+            *(["XADD", "x", f"{i + 1}-0", "n", i] for i in range(size)),
+            ["PEXPIREAT", "z", T0 + 10**9],
+            ["SET", "small", 0],
+        ]
+    )
+
+
+async def test_a_large_collection_is_copied_a_slice_at_a_time(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_aof, "_REWRITE_BUDGET", 100)
+    takes = count_calls(monkeypatch, "take")
+    clock = Clock()
+    async with MemoryDriver(path, clock=clock) as driver:
+        await write_large_collections(driver, 3000)
+        await driver.execute([["XADD", "x", "9999-0", "n", 1], ["XDEL", "x", "9999-0"]])
+        before = await dump(driver)
+        await driver.rewrite()
+        assert len(takes) >= 4 * 3000 // 100  # about 100 elements per hold of the lock
+    async with MemoryDriver(path, clock=clock) as driver:
+        assert await dump(driver) == before
+        with pytest.raises(CommandError, match="equal or smaller"):  # the last id came back
+            await driver.execute([["XADD", "x", "9999-0", "f", "v"]])
+
+
+class HookedLock:
+    """The append-only file's lock, calling ``hook`` each time another thread than the
+    event loop's (the rewrite's) releases it: between two holds of a rewrite."""
+
+    def __init__(self, lock: Any, hook: Callable[[], None]) -> None:
+        self._lock, self._hook, self._loop = lock, hook, threading.get_ident()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return bool(self._lock.acquire(blocking, timeout))
+
+    def release(self) -> None:
+        self._lock.release()
+        if threading.get_ident() != self._loop:
+            self._hook()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def writes_to(key: str, n: int) -> list[list[object]]:
+    """Writes to one of the collections: increments, which would show if replayed over a copy
+    holding them already, and deletions of elements in slices not taken yet."""
+    return {
+        "h": [["HINCRBY", "h", "f0", 1], ["HDEL", "h", f"f{999 - n}"], ["HSET", "h", f"n{n}", n]],
+        "z": [["ZINCRBY", "z", 1, "m0"], ["ZREM", "z", f"m{999 - n}"]],
+        "s": [["SADD", "s", f"new{n}"], ["SREM", "s", f"m{999 - n}"]],
+        "x": [["XADD", "x", "*", "n", n], ["XDEL", "x", f"{1000 - n}-0"]],
+    }[key]
+
+
+@pytest.mark.parametrize("target", ["h", "z", "s", "x"])
+async def test_writes_to_a_collection_being_copied_in_slices(
+    path: Path, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    monkeypatch.setattr(_aof, "_REWRITE_BUDGET", 100)
+    takes = count_calls(monkeypatch, "take")
+    restarts = count_calls(monkeypatch, "_restart")
+    clock = Clock()
+    async with MemoryDriver(path, clock=clock, fsync="no") as driver:
+        await write_large_collections(driver, 1000)
+        aof = driver._aof
+        assert aof is not None
+        holds = 0
+
+        def write_between_holds() -> None:
+            # Between every two holds, to every collection, copied, not copied yet, or being
+            # copied, but to the one being copied only if it is the target.
+            nonlocal holds
+            holds += 1
+            capture = aof._rewriting
+            slices = capture._slices if capture is not None else None
+            sliced = slices.key.decode() if slices is not None else None
+            batch = [["INCR", "small"]]
+            for key in "hzsx":
+                if key != sliced or key == target:
+                    batch += writes_to(key, holds)
+            anyio.from_thread.run(driver.execute, batch)
+
+        lock = aof._lock
+        aof._lock = HookedLock(lock, write_between_holds)  # type: ignore[assignment]
+        await driver.rewrite()
+        aof._lock = lock
+        before = await dump(driver)
+    assert len(takes) > 3 * 1000 // 100  # the others were copied in slices meanwhile
+    assert len(restarts) == 1  # the target, then copied whole
+    assert int(before[b"small"][1]) == holds
+    async with MemoryDriver(path, clock=clock) as driver:
         assert await dump(driver) == before
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,7 +17,8 @@ import anyio
 import pytest
 
 from kvstore import Storage
-from kvstore.transfer import digest_records
+from kvstore.drivers import MemoryDriver
+from kvstore.transfer import KIND_NAMES, digest_records, migrate
 from tests.conftest import flush_db, redis_url_for_db
 from tests.transfer.conftest import TRANSFER_DB, TRANSFER_UPSTASH_DB
 from tests.transfer.dataset import fill, snapshot
@@ -24,19 +26,31 @@ from tests.transfer.dataset import fill, snapshot
 KVSTORE = Path(sys.executable).with_name("kvstore")
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``KVSTORE_*`` variable, plus ``extra``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_")} | extra
+
+
 def kv(
-    *args: str, cwd: Path, stdin: bytes | None = None, module: bool = False
+    *args: str,
+    cwd: Path,
+    stdin: bytes | None = None,
+    module: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run the console script (or ``python -m kvstore``) and wait for it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_")}
-    env["COLUMNS"] = "200"  # rich wraps tables to the terminal, 80 columns without one
+    """Run the console script (or ``python -m kvstore``) and wait for it.
+
+    ``env`` adds to (or overrides) the environment, which has no ``KVSTORE_*`` variable.
+    """
+    # rich wraps tables to the terminal, 80 columns without one
+    environment = clean_env(COLUMNS="200") | (env or {})
     command = [sys.executable, "-m", "kvstore"] if module else [str(KVSTORE)]
     return subprocess.run(
         [*command, *args],
         input=stdin,
         capture_output=True,
         cwd=cwd,
-        env=env,
+        env=environment,
         timeout=120,
         check=False,
     )
@@ -47,10 +61,16 @@ def json_lines(output: bytes) -> list[dict[str, Any]]:
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[bytes], code: int, text: str) -> None:
+    """Exit ``code`` and one error line naming ``text`` (after the default store's note, if
+    the command fell back to the default store)."""
     stderr = result.stderr.decode()
     assert result.returncode == code, stderr
-    assert stderr.count("\n") == 1, stderr
-    assert stderr.startswith("error: "), stderr
+    lines = stderr.splitlines(keepends=True)
+    if lines and lines[0].startswith("kvstore: using "):
+        del lines[0]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: "), stderr
+    assert lines[0].endswith("\n"), stderr
     assert text in stderr
     assert "Traceback" not in stderr
 
@@ -96,6 +116,34 @@ def test_demo_runs_on_the_default_store_and_says_which(tmp_path: Path) -> None:
     via_module = kv("demo", cwd=tmp_path, module=True)
     assert via_module.returncode == 0, via_module.stderr
     assert b"Recall with context" in via_module.stdout
+
+
+def test_the_default_file_outlives_the_process(tmp_path: Path) -> None:
+    assert kv("demo", cwd=tmp_path).returncode == 0
+    # A narrow "terminal": stderr is a pipe here, and the note must not be cut in two.
+    threads = kv("threads", "alice", "--json", cwd=tmp_path, env={"COLUMNS": "40"})
+    assert threads.returncode == 0, threads.stderr
+    assert json_lines(threads.stdout)  # what the demo saved, read by another process
+    file = tmp_path / ".kvstore" / "kvstore.aof"
+    assert threads.stderr.decode().splitlines() == [
+        f"kvstore: using memory://.kvstore/kvstore.aof (the file {file})"
+    ]
+
+
+def test_kvstore_url_names_the_store(tmp_path: Path) -> None:
+    env = {"KVSTORE_URL": "memory://elsewhere/data.aof"}
+    demo = kv("demo", cwd=tmp_path, env=env)
+    assert demo.returncode == 0, demo.stderr
+    assert b"kvstore: using" not in demo.stderr  # named by the user: no note
+    assert (tmp_path / "elsewhere" / "data.aof").is_file()
+    assert not (tmp_path / ".kvstore").exists()
+    threads = kv("threads", "alice", "--json", cwd=tmp_path, env=env)
+    assert threads.returncode == 0, threads.stderr
+    assert json_lines(threads.stdout)
+    # --url wins over the variable.
+    elsewhere = kv("threads", "alice", "--json", "--url", "memory://", cwd=tmp_path, env=env)
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert elsewhere.stdout == b""
 
 
 # -- inspection -------------------------------------------------------------------------------
@@ -183,6 +231,26 @@ BAD_LINE = (
 )
 
 
+def test_verify_reports_a_difference(tmp_path: Path) -> None:
+    source, destination = f"memory://{tmp_path}/source.aof", f"memory://{tmp_path}/copy.aof"
+
+    async def main() -> None:
+        async with (
+            Storage.from_url(source, namespace="verified") as src,
+            Storage.from_url(destination, namespace="verified") as dst,
+        ):
+            await fill(src)
+            await migrate(src, dst)
+            await dst.memory.update_thread("thread-a:b", title="changed")
+
+    anyio.run(main)
+    result = kv("verify", source, destination, "-n", "verified", cwd=tmp_path)
+    assert_one_line_error(result, 1, "the destination differs from the source in: threads")
+    cells = [line.replace("│", " ").split() for line in result.stdout.decode().splitlines()]
+    verdicts = {row[0]: row[-1] for row in cells if row and row[0] in KIND_NAMES}
+    assert verdicts == {kind: "DIFFERENT" if kind == "threads" else "ok" for kind in KIND_NAMES}
+
+
 @pytest.mark.parametrize(
     ("args", "stdin", "code", "text"),
     [
@@ -192,6 +260,20 @@ BAD_LINE = (
         (["import", "--url", "memory://", "-i", "missing.jsonl"], None, 1, "cannot open"),
         (["import", "--url", "memory://"], BAD_LINE, 1, "line 3: "),
         (["migrate", "memory://", "memory://"], None, 1, "the same store"),
+        # Memory files that cannot be: an error of kvstore's naming the path, not an OSError.
+        (
+            ["threads", "a", "--url", "memory:///proc/nope/x.aof"],
+            None,
+            1,
+            "/proc/nope/x.aof: cannot create its directory",
+        ),
+        (["threads", "a", "--url", "memory:///tmp"], None, 1, "/tmp: cannot open it"),
+        (
+            ["migrate", "memory://", "memory://x.aof", "--state", "/proc/x/s.json"],
+            None,
+            1,
+            "/proc/x/s.json: cannot create the migration state file",
+        ),
         (["traces", "--url", "memory://", "--since", "soon"], None, 2, "neither an ISO"),
         (["threads"], None, 2, "Missing argument 'RESOURCE'"),
         (["frobnicate"], None, 2, "No such command"),
@@ -204,6 +286,12 @@ def test_user_errors_are_one_line_without_a_traceback(
     assert_one_line_error(kv(*args, cwd=tmp_path, stdin=stdin), code, text)
 
 
+def test_a_file_in_the_way_of_the_default_store_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / ".kvstore").touch()  # where the default store's directory would go
+    result = kv("threads", "alice", cwd=tmp_path)
+    assert_one_line_error(result, 1, "kvstore.aof: cannot create its directory: File exists")
+
+
 # -- the local Upstash server -----------------------------------------------------------------
 
 
@@ -213,36 +301,69 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_serve_upstash_serves_the_protocol(tmp_path: Path) -> None:
-    from kvstore.drivers.upstash import UpstashDriver
+@contextlib.contextmanager
+def serving(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, list[str]]]:
+    """Run ``kvstore serve-upstash`` (token ``secret-token``) until the block ends.
 
+    Yields its port and a list that holds its stderr once it has stopped.
+    """
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_")}
     server = subprocess.Popen(
-        [
-            str(KVSTORE),
-            "serve-upstash",
-            *("--backend", "memory://", "--port", str(port), "--token", "secret-token"),
-        ],
-        cwd=tmp_path,
-        env=env,
+        [str(KVSTORE), "serve-upstash", "--port", str(port), "--token", "secret-token", *args],
+        cwd=cwd,
+        env=clean_env(**(env or {})),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    stderr: list[str] = []
     try:
         assert server.stdout is not None
         announced = server.stdout.readline().decode()  # printed once it accepts requests
         assert "listening" in announced, server.stderr.read() if server.stderr else ""
         assert f"127.0.0.1:{port}" in server.stdout.readline().decode()
-
-        async def ping() -> list[Any]:
-            async with UpstashDriver(f"http://127.0.0.1:{port}", "secret-token") as driver:
-                return await driver.execute([("SET", "k", "v"), ("GET", "k")])
-
-        assert anyio.run(ping) == [b"OK", b"v"]
+        yield port, stderr
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        stderr.append(server.communicate(timeout=30)[1].decode())
+
+
+def upstash_execute(port: int, commands: list[list[str]]) -> list[Any]:
+    from kvstore.drivers.upstash import UpstashDriver
+
+    async def main() -> list[Any]:
+        async with UpstashDriver(f"http://127.0.0.1:{port}", "secret-token") as driver:
+            return await driver.execute(commands)
+
+    return anyio.run(main)
+
+
+def test_serve_upstash_serves_the_protocol(tmp_path: Path) -> None:
+    with serving(tmp_path, "--backend", "memory://") as (port, _):
+        assert upstash_execute(port, [["SET", "k", "v"], ["GET", "k"]]) == [b"OK", b"v"]
+
+
+@pytest.mark.parametrize("from_env", [True, False], ids=["KVSTORE_URL", "default"])
+def test_serve_upstash_keeps_data_where_the_other_commands_do(
+    tmp_path: Path, from_env: bool
+) -> None:
+    env = {"KVSTORE_URL": "memory://served.aof"} if from_env else {}
+    with serving(tmp_path, env=env) as (port, stderr):
+        assert upstash_execute(port, [["SET", "k", "v"]]) == [b"OK"]
+    file = tmp_path / ("served.aof" if from_env else ".kvstore/kvstore.aof")
+    if from_env:
+        assert "kvstore: using" not in stderr[0]
+        assert not (tmp_path / ".kvstore").exists()
+    else:  # the note of every other command, on one line
+        note = f"kvstore: using memory://.kvstore/kvstore.aof (the file {file})"
+        assert note in stderr[0].splitlines()
+
+    async def read() -> list[Any]:
+        async with MemoryDriver(file) as driver:
+            return await driver.execute([["GET", "k"]])
+
+    assert anyio.run(read) == [b"v"]
 
 
 def test_the_core_imports_no_command_line_library(tmp_path: Path) -> None:

@@ -150,6 +150,19 @@ class DriverSuite:
         assert first == [(K + "n").encode(), b"5", 5, b"hi"]
         assert second == [(K + "n").encode(), b"2", 7, b"hi"]
 
+    async def test_script_runs_again_after_the_script_cache_is_flushed(
+        self, driver: Driver
+    ) -> None:
+        # On a server, EVALSHA now meets NOSCRIPT and the driver must send the source once
+        # more (the memory driver's registered scripts outlive a flush). On a cluster the
+        # flush reaches one node; tests/unit/test_redis_driver.py flushes every node.
+        await driver.execute([("SET", K + "label", "hi")])
+        first = await driver.run(COUNTER, [K + "n", K + "label"], [1])
+        assert first == [(K + "n").encode(), b"1", 1, b"hi"]
+        assert await driver.execute([("SCRIPT", "FLUSH")]) == [b"OK"]
+        again = await driver.run(COUNTER, [K + "n", K + "label"], [2])
+        assert again == [(K + "n").encode(), b"2", 3, b"hi"]
+
     async def test_script_error_is_a_command_error_and_earlier_writes_stay(
         self, driver: Driver
     ) -> None:

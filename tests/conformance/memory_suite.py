@@ -25,6 +25,7 @@ from kvstore import (
     Thread,
     ValidationError,
 )
+from tests.support.counting import CountingDriver
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -376,6 +377,33 @@ class MemorySuite:
         assert await store.memory.get_resource("alice") == again
         replaced = await store.memory.save_resource(Resource(id="alice", working_memory="new"))
         assert await store.memory.get_resource("alice") == replaced
+
+    # -- round trips ------------------------------------------------------------------------
+
+    async def test_memory_each_call_is_one_round_trip(self, store: Storage) -> None:
+        counting = CountingDriver(store.driver)
+        mem = Storage(counting, namespace=store.keys.namespace).memory
+        calls: list[Any] = [
+            lambda: mem.save_thread(Thread(id="t", resource_id="alice")),
+            lambda: mem.get_thread("t"),
+            lambda: mem.list_threads("alice", order_by="updated_at"),
+            lambda: mem.update_thread("t", title="x", metadata={"k": 1}),
+            lambda: mem.save_messages([msg("m1", "t", 1), msg("m2", "t", 2), msg("m3", "t", 3)]),
+            lambda: mem.list_messages("t", last=2, include=[Include("m1", before=1, after=1)]),
+            lambda: mem.list_messages("t", page=1, per_page=1, date_range=DateRange(start=at(0))),
+            lambda: mem.get_messages(["m1", "m2", "missing"]),
+            lambda: mem.update_messages([MessagePatch(id="m1", content="y", metadata={"k": 2})]),
+            lambda: mem.delete_messages(["m2"]),
+            lambda: mem.save_resource(Resource(id="alice", working_memory="notes")),
+            lambda: mem.get_resource("alice"),
+            lambda: mem.update_resource("alice", working_memory="more", metadata={"k": 3}),
+            lambda: mem.delete_thread("t"),
+        ]
+        for call in calls:
+            before = counting.round_trips
+            await call()
+            assert counting.round_trips == before + 1
+        assert await store.memory.get_thread("t") is None
 
     # -- bad input --------------------------------------------------------------------------
 

@@ -1,14 +1,17 @@
 """The memory domain's cost on a real server: commands per call do not grow with the data.
 
 Each call must run at most ``page size + 5`` commands, counting those inside scripts, and
-the same number whether 10 or a few thousand records are stored.
+the same number whether 10 or a few thousand records are stored; ``include`` adds what its
+neighbours cost, also independent of the size of the threads.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from kvstore import Message, Storage, Thread
+from kvstore import DateRange, Include, Message, Storage, Thread
 from tests.cost.conftest import CountCommands
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -66,3 +69,24 @@ async def test_single_record_calls_cost_a_constant(
     two = [Message(id=f"new{i}", thread_id="t1", role="user", content="hi") for i in range(2)]
     assert await count_commands(redis_store.memory.save_messages(two)) <= 2 * 5 + 5
     assert await count_commands(redis_store.memory.get_messages(["new0", "new1"])) == 2
+
+
+async def test_include_and_date_range_cost_what_they_return(
+    redis_store: Storage, count_commands: CountCommands
+) -> None:
+    """``per_page + 3`` (one more with a date range), plus ``4 + before + after`` at most
+    per include, whatever the size of the threads."""
+    memory = redis_store.memory
+    for tid in ("t1", "t2"):
+        await memory.save_thread(Thread(id=tid, resource_id="alice"))
+    costs = []
+    for stored in (25, 2_000):
+        await _fill_messages(redis_store, "t1", stored)
+        await _fill_messages(redis_store, "t2", stored)
+        # Neighbours in another thread: none of them is on the page already.
+        include = [Include(message_id="t2-m10", before=2, after=3)]
+        costs.append(await count_commands(memory.list_messages("t1", last=20, include=include)))
+        window = DateRange(start=datetime(2000, 1, 1, tzinfo=UTC))
+        costs.append(await count_commands(memory.list_messages("t1", last=20, date_range=window)))
+    assert costs[0] == costs[2] == 20 + 3 + (4 + 2 + 3)
+    assert costs[1] == costs[3] == 20 + 3 + 1

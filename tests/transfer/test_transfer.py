@@ -3,14 +3,16 @@ export format's errors. (Every backend pair is in test_pairs.py.)"""
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from kvstore import ConnectionFailedError, Message, Storage, Thread
+from kvstore import ConnectionFailedError, Message, PersistenceError, Storage, Thread
 from kvstore.drivers import MemoryDriver
 from kvstore.drivers.base import Arg, Command, Driver, Reply, Script
 from kvstore.transfer import (
@@ -215,6 +217,34 @@ def test_an_unreadable_checkpoint_file_is_a_value_error(tmp_path: Path) -> None:
         state.load()
 
 
+def full_disk(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_checkpoint_file_out_of_reach_is_a_persistence_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "file").touch()
+    for path in (tmp_path, tmp_path / "file" / "s.json"):  # a directory; under a file
+        with pytest.raises(PersistenceError, match="cannot read the migration state file") as e:
+            Checkpoint(path, "a", "b", "kv").load()
+        assert e.value.path == str(path)
+        assert isinstance(e.value.__cause__, OSError)
+    state = checkpoint(tmp_path)
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(PersistenceError, match="write the migration state file: No space"):
+        state.save(state.new_state())
+    assert list(state.path.parent.iterdir()) == []  # the temporary file was removed
+
+
+async def test_a_checkpoint_that_cannot_be_saved_stops_the_migration(
+    source: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(PersistenceError, match=r"migrate\.json: cannot write"):
+        await migrate(source, Storage(), checkpoint=checkpoint(tmp_path))
+
+
 async def test_a_tampered_position_is_refused(source: Storage, tmp_path: Path) -> None:
     state = checkpoint(tmp_path)
     saved = state.new_state()
@@ -223,6 +253,24 @@ async def test_a_tampered_position_is_refused(source: Storage, tmp_path: Path) -
     state.save(saved)
     with pytest.raises(ValueError, match="not a position"):
         await migrate(source, Storage(), checkpoint=state)
+
+
+@pytest.mark.parametrize("change", ["retitle a thread", "delete a message"])
+async def test_verify_names_the_kind_that_differs(source: Storage, change: str) -> None:
+    destination = Storage()
+    await migrate(source, destination)
+    assert all(check.ok for check in await verify(source, destination))
+    if change == "retitle a thread":
+        await destination.memory.update_thread("thread-a:b", title="changed")
+        kinds, kind, count = ["threads"], "threads", 0
+    else:  # which touches its thread too
+        assert await destination.memory.delete_messages(["thread-a:b/m3"]) == 1
+        kinds, kind, count = ["threads", "messages"], "messages", -1
+    checks = await verify(source, destination)
+    assert [check.kind for check in checks if not check.ok] == kinds
+    [check] = [check for check in checks if check.kind == kind]
+    assert check.destination.count == check.source.count + count
+    assert check.destination.checksum != check.source.checksum
 
 
 # -- export and import -----------------------------------------------------------------------

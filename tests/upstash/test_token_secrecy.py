@@ -10,7 +10,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from kvstore.drivers.upstash import UpstashDriver
+from kvstore import Storage
+from kvstore.drivers.upstash import TOKEN_ENV, UpstashDriver
 from kvstore.errors import KVStoreError
 from kvstore.upstash_server import Fault, UpstashServer
 from tests.upstash.conftest import FAST_RETRY, HANG, TIMEOUT
@@ -41,6 +42,10 @@ def assert_secret(exc: BaseException) -> None:
     shown = "".join(traceback.format_exception(exc)) + repr(exc) + str(exc)
     assert TOKEN not in shown
     assert quote(TOKEN, safe="") not in shown
+    # Nor any part of it: a message that quotes a URL's first 20 characters leaks half a token.
+    for secret in (TOKEN, quote(TOKEN, safe="")):
+        for i in range(len(secret) - 7):
+            assert secret[i : i + 8] not in shown, f"part of the token shows in {shown!r}"
 
 
 def test_repr_hides_the_token(secret_server: UpstashServer) -> None:
@@ -155,13 +160,52 @@ async def test_no_log_line_shows_the_token(
         f"upstash://{quote(TOKEN, safe='')}@host",
         f"upstash://:{quote(TOKEN, safe='')}@host?timeout=-1",
         f"upstash://:{quote(TOKEN, safe='')}@host#frag",
+        f":{quote(TOKEN, safe='')}@host",
+        TOKEN,
+        f"upstash://:1234?{quote(TOKEN, safe='')}@host",
+        f"upstash://:{TOKEN}@host",
     ],
-    ids=["bad-port", "wrong-scheme", "token-as-username", "bad-timeout", "fragment"],
+    ids=[
+        "bad-port",
+        "wrong-scheme",
+        "token-as-username",
+        "bad-timeout",
+        "fragment",
+        "no-scheme",
+        "bare-token",
+        "unencoded-question-mark",
+        "unencoded-token",
+    ],
 )
-def test_url_errors_do_not_show_the_token(url: str) -> None:
+def test_url_errors_do_not_show_the_token(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Set, so that a URL whose token position looks empty does not stop at the variable.
+    monkeypatch.setenv(TOKEN_ENV, "token-from-the-environment")
     with pytest.raises(ValueError) as caught:
         UpstashDriver.from_url(url)
     assert_secret(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"upstash+htps://:{quote(TOKEN, safe='')}@host",
+        f"upstash:/:{quote(TOKEN, safe='')}@host",
+        f"https://:{quote(TOKEN, safe='')}@host",
+        TOKEN,
+        f"{TOKEN}://host",
+    ],
+    ids=["typo-in-scheme", "no-scheme", "rest-url", "bare-token", "token-as-scheme"],
+)
+def test_storage_url_errors_do_not_show_the_token(url: str) -> None:
+    # Storage.from_url picks the driver by the scheme; an unknown one names only that.
+    with pytest.raises(ValueError, match="unsupported storage URL scheme") as caught:
+        Storage.from_url(url)
+    assert_secret(caught.value)
+
+
+def test_an_unknown_storage_url_scheme_is_named() -> None:
+    with pytest.raises(ValueError, match=r"scheme 'upstash\+htps://'"):
+        Storage.from_url(f"upstash+htps://:{quote(TOKEN, safe='')}@host")
 
 
 def test_a_rest_url_with_credentials_is_refused_without_echo() -> None:

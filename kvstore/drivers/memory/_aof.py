@@ -199,7 +199,8 @@ class AppendOnlyFile:
 
     Raises:
         PersistenceError: the file is locked, not an append-only file of this version, or
-            corrupt (see the module docstring).
+            corrupt (see the module docstring), or it or its directory cannot be created,
+            opened or read (the ``OSError`` is its ``__cause__``).
     """
 
     __slots__ = (
@@ -247,11 +248,20 @@ class AppendOnlyFile:
         self._failed: BaseException | None = None
         self._dirty = False
         self._stop = threading.Event()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = _open_locked(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._cannot("create its directory", exc) from exc
+        try:
+            self._fd = _open_locked(self.path)
+        except OSError as exc:
+            raise self._cannot("open it", exc) from exc
         try:
             self._size = self._base_size = self._load()
             self._remove(self._temp_path())  # left behind by a rewrite that crashed
+        except OSError as exc:
+            os.close(self._fd)
+            raise self._cannot("load it", exc) from exc
         except BaseException:
             os.close(self._fd)
             raise
@@ -321,6 +331,14 @@ class AppendOnlyFile:
             "this driver now refuses commands: reopen the file to get back what it holds",
             path=str(self.path),
         ) from exc
+
+    def _cannot(self, action: str, exc: OSError) -> PersistenceError:
+        # A user's mistake as often as not (a directory, a path under a file, no permission):
+        # say what failed on which path, as an error of kvstore's, not a bare OSError.
+        where = f" ({exc.filename})" if exc.filename and exc.filename != str(self.path) else ""
+        return PersistenceError(
+            f"cannot {action}: {exc.strerror or exc}{where}", path=str(self.path)
+        )
 
     def _unusable(self) -> PersistenceError:
         if self._closed:

@@ -79,7 +79,8 @@ class MemoryDriver(Driver):
 
     Raises:
         PersistenceError: another driver has the file open, or it is not an append-only
-            file of this version, or it is corrupt (a torn last record is only warned about).
+            file of this version, or it is corrupt (a torn last record is only warned about),
+            or the file or its directory cannot be created or opened.
     """
 
     __slots__ = ("_aof", "_clock", "_journal", "_keyspace", "_lock")
