@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any, Self
 
 from kvstore.domains.evals import EvalStore
 from kvstore.domains.memory import MemoryStore
 from kvstore.domains.traces import TraceRetention, TraceStore
 from kvstore.domains.workflows import WorkflowStore
+from kvstore.drivers._urls import shown_scheme
 from kvstore.drivers.memory import MemoryDriver
 from kvstore.errors import UnsupportedError
 from kvstore.keys import Keys
@@ -48,24 +48,9 @@ def driver_from_url(url: str, **options: Any) -> Driver:
         return UpstashDriver.from_url(url, **options)
     # Name the scheme only: the rest of the URL may hold a password or an Upstash token.
     raise ValueError(
-        f"unsupported storage URL scheme {_shown_scheme(url)}: use memory://, redis://, "
+        f"unsupported storage URL scheme {shown_scheme(url)}: use memory://, redis://, "
         "rediss://, unix://, redis+cluster://, upstash:// or upstash+http://"
     )
-
-
-# RFC 3986's scheme syntax, and short: anything else before "://" may be a pasted secret
-# (Upstash tokens are dozens of characters long), so it is never repeated.
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,19}")
-
-
-def _shown_scheme(url: str) -> str:
-    """The URL's scheme, quoted, for an error message; never any other part of the URL."""
-    scheme, sep, _ = url.partition("://")
-    if not sep:
-        return "(none: expected scheme://...)"
-    if not _SCHEME.fullmatch(scheme):
-        return "(malformed)"
-    return repr(scheme + "://")
 
 
 class Storage:

@@ -66,6 +66,7 @@ from kvstore._extras import require
 from kvstore.drivers._commandspec import COMMANDS, command_name
 from kvstore.drivers._replies import label, raise_for_errors, transaction_aborted
 from kvstore.drivers._retry import RetryPolicy
+from kvstore.drivers._urls import shown_scheme
 from kvstore.drivers.base import Arg, Command, Driver, Reply, Script, encode_arg
 from kvstore.errors import (
     BatchError,
@@ -95,8 +96,6 @@ _DEFAULT_TIMEOUT = 10.0
 _SDK_INTERNALS = ("_headers", "_http", "_maybe_set_sync_token_header", "_update_sync_token")
 # Real Upstash tokens are dozens of characters long.
 _MIN_SCRUBBED_TOKEN = 8
-# RFC 3986's scheme syntax, short: what an error message may repeat of a URL's start.
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,19}")
 # Redis names the culprit of a refused transaction in these messages.
 _REFUSAL = re.compile(r"(?:wrong number of arguments for|unknown command) '([^']+)'")
 
@@ -472,11 +471,8 @@ def _parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
     """Split an ``upstash://`` URL into the REST endpoint, the token and driver options."""
     scheme, sep, _ = url.partition("://")
     if not sep or scheme.lower() not in _SCHEMES:
-        # Without "://" the "scheme" is the whole text, perhaps a pasted token: show it only
-        # when it looks like a scheme.
-        shown = repr(scheme) if sep and _SCHEME.fullmatch(scheme) else "missing or malformed"
         raise ValueError(
-            f"not an Upstash URL (scheme {shown}); expected "
+            f"not an Upstash URL (scheme {shown_scheme(url)}); expected "
             "upstash://:TOKEN@host, upstash+http://:TOKEN@host:port or upstash://"
         )
     try:
