@@ -2,19 +2,15 @@
 
 The default is a file under ``.kvstore/`` in the working directory, held by the memory
 driver (``memory://.kvstore/kvstore.aof``), so an agent's data survives restarts with no
-server to run. A kvstore whose memory driver cannot keep a file yet falls back to plain
-``memory://``, and :func:`describe_url` says so wherever the URL is shown.
+server to run; :func:`describe_url` says where data lives wherever the URL is shown.
 """
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from kvstore.drivers.memory import MemoryDriver
-
-__all__ = ["LOCAL_FILE", "LOCAL_URL", "URL_ENV", "default_url", "describe_url", "memory_files"]
+__all__ = ["LOCAL_FILE", "LOCAL_URL", "URL_ENV", "default_url", "describe_url"]
 
 #: The environment variable that names the store to use.
 URL_ENV = "KVSTORE_URL"
@@ -24,15 +20,9 @@ LOCAL_FILE = ".kvstore/kvstore.aof"
 LOCAL_URL = "memory://" + LOCAL_FILE
 
 
-def memory_files() -> bool:
-    """Whether the memory driver can keep its data in a file (``memory://<path>``)."""
-    # A capability check: the driver grows a ``path`` argument with file persistence.
-    return "path" in inspect.signature(MemoryDriver).parameters
-
-
 def default_url() -> str:
-    """The local file's URL, or ``memory://`` where the memory driver keeps no files."""
-    return LOCAL_URL if memory_files() else "memory://"
+    """The local file's URL."""
+    return LOCAL_URL
 
 
 def describe_url(url: str) -> str:

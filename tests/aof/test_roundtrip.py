@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kvstore import BatchError, CommandError, Storage
-from kvstore._local import LOCAL_URL, default_url, memory_files
+from kvstore._local import LOCAL_URL, default_url
 from kvstore.drivers import MemoryDriver, Script
 from kvstore.drivers.base import Reply, ScriptCall
 from tests.aof.conftest import T0, Clock, dump
@@ -165,5 +165,4 @@ def test_storage_stays_in_memory_and_the_local_default_is_a_file() -> None:
     store = Storage()
     assert isinstance(store.driver, MemoryDriver)
     assert store.driver.path is None
-    assert memory_files()
     assert default_url() == LOCAL_URL == "memory://.kvstore/kvstore.aof"

@@ -6,7 +6,6 @@ emptied only before and after it. The Redis databases used here belong to this s
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -15,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kvstore import CommandError, Storage
-from kvstore._local import memory_files
-from kvstore.domains._base import PAGE_INDEX
+from kvstore import Storage
 from kvstore.drivers import Driver, MemoryDriver
 from tests.conftest import flush_db, redis_url_for_db
 
@@ -73,8 +70,6 @@ def memory_backend() -> Backend:
 
 @pytest.fixture
 def memory_file_backend(tmp_path: Path) -> Backend:
-    if not memory_files():
-        pytest.skip("the memory driver keeps no files yet (memory://<path> needs the AOF work)")
     return Backend("memory_file", f"memory://{tmp_path / 'data.aof'}")
 
 
@@ -103,41 +98,11 @@ def cluster_backend(cluster_nodes: list[tuple[str, int]]) -> Iterator[Backend]:
         yield Backend("cluster", f"redis+cluster://{seeds}")
 
 
-def _scripts_run_on(server_url: str, token: str) -> bool:
-    """Whether the local Upstash server can run kvstore's scripts on its store.
-
-    A capability check: the server relays EVALSHA to its backing driver, and a memory
-    driver that does not implement EVALSHA says so with "unknown command".
-    """
-    import anyio
-
-    from kvstore.drivers.upstash import UpstashDriver
-
-    async def probe() -> bool:
-        async with UpstashDriver(server_url, token) as driver:
-            try:
-                await driver.run(PAGE_INDEX, ["{probe}:i"], ["-inf", "+inf", "", 0, 1, "0", "p"])
-            except CommandError as exc:
-                if "unknown command" in exc.message:
-                    return False
-                raise
-        return True
-
-    # Module fixtures may be set up from inside a test's event loop: probe on a thread.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(anyio.run, probe).result()
-
-
 @pytest.fixture(scope="module")
 def upstash_memory_backend() -> Iterator[Backend]:
     from kvstore.upstash_server import UpstashServer
 
     with UpstashServer() as server:
-        if not _scripts_run_on(server.url, server.token):
-            pytest.skip(
-                "the memory driver does not answer EVALSHA, so the local Upstash server "
-                "on memory cannot run kvstore's scripts yet"
-            )
         yield Backend("upstash_memory", server.driver_url)
 
 
