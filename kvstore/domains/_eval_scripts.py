@@ -15,7 +15,7 @@ from __future__ import annotations
 from kvstore.domains._base import INDEX_LUA, lattice, zadd_all, zrem_all
 from kvstore.drivers.base import Reply, Script, ScriptCall
 
-__all__ = ["DELETE_SCORE", "RESTORE_SCORES", "SAVE_SCORE"]
+__all__ = ["DELETE_SCORE", "WRITE_SCORES"]
 
 _UNINDEX_LUA = (
     INDEX_LUA
@@ -60,7 +60,7 @@ def _unindex(
     return True
 
 
-# Shared by SAVE_SCORE and RESTORE_SCORES. ``ix`` is {index prefix, the three filter names,
+# Writes one score of WRITE_SCORES. ``ix`` is {index prefix, the three filter names,
 # run-index prefix, span-index prefix}; ``s`` is the score's part of ARGV from ``pos``:
 # score id, creation score, escaped scorer id, escaped entity ('' for none), escaped source,
 # run id ('' for none), span member ('' for none), then its fields up to ARGV[last].
@@ -125,35 +125,15 @@ def _write_score(call: ScriptCall, key: bytes, ix: list[bytes], score: list[byte
         call("ZADD", span_prefix + span, created, id_)
 
 
-_SAVE_SCORE = (
-    _WRITE_SCORE_LUA
-    + """
--- KEYS[1] the score's hash
--- ARGV: index prefix, the three filter names (scorer, entity, source), run-index prefix,
---       span-index prefix, then the score: id, creation score, escaped scorer id, escaped
---       entity ('' for none), escaped source, run id ('' for none), span member ('' for
---       none), then the record's fields
--- Replaces any score with the same id. Returns 1.
-write_score(KEYS[1], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]}, 7, #ARGV)
-return 1
-"""
-)
-
-
-def _save_score(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    _write_score(call, keys[0], args[:6], args[6:])
-    return 1
-
-
-SAVE_SCORE = Script("save_score", _SAVE_SCORE, _save_score)
-
-_RESTORE_SCORES = (
+_WRITE_SCORES = (
     _WRITE_SCORE_LUA
     + """
 -- KEYS[1] the first score's hash
--- ARGV: score prefix, then as SAVE_SCORE up to the span-index prefix, score count, then
---       per score: field count, then the score as in SAVE_SCORE (7 values and fields)
--- Replaces each score with the one given. Returns the count.
+-- ARGV: score prefix, index prefix, the three filter names (scorer, entity, source),
+--       run-index prefix, span-index prefix, score count, then per score: field count,
+--       id, creation score, escaped scorer id, escaped entity ('' for none), escaped
+--       source, run id ('' for none), span member ('' for none), then its fields
+-- Replaces each score with the one given (any other score is kept). Returns the count.
 local ix = {ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]}
 local count = tonumber(ARGV[8])
 local pos = 9
@@ -167,7 +147,7 @@ return count
 )
 
 
-def _restore_scores(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
+def _write_scores(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
     del keys
     score_prefix, ix, count = args[0], args[1:7], int(args[7])
     pos = 8
@@ -179,7 +159,7 @@ def _restore_scores(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> R
     return count
 
 
-RESTORE_SCORES = Script("restore_scores", _RESTORE_SCORES, _restore_scores)
+WRITE_SCORES = Script("write_scores", _WRITE_SCORES, _write_scores)
 
 _DELETE_SCORE = (
     _UNINDEX_LUA

@@ -21,12 +21,11 @@ __all__ = [
     "DELETE_MESSAGES",
     "DELETE_THREAD",
     "LIST_MESSAGES",
-    "RESTORE_THREADS",
     "SAVE_MESSAGES",
-    "SAVE_THREAD",
     "UPDATE_MESSAGES",
     "UPDATE_RESOURCE",
     "UPDATE_THREAD",
+    "WRITE_THREADS",
 ]
 
 # The Lua sources spell these out: '%016x', string.sub(member, 17), chunks of 1000.
@@ -41,8 +40,8 @@ def _int(value: bytes) -> int:
 
 # -- threads --------------------------------------------------------------------------------
 
-# Shared by SAVE_THREAD and RESTORE_THREADS: write one thread and its index entries. The
-# record's fields are ARGV[first..last].
+# Writes one thread of WRITE_THREADS and its index entries. The record's fields are
+# ARGV[first..last].
 _WRITE_THREAD_LUA = """
 local function write_thread(key, tid, rid, created, updated, by_created, by_updated, all,
                             first, last)
@@ -82,33 +81,15 @@ def _write_thread(
     call("ZADD", all_threads, created, tid)
 
 
-_SAVE_THREAD = (
-    _WRITE_THREAD_LUA
-    + """
--- KEYS[1] thread key
--- ARGV: thread id, resource id, created score, updated score, by-created prefix,
---       by-updated prefix, all-threads key, then the record's fields
-write_thread(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], 8, #ARGV)
-return 1
-"""
-)
-
-
-def _save_thread(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    _write_thread(call, keys[0], args[:4], args[4:7], args[7:])
-    return 1
-
-
-SAVE_THREAD = Script("save_thread", _SAVE_THREAD, _save_thread)
-
-_RESTORE_THREADS = (
+_WRITE_THREADS = (
     _WRITE_THREAD_LUA
     + """
 -- KEYS[1] the first thread's key
 -- ARGV: thread prefix, by-created prefix, by-updated prefix, all-threads key, thread
 --       count, then per thread: id, resource id, created score, updated score, field
 --       count, fields...
--- Returns the number of threads written.
+-- Creates or replaces each thread, moving it between resources' indexes. Returns the
+-- number of threads written.
 local count = tonumber(ARGV[5])
 local pos = 6
 for _ = 1, count do
@@ -122,7 +103,7 @@ return count
 )
 
 
-def _restore_threads(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
+def _write_threads(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
     del keys
     prefix, count = args[0], _int(args[4])
     pos = 5
@@ -134,7 +115,7 @@ def _restore_threads(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> 
     return count
 
 
-RESTORE_THREADS = Script("restore_threads", _RESTORE_THREADS, _restore_threads)
+WRITE_THREADS = Script("write_threads", _WRITE_THREADS, _write_threads)
 
 _UPDATE_THREAD = """
 -- KEYS[1] thread key

@@ -126,21 +126,53 @@ def _get_run_by_id(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Re
 
 GET_RUN_BY_ID = Script("get_run_by_id", _GET_RUN_BY_ID, _get_run_by_id)
 
-_DELETE_RUN = (
+# Shared by DELETE_RUN and RESTORE_RUNS: delete a run's hash and its filter index entries
+# (not its run-id index entry); whether it existed.
+_DROP_RUN_LUA = (
     INDEX_LUA
+    + """
+local function drop_run(key, member, prefix, names, workflow)
+  local old = redis.call('HMGET', key, '_v', '_r', '_s')
+  if not old[1] then
+    return false
+  end
+  zrem_all(lattice(prefix, names, {workflow, old[2] or '', old[3] or ''}), member)
+  redis.call('DEL', key)
+  return true
+end
+"""
+)
+
+
+def _drop_run(
+    call: ScriptCall,
+    key: bytes,
+    *,
+    member: bytes,
+    prefix: bytes,
+    names: list[bytes],
+    workflow: bytes,
+) -> bool:
+    """Twin of ``drop_run``."""
+    v, r, s = call("HMGET", key, b"_v", b"_r", b"_s")
+    if v is None:
+        return False
+    zrem_all(call, lattice(prefix, names, [workflow, r or b"", s or b""]), member)
+    call("DEL", key)
+    return True
+
+
+_DELETE_RUN = (
+    _DROP_RUN_LUA
     + """
 -- KEYS[1] the run's hash
 -- ARGV: member, index prefix, the three filter names, escaped workflow name, the run-id
 --       index key
 -- Returns 1 if the run existed, else 0.
-local old = redis.call('HMGET', KEYS[1], '_v', '_r', '_s')
-if not old[1] then
+if not drop_run(KEYS[1], ARGV[1], ARGV[2], {ARGV[3], ARGV[4], ARGV[5]}, ARGV[6]) then
   return 0
 end
-local names = {ARGV[3], ARGV[4], ARGV[5]}
-zrem_all(lattice(ARGV[2], names, {ARGV[6], old[2] or '', old[3] or ''}), ARGV[1])
 redis.call('ZREM', ARGV[7], ARGV[1])
-redis.call('DEL', KEYS[1])
 return 1
 """
 )
@@ -150,19 +182,16 @@ def _delete_run(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply
     member, prefix = args[:2]
     names = args[2:5]
     workflow, run_index = args[5:7]
-    v, r, s = call("HMGET", keys[0], b"_v", b"_r", b"_s")
-    if v is None:
+    if not _drop_run(call, keys[0], member=member, prefix=prefix, names=names, workflow=workflow):
         return 0
-    zrem_all(call, lattice(prefix, names, [workflow, r or b"", s or b""]), member)
     call("ZREM", run_index, member)
-    call("DEL", keys[0])
     return 1
 
 
 DELETE_RUN = Script("delete_run", _DELETE_RUN, _delete_run)
 
 _RESTORE_RUNS = (
-    INDEX_LUA
+    _DROP_RUN_LUA
     + """
 -- KEYS[1] the first run's hash
 -- ARGV: run prefix, index prefix, the three filter names, run count, then per run:
@@ -178,11 +207,7 @@ for _ = 1, count do
   local member, workflow, r, s = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3]
   local created, nfields = ARGV[pos + 6], tonumber(ARGV[pos + 7])
   local key = run_prefix .. member
-  local old = redis.call('HMGET', key, '_v', '_r', '_s')
-  if old[1] then
-    zrem_all(lattice(prefix, names, {workflow, old[2] or '', old[3] or ''}), member)
-    redis.call('DEL', key)
-  end
+  drop_run(key, member, prefix, names, workflow)
   redis.call('HSET', key, '_v', ARGV[pos + 5], '_c', created, '_r', r, '_s', s,
     unpack(ARGV, pos + 8, pos + 7 + nfields))
   redis.call('ZADD', ARGV[pos + 4], created, member)
@@ -204,10 +229,7 @@ def _restore_runs(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Rep
         member, workflow, r, s, run_index, version, created, nfields_arg = args[pos : pos + 8]
         nfields = int(nfields_arg)
         key = run_prefix + member
-        v, r_old, s_old = call("HMGET", key, b"_v", b"_r", b"_s")
-        if v is not None:
-            zrem_all(call, lattice(prefix, names, [workflow, r_old or b"", s_old or b""]), member)
-            call("DEL", key)
+        _drop_run(call, key, member=member, prefix=prefix, names=names, workflow=workflow)
         fields = args[pos + 8 : pos + 8 + nfields]
         call("HSET", key, b"_v", version, b"_c", created, b"_r", r, b"_s", s, *fields)
         call("ZADD", run_index, created, member)

@@ -82,12 +82,8 @@ class EvalStore(Domain):
             ValidationError: a field is missing or malformed (the score must be a finite
                 number); nothing is written.
         """
-        score = self._check(score, "score")
-        args = [*self._index_args(), *self._score_args(score, "score")]
-        await self._driver.run(
-            scripts.SAVE_SCORE, [self._keys.score(score.id)], args, idempotent=True
-        )
-        return score
+        (saved,) = await self._write_scores([score], "score")
+        return saved
 
     async def get_score(self, score_id: str) -> Score | None:
         """The score with this id, or None."""
@@ -199,20 +195,35 @@ class EvalStore(Domain):
         Raises:
             ValidationError: a score is malformed (``scores[i]...``); nothing is written.
         """
-        valid = [self._check(s, f"scores[{i}]") for i, s in enumerate(scores)]
+        return await self._write_scores(scores, "scores[{}]")
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _write_scores(
+        self, scores: Iterable[Score | Mapping[str, Any]], where: str
+    ) -> list[Score]:
+        """Run WRITE_SCORES: create or replace scores by id in one script; ``where``
+        names them in errors (``{}`` stands for the position)."""
+        valid = [self._check(s, where.format(i)) for i, s in enumerate(scores)]
         if not valid:
             return []
         keys = self._keys
-        args: list[Arg] = [keys.score.prefix, *self._index_args(), len(valid)]
+        family = keys.score_index
+        args: list[Arg] = [
+            keys.score.prefix,
+            family.prefix,
+            *family.names,
+            keys.scores_by_run.prefix,
+            keys.scores_by_span.prefix,
+            len(valid),
+        ]
         for i, score in enumerate(valid):
-            one = self._score_args(score, f"scores[{i}]")
+            one = self._score_args(score, where.format(i))
             args += (len(one) - 7, *one)
         await self._driver.run(
-            scripts.RESTORE_SCORES, [keys.score(valid[0].id)], args, idempotent=True
+            scripts.WRITE_SCORES, [keys.score(valid[0].id)], args, idempotent=True
         )
         return valid
-
-    # -- internals ------------------------------------------------------------------------
 
     def _check(self, score: Score | Mapping[str, Any], where: str) -> Score:
         """``score`` validated, its value finite."""
@@ -221,19 +232,8 @@ class EvalStore(Domain):
             raise ValidationError("expected a finite number", field=f"{where}.score")
         return score
 
-    def _index_args(self) -> list[Arg]:
-        """The index part of SAVE_SCORE's arguments (see _eval_scripts)."""
-        keys = self._keys
-        family = keys.score_index
-        return [
-            family.prefix,
-            *family.names,
-            keys.scores_by_run.prefix,
-            keys.scores_by_span.prefix,
-        ]
-
     def _score_args(self, score: Score, where: str) -> list[Arg]:
-        """One score's part of SAVE_SCORE's arguments: 7 values, then its fields."""
+        """One score's part of WRITE_SCORES's arguments: 7 values, then its fields."""
         family = self._keys.score_index
         entity = _pair(score.entity_type, score.entity_id)
         span = _pair(score.trace_id, score.span_id)

@@ -56,8 +56,6 @@ from kvstore.records import (
 )
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from kvstore.drivers.base import Command, Driver
     from kvstore.keys import Keys
 
@@ -93,26 +91,8 @@ class MemoryStore(Domain):
         Raises:
             ValidationError: a field is missing or has the wrong type; nothing is written.
         """
-        thread = validate(thread, Thread, where="thread")
-        if thread.updated_at is None:
-            thread = msgspec.structs.replace(thread, updated_at=utc_now())
-        keys = self._keys
-        await self._driver.run(
-            scripts.SAVE_THREAD,
-            [keys.thread(thread.id)],
-            [
-                thread.id,
-                thread.resource_id,
-                micros(thread.created_at),
-                micros(thread.updated_at or thread.created_at),
-                keys.resource_threads_by_created.prefix,
-                keys.resource_threads_by_updated.prefix,
-                keys.threads,
-                *encode_record(self._threads, thread, "thread"),
-            ],
-            idempotent=True,
-        )
-        return thread
+        (saved,) = await self._write_threads([thread], "thread")
+        return saved
 
     async def get_thread(self, thread_id: str) -> Thread | None:
         """The thread with this id, or None."""
@@ -282,8 +262,8 @@ class MemoryStore(Domain):
         One script: ``per_page + 3`` commands (one more with a date range), plus at most
         ``4 + before + after`` per include, whatever the size of the threads.
         """
-        keys = self._keys
         check_id(thread_id, "thread_id")
+        mode: Literal["last", "page"]
         if last is not None:
             if page is not None:
                 raise ValidationError("give either last or page, not both", field="last")
@@ -298,6 +278,31 @@ class MemoryStore(Domain):
         includes = [validate(i, Include, where=f"include[{n}]") for n, i in enumerate(include)]
         lo = score_bound(window.start, exclusive=window.start_exclusive, lower=True)
         hi = score_bound(window.end, exclusive=window.end_exclusive, lower=False)
+        total, items = await self._list_messages(
+            thread_id,
+            (lo, hi),
+            mode=mode,
+            offset=page * per_page,
+            count=per_page,
+            includes=includes,
+        )
+        has_more = total > per_page if mode == "last" else (page + 1) * per_page < total
+        return Page(items=items, total=total, page=page, per_page=per_page, has_more=has_more)
+
+    async def _list_messages(
+        self,
+        thread_id: str,
+        window: tuple[str, str],
+        *,
+        mode: Literal["last", "page"],
+        offset: int,
+        count: int,
+        includes: Sequence[Include] = (),
+    ) -> tuple[int, list[Message]]:
+        """Run LIST_MESSAGES (see _memory_scripts): the thread's total in ``window`` and
+        the messages, included ones merged in time order."""
+        keys = self._keys
+        lo, hi = window
         args: list[Any] = [
             keys.message.prefix,
             keys.thread_messages.prefix,
@@ -305,21 +310,12 @@ class MemoryStore(Domain):
             hi,
             just_below(lo),
             mode,
-            page * per_page,
-            per_page,
+            offset,
+            count,
             len(includes),
         ]
         for inc in includes:
             args += (inc.message_id, inc.before, inc.after)
-        total, items = await self._list_messages(thread_id, args, merge=bool(includes))
-        has_more = total > per_page if mode == "last" else (page + 1) * per_page < total
-        return Page(items=items, total=total, page=page, per_page=per_page, has_more=has_more)
-
-    async def _list_messages(
-        self, thread_id: str, args: list[Any], *, merge: bool
-    ) -> tuple[int, list[Message]]:
-        """Run LIST_MESSAGES; ``merge`` sorts included messages into time order."""
-        keys = self._keys
         reply = await self._driver.run(
             scripts.LIST_MESSAGES, [keys.thread_messages(thread_id)], args, idempotent=True
         )
@@ -328,12 +324,14 @@ class MemoryStore(Domain):
         found = [
             (
                 member,
-                self._messages.from_hash(fields, prefix + member[16:].decode(errors="replace")),
+                self._messages.from_hash(
+                    fields, prefix + member[scripts.SEQ_DIGITS :].decode(errors="replace")
+                ),
             )
             for member, fields in zip(flat[::2], flat[1::2], strict=True)
             if fields  # a dangling member has no record: skip it
         ]
-        if merge:
+        if includes:
             # Equal timestamps fall back to the member, which starts with the insertion number.
             found.sort(key=lambda entry: (entry[1].created_at, entry[0]))
         return total, [message for _, message in found]
@@ -506,22 +504,12 @@ class MemoryStore(Domain):
             cursor: None for the first chunk, then the previous chunk's ``cursor``.
             count: How many messages to read, from 1 to 1000.
         """
-        keys = self._keys
         check_id(thread_id, "thread_id")
         offset = offset_cursor(cursor)
         check_count(count)
-        args: list[Any] = [
-            keys.message.prefix,
-            keys.thread_messages.prefix,
-            "-inf",
-            "+inf",
-            just_below("-inf"),
-            "page",
-            offset,
-            count,
-            0,
-        ]
-        total, items = await self._list_messages(thread_id, args, merge=False)
+        total, items = await self._list_messages(
+            thread_id, ("-inf", "+inf"), mode="page", offset=offset, count=count
+        )
         return Chunk(items=items, cursor=next_offset_cursor(offset, count, total), total=total)
 
     async def count_messages(self, thread_ids: Iterable[str]) -> list[int]:
@@ -565,11 +553,20 @@ class MemoryStore(Domain):
         Raises:
             ValidationError: a thread is malformed (``threads[i]...``); nothing is written.
         """
+        return await self._write_threads(threads, "threads[{}]")
+
+    async def _write_threads(
+        self, threads: Iterable[Thread | Mapping[str, Any]], where: str
+    ) -> list[Thread]:
+        """Run WRITE_THREADS: create or replace threads in one script, ``updated_at`` set
+        to now where not given; ``where`` names them in errors (``{}``: the position)."""
         now = utc_now()
-        valid = [
-            _with_updated_at(validate(t, Thread, where=f"threads[{i}]"), now)
-            for i, t in enumerate(threads)
-        ]
+        valid = []
+        for i, given in enumerate(threads):
+            thread = validate(given, Thread, where=where.format(i))
+            if thread.updated_at is None:
+                thread = msgspec.structs.replace(thread, updated_at=now)
+            valid.append(thread)
         if not valid:
             return []
         keys = self._keys
@@ -581,11 +578,11 @@ class MemoryStore(Domain):
             len(valid),
         ]
         for i, thread in enumerate(valid):
-            fields = encode_record(self._threads, thread, f"threads[{i}]")
+            fields = encode_record(self._threads, thread, where.format(i))
             args += (thread.id, thread.resource_id, micros(thread.created_at))
             args += (micros(thread.updated_at or now), len(fields), *fields)
         await self._driver.run(
-            scripts.RESTORE_THREADS, [keys.thread(valid[0].id)], args, idempotent=True
+            scripts.WRITE_THREADS, [keys.thread(valid[0].id)], args, idempotent=True
         )
         return valid
 
@@ -618,11 +615,6 @@ class MemoryStore(Domain):
                 written.
         """
         return await self._write_resources(resources, "resources[{}]")
-
-
-def _with_updated_at(thread: Thread, now: datetime) -> Thread:
-    """``thread``, its ``updated_at`` set to ``now`` unless given (as save_thread does)."""
-    return thread if thread.updated_at else msgspec.structs.replace(thread, updated_at=now)
 
 
 def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -271,15 +271,7 @@ def zrange(ks: Keyspace, args: list[bytes]) -> Reply:
         zset = ks.read(args[0], ZSet)
         if zset is None:
             return []
-        size = len(zset.scores)
-        # _rank_span, inlined; SortedList.values clamps the end to the size.
-        if start < 0:
-            start = max(start + size, 0)
-        if end < 0:
-            end += size
-        if start > end or start >= size:
-            return []
-        return zset.members(start, end + 1)
+        return zset.members(*_rank_span(len(zset.scores), start, end))
     return _zrange(ks, args, None, None)
 
 

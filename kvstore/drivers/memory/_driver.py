@@ -194,10 +194,7 @@ class MemoryDriver(Driver):
         atomic: bool,
     ) -> list[Reply]:
         ks = self._keyspace
-        clock = self._clock
-        # The default clock inlined: this runs for every batch.
-        if ks.purge(time.time_ns() // 1_000_000 if clock is _wall_clock_ms else clock()):
-            self._expired(ks)
+        self._start(ks)
         if atomic:
             self._check_queueable(commands, prepared)
         journal = self._journal
@@ -250,14 +247,13 @@ class MemoryDriver(Driver):
 
     def _start(self, ks: Keyspace) -> None:
         """Start a batch: read the clock and delete the keys whose deadline has passed."""
-        if ks.purge(self._clock()):
-            self._expired(ks)
-
-    def _expired(self, ks: Keyspace) -> None:
-        """Record the deletion of the keys the last purge expired."""
-        if self._journal is not None:
-            for key in ks.expired:
-                self._journal([b"DEL", key])
+        clock = self._clock
+        # The default clock inlined: this runs for every batch.
+        if ks.purge(time.time_ns() // 1_000_000 if clock is _wall_clock_ms else clock()):
+            journal = self._journal
+            if journal is not None:  # record the deletions, as Redis does
+                for key in ks.expired:
+                    journal([b"DEL", key])
 
     def _record(
         self, journal: Journal, impl: Implementation, args: list[bytes], reply: Reply
