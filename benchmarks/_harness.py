@@ -109,16 +109,6 @@ class Budget:
     #: the remaining rounds: calls of seconds each (reading 10^5 messages) stay bounded.
     total: float = float("inf")
 
-    def scaled(self, factor: float) -> Budget:
-        """The same budget with ``factor`` times the samples per round and the time."""
-        return Budget(
-            self.rounds,
-            max(1, round(self.per_round * factor)),
-            self.warmup,
-            self.seconds * factor,
-            self.total * factor,
-        )
-
 
 @dataclass(slots=True)
 class Contender:
@@ -296,7 +286,6 @@ class Report:
     out: Path
     parts: list[str] = field(default_factory=list)
     headlines: list[Headline] = field(default_factory=list)
-    plots: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
     def text(self, *paragraphs: str) -> None:
@@ -321,7 +310,6 @@ class Report:
         self.headlines.append(Headline(claim, target, measured, met, note))
 
     def image(self, filename: str, caption: str) -> None:
-        self.plots.append(filename)
         self.parts.append(f"![{caption}]({filename})")
 
     def write(self) -> Path:

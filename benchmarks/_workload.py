@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+from msgspec.structs import replace
+
 from benchmarks import _data
 from benchmarks._env import PipelinedDriver
 from kvstore import Include, MessagePatch, Resource, Score, Storage, Thread
@@ -183,11 +185,27 @@ def operations(size: Dataset) -> list[Op]:
     async def victim_messages(s: Storage) -> None:
         await s.memory.save_messages(_data.message_pair(0, APPEND_THREAD))
 
+    # Records are built once; a timed call only gives them fresh ids.
+    user, answer = _data.message_pair(0, APPEND_THREAD)
+    score = _data.score(0)
+    spans = trace(0)
+
     def pair(s: Storage) -> Awaitable[Any]:
-        return s.memory.save_messages(_data.message_pair(next(n), APPEND_THREAD))
+        i = next(n)
+        return s.memory.save_messages(
+            [replace(user, id=f"{user.id}-{i}"), replace(answer, id=f"{answer.id}-{i}")]
+        )
+
+    def new_trace(s: Storage) -> Awaitable[Any]:
+        trace_id = f"{next(n):032x}"
+        return s.traces.save_spans([replace(span, trace_id=trace_id) for span in spans])
 
     return [
-        Op("memory", "save_thread (new)", _save_thread(f"t{next(n)}", 0)),
+        Op(
+            "memory",
+            "save_thread (new)",
+            lambda s: s.memory.save_thread(Thread(id=f"t{next(n)}", resource_id=RESOURCE)),
+        ),
         Op("memory", "get_thread", lambda s: s.memory.get_thread("thread-0000001")),
         Op(
             "memory",
@@ -298,7 +316,11 @@ def operations(size: Dataset) -> list[Op]:
             lambda s: s.workflows.delete_run(WORKFLOW, "victim"),
             prepare=lambda s: s.workflows.persist_snapshot(WORKFLOW, "victim", {"a": 1}),
         ),
-        Op("evals", "save_score (new)", lambda s: s.evals.save_score(_data.score(next(n)))),
+        Op(
+            "evals",
+            "save_score (new)",
+            lambda s: s.evals.save_score(replace(score, id=f"score-new-{next(n)}")),
+        ),
         Op("evals", "get_score", lambda s: s.evals.get_score(_data.score(1).id)),
         Op(
             "evals",
@@ -312,7 +334,7 @@ def operations(size: Dataset) -> list[Op]:
             lambda s: s.evals.delete_score("victim"),
             prepare=lambda s: s.evals.save_score(Score(id="victim", scorer_id=SCORER, score=1.0)),
         ),
-        Op("traces", "save_spans (trace of 10)", lambda s: s.traces.save_spans(trace(next(n)))),
+        Op("traces", "save_spans (trace of 10)", new_trace),
         Op("traces", "get_trace (10 spans)", lambda s: s.traces.get_trace(f"{1:032x}")),
         Op("traces", "list_traces (page of 20)", lambda s: s.traces.list_traces(per_page=20)),
         Op(

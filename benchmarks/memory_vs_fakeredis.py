@@ -45,7 +45,9 @@ async def run(env: Env) -> Report:
         f"{size.messages:,} messages, {size.runs:,} workflow runs, {size.scores:,} scores, "
         f"{size.traces:,} traces of 10 spans."
     )
-    fake = RedisDriver(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), protocol=2))
+    fake = RedisDriver(
+        fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), protocol=2), owns_client=True
+    )
     stores = {"memory": Storage(MemoryDriver()), "fakeredis": Storage(fake, owns_driver=True)}
     try:
         for store in stores.values():

@@ -211,10 +211,10 @@ async def run(env: Env) -> Report:
                 before = counter.total()
                 await call(store)
                 commands.setdefault(name, []).append(counter.total() - before)
-                before_us = _usec(env)
+                before_us = counter.usec()
                 for _ in range(repeat):
                     await call(store)
-                (scripts_after, every_after), (scripts, every) = _usec(env), before_us
+                (scripts_after, every_after), (scripts, every) = counter.usec(), before_us
                 scripts, every = scripts_after - scripts, every_after - every
                 server_us.setdefault(name, []).append((scripts or every) / repeat)
             contenders = [Contender(GET, lambda: client.get("bench:get"))]
@@ -234,15 +234,6 @@ async def run(env: Env) -> Report:
     if otel_note:
         report.skip("spans exported per second", otel_note)
     return report
-
-
-def _usec(env: Env) -> tuple[float, float]:
-    """Microseconds Redis has spent running scripts (``EVALSHA``, ``EVAL``), and running
-    every command: a script's own commands count in both, so a call that ran a script is
-    measured by the first."""
-    stats = env.redis_info("commandstats")
-    scripts = sum(v["usec"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
-    return float(scripts), float(sum(v["usec"] for v in stats.values()))
 
 
 def _write(
