@@ -12,11 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import anyio
-import pytest
-
-pytest.importorskip("opentelemetry.sdk")
-
 import fakeredis
+import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (

@@ -20,10 +20,14 @@ class CountingDriver(Driver):
     def binary_safe(self) -> bool:
         return self.inner.binary_safe
 
+    def count(self) -> None:
+        """Count one round trip (a subclass may refuse it instead)."""
+        self.round_trips += 1
+
     async def execute(
         self, commands: Sequence[Command], *, atomic: bool = False, idempotent: bool = False
     ) -> list[Reply]:
-        self.round_trips += 1
+        self.count()
         return await self.inner.execute(commands, atomic=atomic, idempotent=idempotent)
 
     async def run(
@@ -34,5 +38,5 @@ class CountingDriver(Driver):
         *,
         idempotent: bool = False,
     ) -> Reply:
-        self.round_trips += 1
+        self.count()
         return await self.inner.run(script, keys, args, idempotent=idempotent)

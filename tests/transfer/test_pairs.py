@@ -24,7 +24,10 @@ PAIRS = [
         src,
         dst,
         id=f"{src}-to-{dst}",
-        marks=[pytest.mark.redis] if {"redis", "cluster", "upstash_redis"} & {src, dst} else [],
+        marks=[
+            *([pytest.mark.redis] if {"redis", "cluster", "upstash_redis"} & {src, dst} else []),
+            *([pytest.mark.cluster] if "cluster" in {src, dst} else []),
+        ],
     )
     for src, dst in itertools.permutations(BACKENDS, 2)
 ]

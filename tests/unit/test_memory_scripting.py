@@ -11,7 +11,7 @@ from kvstore.drivers.base import Reply, ScriptCall
 from kvstore.errors import BatchError
 from tests.conformance import drivers
 
-pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+pytestmark = pytest.mark.anyio
 
 
 def _twin(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
@@ -41,6 +41,7 @@ async def _outcomes(driver: Driver, commands: list[tuple[object, ...]]) -> list[
         return [r.message if isinstance(r, Exception) else r for r in exc.results]
 
 
+@pytest.mark.redis
 async def test_script_commands_reply_as_on_redis(redis: Driver) -> None:
     # One difference by design: the memory driver knows every registered script from the
     # start, where Redis needs an EVAL or SCRIPT LOAD first; the sequence loads it first.
@@ -62,6 +63,7 @@ async def test_script_commands_reply_as_on_redis(redis: Driver) -> None:
         assert await _outcomes(memory, [command]) == await _outcomes(redis, [command]), command
 
 
+@pytest.mark.redis
 async def test_a_failing_twin_reports_the_inner_error(redis: Driver) -> None:
     memory = MemoryDriver()
     command = ("EVAL", INCR.lua, 1, "{s}:text", 1)
