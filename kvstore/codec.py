@@ -36,8 +36,10 @@ __all__ = [
     "Layout",
     "RecordCodec",
     "get_format",
+    "pack_fields",
     "record_codec",
     "unencodable",
+    "unpack_fields",
     "validate",
 ]
 
@@ -233,6 +235,29 @@ class RecordCodec(Generic[S]):
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise CorruptRecordError(key, str(exc)) from None
 
+    def pack(self, record: S) -> bytes:
+        """``record`` as one packed value (see :func:`pack_fields`)."""
+        if self._layout == "document":
+            return b"\x00" + self._format.encode(record)
+        return pack_fields(self.to_fields(record))
+
+    def unpack(self, packed: bytes, where: str) -> S:
+        """Decode a packed value (see :func:`pack_fields`) into a record.
+
+        Raises:
+            CorruptRecordError: naming ``where`` when the stored bytes do not decode.
+        """
+        if packed[:1] == b"\x00":
+            try:
+                return cast(S, self._decode(packed[1:]))
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+                raise CorruptRecordError(where, str(exc)) from None
+        try:
+            flat = unpack_fields(packed)
+        except ValueError as exc:
+            raise CorruptRecordError(where, str(exc)) from None
+        return self.from_hash(flat, where)
+
     def _merge(self, document: bytes | None, overrides: list[tuple[bytes, bytes]]) -> bytes:
         """One encoded document: ``document``'s members with ``overrides`` applied."""
         fmt = self._format
@@ -255,3 +280,53 @@ class RecordCodec(Generic[S]):
 def record_codec(type_: type[S], name: FormatName, layout: Layout = "document") -> RecordCodec[S]:
     """The shared :class:`RecordCodec` for a record type, format and layout."""
     return RecordCodec(type_, get_format(name), layout)
+
+
+# -- packed records ----------------------------------------------------------------------
+#
+# Layout 2 keeps each record in one field of a hash shared by its bucket (see kvstore.keys),
+# so a record's hash fields are packed into one value. Lua reads and updates the same
+# format (kvstore.domains._lua), so an update still merges atomically in a script.
+
+_DOCUMENT_ONLY = 0
+_FIELD_LIST = 1
+
+
+def pack_fields(flat: Sequence[bytes]) -> bytes:
+    """Pack a flat ``[name, value, name, value, ...]`` list into one value.
+
+    A lone document (``[b"_d", document]``, the common case) packs as ``\\0`` + document,
+    so that reading it back is one slice.
+    """
+    if len(flat) == 2 and flat[0] == DOCUMENT_FIELD:
+        return b"\x00" + flat[1]
+    parts = [b"\x01"]
+    for i in range(0, len(flat), 2):
+        name, value = flat[i], flat[i + 1]
+        parts.append(b"%04x%s%08x%s" % (len(name), name, len(value), value))
+    return b"".join(parts)
+
+
+def unpack_fields(packed: bytes) -> list[bytes]:
+    """The flat ``[name, value, ...]`` list that :func:`pack_fields` packed.
+
+    Raises:
+        ValueError: ``packed`` is not a packed field list.
+    """
+    if not packed:
+        raise ValueError("empty packed record")
+    if packed[0] == _DOCUMENT_ONLY:
+        return [DOCUMENT_FIELD, packed[1:]]
+    if packed[0] != _FIELD_LIST:
+        raise ValueError("not a packed record")
+    flat: list[bytes] = []
+    pos, size = 1, len(packed)
+    while pos < size:
+        name_end = pos + 4 + int(packed[pos : pos + 4], 16)
+        value_start = name_end + 8
+        value_end = value_start + int(packed[name_end:value_start], 16)
+        if value_end > size:
+            raise ValueError("truncated packed record")
+        flat += (packed[pos + 4 : name_end], packed[value_start:value_end])
+        pos = value_end
+    return flat

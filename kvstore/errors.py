@@ -18,6 +18,7 @@ __all__ = [
     "CrossSlotError",
     "DriverError",
     "KVStoreError",
+    "LayoutError",
     "NotFoundError",
     "PersistenceError",
     "TransactionAbortedError",
@@ -171,3 +172,18 @@ class CorruptRecordError(KVStoreError):
     def __init__(self, key: str, reason: str):
         self.key = key
         super().__init__(f"corrupt record at key {key!r}: {reason}")
+
+
+class LayoutError(KVStoreError):
+    """The store holds data written in another key layout, or with other settings.
+
+    Raised on first use, before anything is read or written, so that data of another layout
+    is never misread nor mixed with data of this one.
+
+    Attributes:
+        found: What the store records (``{"layout": 1}``, or its buckets and codec).
+    """
+
+    def __init__(self, message: str, *, found: dict[str, object]):
+        super().__init__(message)
+        self.found = found

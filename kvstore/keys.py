@@ -1,49 +1,65 @@
-"""The key schema: every Redis key kvstore uses is named here and nowhere else.
+"""The key schema (layout 2): every Redis key kvstore uses is named here and nowhere else.
 
-Every key is ``{<namespace>}:<kind>:<id>``:
+Placement by owner
+    Every record has an owner (a thread owns its messages; a run, a score, a trace and a
+    resource own themselves) and every key of an owner sits in its **bucket**: one of
+    ``buckets`` hash slots of the namespace, chosen by a digest of the owner's id. A key is
 
-* The namespace comes first, inside a hash tag, so that every key of a namespace lives in
-  one Redis Cluster hash slot. That is what lets each operation be one atomic script or
-  ``MULTI`` batch on a cluster too (see the README's Design section for the trade-off).
-* ``<kind>`` is a fixed word from this module, different for every kind of key and never
-  containing ``:``; the user-supplied id comes last and is used verbatim. So no id, whatever
-  it contains (``:``, ``{``, ``}``, ``*``, spaces, newlines, any unicode), can make two
-  entities share a key or move a key into another slot or namespace: the hash tag is
-  closed before the id starts, and two keys are equal only if kind and id both are.
-* Where a key needs two ids, every id but the last is escaped (``%`` → ``%25``, ``:`` →
-  ``%3A``), which keeps the split unambiguous.
+        ``<namespace>:{<bucket tag>}:<kind>``          a bucket's shared structure, or
+        ``<namespace>:{<bucket tag>}:<kind>:<id>``     one owner's structure.
 
-Lua scripts receive key *prefixes* from here (``KeyKind.prefix``) and only append ids.
+    The hash tag names the bucket only, so no id, whatever it holds (``:``, ``{``, ``}``,
+    ``*``, newlines, any unicode), can move a key into another slot or namespace; the id
+    itself stays verbatim, last, after a fixed kind word that never holds ``:``. Two keys are
+    equal only when namespace, bucket, kind and id all are.
 
-Indexes that serve several filters in any combination form an :class:`IndexFamily`: one
-sorted set per combination of filter values, named
-``<family prefix><filter names joined by '+'>:<escaped value>:<escaped value>...`` (or
-``<family prefix>all`` for no filter). Every value is escaped, and the filter names fix how
-many values follow, so the split is unambiguous here too.
+    Bucket tags are chosen so that bucket ``b`` of ``B`` hashes into the ``b``-th of ``B``
+    equal ranges of the 16,384 cluster slots. A cluster whose nodes hold equal slot ranges
+    (what ``redis-cli --cluster create`` makes) therefore gets an equal share of buckets on
+    each node, not a share left to chance.
+
+Why buckets and not one slot per owner
+    A script may touch only keys it declares, all in one slot. Listings read an index and
+    return the records it points to in the same script, so an index and the records it
+    lists must share a slot, and a write that changes a record changes its index entries in
+    the same atomic script. Giving each owner's bucket both its records and its share of
+    every index makes each call on one owner one atomic script on one slot, and a listing
+    one script per bucket (all of them in one round trip: one batch per node on a cluster).
+    One bucket (the default on a single server) is one slot: nothing to merge.
+
+Indexes
+    Each bucket keeps one **lex index** per record kind: a sorted set whose members all
+    have score 0 and read ``<filter>\\0<value>\\0...\\0<sort key>\\0<record id>``. A
+    listing with filters is one prefix of it, read in order with ``ZRANGE ... BYLEX`` and
+    counted with ``ZLEXCOUNT``; values are escaped (:func:`lex_escape`) so that a prefix
+    matches exactly one combination of values, and sort keys are fixed-width
+    (:func:`lex_time`). The key name never depends on a value, which is what lets a script
+    declare it before it knows what it will find.
 """
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 import re
-from typing import TYPE_CHECKING, TypeAlias
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 __all__ = [
-    "IndexFamily",
-    "IndexValue",
-    "KeyKind",
+    "LAYOUT_VERSION",
+    "SLOTS",
+    "Bucket",
     "Keys",
-    "PairKeyKind",
-    "escape",
+    "MessageKeys",
+    "ThreadKeys",
+    "key_slot",
+    "lex_escape",
+    "lex_time",
     "validate_namespace",
 ]
 
-#: One filter value of an :class:`IndexFamily`: a string, or a tuple of strings for a
-#: filter made of several ids (an entity's type and id).
-IndexValue: TypeAlias = str | tuple[str, ...]
+#: The version of this key layout, recorded in every store (see :mod:`kvstore.layout`).
+LAYOUT_VERSION = 2
+#: Hash slots of a Redis Cluster.
+SLOTS = 16384
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
@@ -61,188 +77,212 @@ def validate_namespace(namespace: str) -> str:
     return namespace
 
 
-def escape(part: str) -> str:
-    """Escape an id that is followed by another id in the same key."""
-    return part.replace("%", "%25").replace(":", "%3A")
+# -- cluster slots ---------------------------------------------------------------------------
 
 
-class KeyKind:
-    """One kind of key: ``prefix + id``."""
-
-    __slots__ = ("prefix",)
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    def __call__(self, id_: str) -> str:
-        return self.prefix + id_
-
-    def __repr__(self) -> str:
-        return f"KeyKind({self.prefix!r})"
+def _crc16_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+        table.append(crc & 0xFFFF)
+    return table
 
 
-class PairKeyKind:
-    """One kind of key named by two ids: ``prefix + escape(first) + ":" + second``.
-
-    :meth:`member` is the part after the prefix. Indexes store it as their member, so a
-    script turns a member into its record's key by prepending :attr:`prefix`.
-    """
-
-    __slots__ = ("prefix",)
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    def member(self, first: str, second: str) -> str:
-        """The key without its prefix."""
-        return escape(first) + ":" + second
-
-    def __call__(self, first: str, second: str) -> str:
-        return self.prefix + self.member(first, second)
-
-    def __repr__(self) -> str:
-        return f"PairKeyKind({self.prefix!r})"
+_CRC16 = _crc16_table()
 
 
-class IndexFamily:
-    """Sorted sets indexing one kind of record by every combination of some filters.
+def key_slot(key: bytes) -> int:
+    """The Redis Cluster hash slot of ``key`` (CRC16/XMODEM of its hash tag, mod 16384)."""
+    start = key.find(b"{")
+    if start != -1:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1 : end]
+    crc = 0
+    for byte in key:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[(crc >> 8) ^ byte]
+    return crc % SLOTS
 
-    A record with a value for filters ``a`` and ``b`` is a member of four sets: ``all``,
-    ``a``, ``b`` and ``a+b``; a listing with any combination of those filters reads exactly
-    one set, so its page and total cost the same whatever else is stored.
+
+def _bucket_tags(buckets: int) -> list[str]:
+    """One tag per bucket, bucket ``b`` hashing into the ``b``-th of ``buckets`` slot ranges."""
+    tags = []
+    for b in range(buckets):
+        low, high = b * SLOTS // buckets, (b + 1) * SLOTS // buckets
+        n = 0
+        while not low <= key_slot(f"{b}.{n}".encode()) < high:
+            n += 1
+        tags.append(f"{b}.{n}")
+    return tags
+
+
+# -- lex indexes ------------------------------------------------------------------------------
+
+_LEX_ESCAPES = str.maketrans({"\x01": "\x01\x02", "\x00": "\x01\x01"})
+_TIME_OFFSET = 1 << 63
+
+
+def lex_escape(value: str) -> str:
+    """``value`` as it appears in a lex index member: without NUL, which separates fields."""
+    return value.translate(_LEX_ESCAPES)
+
+
+def lex_time(micros: int) -> str:
+    """A time (microseconds since the epoch, any sign) as a fixed-width, sortable key."""
+    return f"{micros + _TIME_OFFSET:016x}"
+
+
+# -- the keys of a namespace ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """The shared structures of one bucket: what listings read and calls on owners update.
 
     Attributes:
-        prefix: What every key of the family starts with.
-        names: The filter names, in the order their values appear in a key.
+        number: The bucket's number, from 0.
+        root: What every key of the bucket starts with: ``<namespace>:{<tag>}:``.
+        threads: hash, thread id -> thread record (packed fields, see :mod:`kvstore.codec`).
+        thread_index: lex index of the bucket's threads.
+        pointers: hash, message id -> the id of the thread holding that message, for the
+            message ids whose digest falls in this bucket.
+        resources: hash, resource id -> resource record.
+        resource_index: lex index of the bucket's resources.
+        runs: hash, run member -> run record (without its snapshot).
+        run_snapshots: hash, run member -> the run's snapshot.
+        run_index: lex index of the bucket's runs.
+        scores: hash, score id -> score record.
+        score_index: lex index of the bucket's scores.
+        traces: hash, trace id -> trace summary.
+        trace_index: lex index of the bucket's traces.
     """
 
-    __slots__ = ("names", "prefix")
+    number: int
+    root: str
+    threads: str
+    thread_index: str
+    pointers: str
+    resources: str
+    resource_index: str
+    runs: str
+    run_snapshots: str
+    run_index: str
+    scores: str
+    score_index: str
+    traces: str
+    trace_index: str
 
-    def __init__(self, prefix: str, names: Sequence[str]) -> None:
-        self.prefix = prefix
-        self.names = tuple(names)
 
-    def key(self, values: Mapping[str, IndexValue | None]) -> str:
-        """The set of the records matching ``values`` (filters missing or None: any value).
+@dataclass(frozen=True, slots=True)
+class ThreadKeys:
+    """Every key a call on one thread touches, all in the thread's bucket.
 
-        Raises:
-            KeyError: for a filter name that is not in :attr:`names`.
-        """
-        unknown = set(values) - set(self.names)
-        if unknown:
-            raise KeyError(f"not a filter of this index: {sorted(unknown)}")
-        present = [(n, v) for n in self.names if (v := values.get(n)) is not None]
-        if not present:
-            return self.prefix + "all"
-        tag = "+".join(n for n, _ in present)
-        return self.prefix + tag + "".join(":" + self.escaped(v) for _, v in present)
+    Attributes:
+        id: The thread id.
+        bucket: The thread's bucket.
+        messages: sorted set, the thread's messages by creation time (see
+            :mod:`kvstore.domains.memory`).
+        message_ids: hash, message id -> where the message sits in ``messages``.
+    """
 
-    @staticmethod
-    def escaped(value: IndexValue) -> str:
-        """``value`` as it appears in a key: each id escaped, a tuple's ids joined by ``:``.
+    id: str
+    bucket: Bucket
+    messages: str
+    message_ids: str
 
-        Scripts that build a family's keys themselves get values in this form.
-        """
-        if isinstance(value, str):
-            return escape(value)
-        return ":".join(escape(part) for part in value)
 
-    def lattice(self, choices: Mapping[str, Sequence[IndexValue]]) -> list[str]:
-        """Every set a record belongs to, given the values it has for each filter.
+@dataclass(frozen=True, slots=True)
+class MessageKeys:
+    """Where a message id's pointer lives: the pointers hash of the id's bucket."""
 
-        A filter may have several values (a span's attributes), or none.
-        """
-        options = [[None, *choices.get(n, ())] for n in self.names]
-        return [
-            self.key(dict(zip(self.names, combo, strict=True)))
-            for combo in itertools.product(*options)
-        ]
-
-    def __repr__(self) -> str:
-        return f"IndexFamily({self.prefix!r}, {self.names!r})"
+    id: str
+    bucket: Bucket
 
 
 class Keys:
-    """The keys of one namespace.
+    """The keys of one namespace, spread over ``buckets`` buckets.
 
     Attributes:
         namespace: The namespace, as given.
-        root: The common prefix ``{namespace}:`` of every key.
+        buckets: How many buckets records are spread over.
+        layout: The string key that records the store's layout (see :mod:`kvstore.layout`).
     """
 
-    __slots__ = (
-        "message",
-        "message_seq",
-        "namespace",
-        "resource",
-        "resource_threads_by_created",
-        "resource_threads_by_updated",
-        "resources",
-        "root",
-        "run_workflows",
-        "score",
-        "score_index",
-        "scores_by_run",
-        "scores_by_span",
-        "span_clock",
-        "spans",
-        "thread",
-        "thread_messages",
-        "threads",
-        "trace",
-        "trace_index",
-        "trace_spans",
-        "workflow_run",
-        "workflow_runs",
-    )
+    __slots__ = ("_buckets", "buckets", "layout", "namespace")
 
-    def __init__(self, namespace: str = "kv") -> None:
+    def __init__(self, namespace: str = "kv", buckets: int = 1) -> None:
         self.namespace = validate_namespace(namespace)
-        self.root = root = "{" + namespace + "}:"
-        # memory
-        #: hash: one thread record
-        self.thread = KeyKind(root + "thread:")
-        #: sorted set: a thread's messages, scored by creation time (see domains.memory)
-        self.thread_messages = KeyKind(root + "thread_messages:")
-        #: hash: one message record
-        self.message = KeyKind(root + "message:")
-        #: hash: one resource record (working memory)
-        self.resource = KeyKind(root + "resource:")
-        #: sorted sets: a resource's threads by creation and by last update time
-        self.resource_threads_by_created = KeyKind(root + "resource_threads_by_created:")
-        self.resource_threads_by_updated = KeyKind(root + "resource_threads_by_updated:")
-        #: sorted set: every thread, by creation time (for export and migration)
-        self.threads = root + "threads"
-        #: sorted set: every resource, by creation time (for export and migration)
-        self.resources = root + "resources"
-        #: string: the counter that orders messages saved at the same instant
-        self.message_seq = root + "message_seq"
-        # workflows
-        #: hash: one workflow run, named by workflow name and run id
-        self.workflow_run = PairKeyKind(root + "workflow_run:")
-        #: sorted sets: runs by creation time, for every combination of filters
-        self.workflow_runs = IndexFamily(
-            root + "workflow_runs:", ("workflow", "resource", "status")
+        if not isinstance(buckets, int) or isinstance(buckets, bool) or not 1 <= buckets <= 1024:
+            raise ValueError(f"invalid buckets {buckets!r}: use an integer from 1 to 1024")
+        self.buckets = buckets
+        self.layout = f"{namespace}:{{{namespace}}}:layout"
+        self._buckets = [self._make_bucket(b, tag) for b, tag in enumerate(_bucket_tags(buckets))]
+
+    def _make_bucket(self, number: int, tag: str) -> Bucket:
+        root = f"{self.namespace}:{{{tag}}}:"
+        return Bucket(
+            number=number,
+            root=root,
+            threads=root + "threads",
+            thread_index=root + "thread_index",
+            pointers=root + "message_threads",
+            resources=root + "resources",
+            resource_index=root + "resource_index",
+            runs=root + "runs",
+            run_snapshots=root + "run_snapshots",
+            run_index=root + "run_index",
+            scores=root + "scores",
+            score_index=root + "score_index",
+            traces=root + "traces",
+            trace_index=root + "trace_index",
         )
-        #: sorted set: the runs with one run id (members name the workflow too)
-        self.run_workflows = KeyKind(root + "run_workflows:")
-        # evals
-        #: hash: one score record
-        self.score = KeyKind(root + "score:")
-        #: sorted sets: scores by creation time, for every combination of these filters
-        self.score_index = IndexFamily(root + "score_index:", ("scorer", "entity", "source"))
-        #: sorted set: the scores of one run
-        self.scores_by_run = KeyKind(root + "scores_by_run:")
-        #: sorted set: the scores of one span (trace id, span id)
-        self.scores_by_span = PairKeyKind(root + "scores_by_span:")
-        # traces
-        #: stream: every span, ids carrying time (see domains.traces)
-        self.spans = root + "spans"
-        #: string: the last stream id given out, so that ids only grow
-        self.span_clock = root + "span_clock"
-        #: hash: one trace's summary (its root span, time span, span count)
-        self.trace = KeyKind(root + "trace:")
-        #: hash: one trace's spans, span id -> stream entry id
-        self.trace_spans = KeyKind(root + "trace_spans:")
-        #: sorted sets: traces by start time, for every combination of these filters
-        self.trace_index = IndexFamily(root + "trace_index:", ("name", "scope", "attribute"))
+
+    @property
+    def all_buckets(self) -> list[Bucket]:
+        """Every bucket, in order: what a listing across the namespace reads."""
+        return self._buckets
+
+    def bucket_of(self, owner_id: str) -> Bucket:
+        """The bucket of the owner with this id (a digest of it, modulo ``buckets``)."""
+        if self.buckets == 1:
+            return self._buckets[0]
+        digest = hashlib.blake2b(owner_id.encode(), digest_size=8).digest()
+        return self._buckets[int.from_bytes(digest, "big") % self.buckets]
+
+    def thread(self, thread_id: str) -> ThreadKeys:
+        """The keys of one thread and its messages."""
+        bucket = self.bucket_of(thread_id)
+        return ThreadKeys(
+            id=thread_id,
+            bucket=bucket,
+            messages=bucket.root + "messages:" + thread_id,
+            message_ids=bucket.root + "message_ids:" + thread_id,
+        )
+
+    def message(self, message_id: str) -> MessageKeys:
+        """Where the pointer from a message id to its thread lives."""
+        return MessageKeys(id=message_id, bucket=self.bucket_of(message_id))
+
+    @staticmethod
+    def run_member(workflow_name: str, run_id: str) -> str:
+        """How a run is named inside its bucket: ``<length of the run id>:<run id><workflow
+        name>``, escaped for lex members, so that no pair of ids names another's run.
+
+        Runs are placed by run id alone, so that ``get_run(run_id)`` reads one bucket.
+        """
+        return lex_escape(f"{len(run_id)}:{run_id}{workflow_name}")
+
+    @staticmethod
+    def trace_spans(bucket: Bucket, trace_id: str) -> str:
+        """stream: one trace's spans, entry ids carrying their start times."""
+        return bucket.root + "spans:" + trace_id
+
+    @staticmethod
+    def trace_span_ids(bucket: Bucket, trace_id: str) -> str:
+        """hash: one trace's span ids -> their stream entry ids."""
+        return bucket.root + "span_ids:" + trace_id
+
+    def __repr__(self) -> str:
+        return f"Keys(namespace={self.namespace!r}, buckets={self.buckets})"

@@ -11,13 +11,15 @@ from kvstore.domains.workflows import WorkflowStore
 from kvstore.drivers._urls import shown_scheme
 from kvstore.drivers.memory import MemoryDriver
 from kvstore.errors import UnsupportedError
-from kvstore.keys import Keys
+from kvstore.keys import validate_namespace
+from kvstore.layout import StoreLayout
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from kvstore.codec import FormatName
     from kvstore.drivers.base import Driver
+    from kvstore.keys import Keys
 
 __all__ = ["Storage", "driver_from_url"]
 
@@ -71,6 +73,9 @@ class Storage:
             object created (``driver=None`` or :meth:`from_url`).
         trace_retention: How many spans ``traces`` keeps (by count, by age or both);
             default: all of them.
+        buckets: How many buckets (cluster hash slots) records spread over: 1 to 1024.
+            Default: what the store records, or for a new namespace the driver's default
+            (1 on a single server, 16 on a Redis Cluster). See :mod:`kvstore.keys`.
 
     Attributes:
         memory: Threads, messages and working memory.
@@ -82,10 +87,11 @@ class Storage:
     __slots__ = (
         "_codec",
         "_driver",
+        "_layout",
         "_owns_driver",
         "evals",
-        "keys",
         "memory",
+        "namespace",
         "traces",
         "workflows",
     )
@@ -98,6 +104,7 @@ class Storage:
         codec: FormatName = "json",
         owns_driver: bool | None = None,
         trace_retention: TraceRetention | None = None,
+        buckets: int | None = None,
     ) -> None:
         if trace_retention is not None and not isinstance(trace_retention, TraceRetention):
             raise TypeError("trace_retention must be a TraceRetention")
@@ -115,11 +122,12 @@ class Storage:
         self._driver = driver
         self._codec: FormatName = codec
         self._owns_driver = owns_driver
-        self.keys = Keys(namespace)
-        self.memory = MemoryStore(driver, self.keys, codec)
-        self.workflows = WorkflowStore(driver, self.keys, codec)
-        self.evals = EvalStore(driver, self.keys, codec)
-        self.traces = TraceStore(driver, self.keys, codec, trace_retention)
+        self.namespace = validate_namespace(namespace)
+        self._layout = layout = StoreLayout(driver, namespace, buckets, codec)
+        self.memory = MemoryStore(driver, layout, codec)
+        self.workflows = WorkflowStore(driver, layout, codec)
+        self.evals = EvalStore(driver, layout, codec)
+        self.traces = TraceStore(driver, layout, codec, trace_retention)
 
     @classmethod
     def from_url(
@@ -129,6 +137,7 @@ class Storage:
         namespace: str = "kv",
         codec: FormatName = "json",
         trace_retention: TraceRetention | None = None,
+        buckets: int | None = None,
         **options: Any,
     ) -> Storage:
         """A store on the backend ``url`` names (see :func:`driver_from_url`); it owns the
@@ -139,12 +148,21 @@ class Storage:
             codec=codec,
             owns_driver=True,
             trace_retention=trace_retention,
+            buckets=buckets,
         )
 
     @property
     def driver(self) -> Driver:
         """The driver underneath."""
         return self._driver
+
+    async def keys(self) -> Keys:
+        """The namespace's keys, after checking the store's layout (see :mod:`kvstore.layout`).
+
+        Raises:
+            LayoutError: the store holds data of another layout, bucket count or codec.
+        """
+        return await self._layout.keys()
 
     @property
     def codec(self) -> FormatName:
@@ -168,4 +186,4 @@ class Storage:
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"Storage({type(self._driver).__name__}, namespace={self.keys.namespace!r})"
+        return f"Storage({type(self._driver).__name__}, namespace={self.namespace!r})"

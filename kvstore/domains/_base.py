@@ -1,55 +1,49 @@
-"""What every domain shares: its driver, key schema and format, and small helpers.
+"""What every domain shares: its driver, layout and format, checks, and listings.
 
-Also the pieces of Lua that several domains' scripts use, each with its Python twin:
-:data:`INDEX_LUA` (the indexes of an :class:`~kvstore.keys.IndexFamily` a record is in)
-and :data:`PAGE_INDEX` (one page of a time index with each record's fields).
+Listings read the lex indexes of :mod:`kvstore.keys` with one script per bucket
+(:data:`LIST_INDEX`), all of them in one batch: with one bucket the script returns the page
+with its records; with several it returns each bucket's first candidates, which are merged
+here, and the page's records are read with one ``HMGET`` per bucket in a second round trip.
 """
 
 from __future__ import annotations
 
+import heapq
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import msgspec
 
-from kvstore.codec import Format, FormatName, get_format, unencodable
-from kvstore.drivers.base import Reply, Script, ScriptCall
+from kvstore.codec import Format, FormatName, get_format
+from kvstore.domains._lua import script
 from kvstore.errors import CorruptRecordError, DriverError, ValidationError
+from kvstore.keys import lex_escape, lex_time
 from kvstore.records import Chunk, Page
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from kvstore.codec import RecordCodec
-    from kvstore.drivers.base import Arg, Driver
-    from kvstore.keys import Keys
+    from kvstore.drivers.base import Arg, Driver, Reply
+    from kvstore.keys import Bucket, Keys
+    from kvstore.layout import StoreLayout
 
 __all__ = [
-    "INDEX_LUA",
-    "PAGE_INDEX",
-    "WINDOW_LUA",
+    "LIST_INDEX",
     "Domain",
     "as_list",
     "check_count",
     "check_id",
+    "check_ids",
     "check_optional_id",
     "check_page",
-    "chunk_of_index",
     "decode_with_counters",
-    "encode_record",
-    "just_below",
-    "lattice",
+    "lex_bounds",
+    "list_index",
     "make_page",
     "micros",
-    "next_offset_cursor",
-    "offset_cursor",
-    "page_of_index",
-    "page_slice",
-    "score_bound",
     "time_window",
-    "window",
-    "zadd_all",
-    "zrem_all",
+    "walk_index",
 ]
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -59,18 +53,26 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Domain:
-    """Base of the domain stores: holds what a call needs to build one batch or script."""
+    """Base of the domain stores: what a call needs to build its batch or script."""
 
-    __slots__ = ("_driver", "_format", "_keys")
+    __slots__ = ("_driver", "_format", "_layout")
 
-    def __init__(self, driver: Driver, keys: Keys, format_name: FormatName = "json") -> None:
+    def __init__(self, driver: Driver, layout: StoreLayout, format_name: FormatName) -> None:
         self._driver = driver
-        self._keys = keys
+        self._layout = layout
         self._format: Format = get_format(format_name)
+
+    async def _keys(self) -> Keys:
+        """The namespace's keys; the first call of a store checks its layout."""
+        keys = self._layout.opened
+        return keys if keys is not None else await self._layout.keys()
+
+
+# -- checks ---------------------------------------------------------------------------------
 
 
 def micros(moment: datetime) -> int:
-    """``moment`` as whole microseconds since the Unix epoch: the score of time indexes.
+    """``moment`` as whole microseconds since the Unix epoch: the sort key of times.
 
     Integers below 2**53 are exact in a double, which covers the years 1685 to 2255.
     """
@@ -78,13 +80,6 @@ def micros(moment: datetime) -> int:
         raise ValidationError("datetimes must be timezone-aware", field="datetime")
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def score_bound(moment: datetime | None, *, exclusive: bool, lower: bool) -> str:
-    """A ``ZRANGE BYSCORE``-style bound for an optional time (``-inf``/``+inf`` when None)."""
-    if moment is None:
-        return "-inf" if lower else "+inf"
-    return ("(" if exclusive else "") + str(micros(moment))
 
 
 def check_id(value: Any, name: str) -> str:
@@ -96,6 +91,18 @@ def check_id(value: Any, name: str) -> str:
     return value
 
 
+def check_ids(values: Iterable[Any], name: str) -> list[str]:
+    """A list of ids; a bare string (an iterable of characters) is refused."""
+    if isinstance(values, str | bytes):
+        raise ValidationError("expected a list of ids, not a single string", field=name)
+    return [check_id(v, name) for v in values]
+
+
+def check_optional_id(value: Any, name: str) -> str | None:
+    """Like :func:`check_id`, but None passes (meaning "not given")."""
+    return None if value is None else check_id(value, name)
+
+
 def check_page(page: int, per_page: int) -> None:
     """Validate paging arguments."""
     if not isinstance(page, int) or isinstance(page, bool) or page < 0:
@@ -104,26 +111,15 @@ def check_page(page: int, per_page: int) -> None:
         raise ValidationError("expected an integer from 1 to 1000", field="per_page")
 
 
-def page_slice(page: int, per_page: int) -> tuple[int, int]:
-    """The inclusive rank range ``(start, stop)`` of a page."""
-    start = page * per_page
-    return start, start + per_page - 1
+def check_count(count: Any) -> int:
+    """Validate the size of an export chunk (1 to 1000, like ``per_page``)."""
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1000:
+        raise ValidationError("expected an integer from 1 to 1000", field="count")
+    return count
 
 
-def as_list(reply: Reply) -> list[Any]:
-    """``reply`` as the array a script or command was written to return."""
-    if not isinstance(reply, list):
-        raise DriverError(f"expected an array reply, got {type(reply).__name__}")
-    return reply
-
-
-def check_optional_id(value: Any, name: str) -> str | None:
-    """Like :func:`check_id`, but None passes (meaning "not given")."""
-    return None if value is None else check_id(value, name)
-
-
-def time_window(from_date: Any, to_date: Any) -> tuple[str, str]:
-    """Score bounds of an inclusive time window; either end may be None (open).
+def time_window(from_date: Any, to_date: Any) -> tuple[int | None, int | None]:
+    """An inclusive time window in microseconds; either end may be None (open).
 
     Raises:
         ValidationError: naming ``from_date`` or ``to_date`` when it is not an aware
@@ -133,9 +129,16 @@ def time_window(from_date: Any, to_date: Any) -> tuple[str, str]:
         if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
             raise ValidationError("expected a timezone-aware datetime", field=name)
     return (
-        score_bound(from_date, exclusive=False, lower=True),
-        score_bound(to_date, exclusive=False, lower=False),
+        None if from_date is None else micros(from_date),
+        None if to_date is None else micros(to_date),
     )
+
+
+def as_list(reply: Reply) -> list[Any]:
+    """``reply`` as the array a script or command was written to return."""
+    if not isinstance(reply, list):
+        raise DriverError(f"expected an array reply, got {type(reply).__name__}")
+    return reply
 
 
 def make_page(items: list[Any], total: int, page: int, per_page: int) -> Page[Any]:
@@ -149,32 +152,17 @@ def make_page(items: list[Any], total: int, page: int, per_page: int) -> Page[An
     )
 
 
-def encode_record(codec: RecordCodec[S], record: S, where: str) -> list[bytes]:
-    """``codec.to_fields(record)``, raising ValidationError for a value it cannot encode.
-
-    :func:`~kvstore.codec.validate` proves a record encodes as JSON; MessagePack refuses a
-    few values JSON takes (integers beyond 64 bits), which surface here.
-
-    Raises:
-        ValidationError: naming ``where`` and the attribute, e.g. ``spans[2].attributes``.
-    """
-    try:
-        return codec.to_fields(record)
-    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-        raise unencodable(record, codec.encode, exc, where) from None
-
-
 def decode_with_counters(
-    codec: RecordCodec[S], flat: Sequence[bytes], key: str, counters: Mapping[bytes, str]
+    codec: RecordCodec[S], flat: Sequence[bytes], where: str, counters: Mapping[bytes, str]
 ) -> S:
-    """Decode a hash whose integer attributes live in internal decimal fields.
+    """Decode hash fields whose integer attributes live in internal decimal fields.
 
     Scripts keep counters (a run's version, a trace's span count) as plain decimals so that
     Lua can do arithmetic on them whatever the codec; ``counters`` maps each such internal
     field to the record attribute it fills.
 
     Raises:
-        CorruptRecordError: naming ``key`` when a counter is not an integer or the record
+        CorruptRecordError: naming ``where`` when a counter is not an integer or the record
             does not decode.
     """
     extra: list[bytes] = []
@@ -184,322 +172,208 @@ def decode_with_counters(
             try:
                 number = int(flat[i + 1])
             except ValueError:
-                raise CorruptRecordError(key, f"{flat[i]!r} is not an integer") from None
+                raise CorruptRecordError(where, f"{flat[i]!r} is not an integer") from None
             extra += (name.encode(), codec.encode(number))
-    return codec.from_hash([*flat, *extra], key)
+    return codec.from_hash([*flat, *extra], where)
 
 
-# -- indexes of an IndexFamily, in Lua and Python ------------------------------------------
-
-#: Lua helpers for scripts that maintain an :class:`~kvstore.keys.IndexFamily`.
-#: ``lattice(prefix, names, values)`` lists the family's sets that a record with these
-#: filter values belongs to: ``values[i]`` is the escaped value of filter ``names[i]``
-#: (:meth:`~kvstore.keys.IndexFamily.escaped`), or ``''`` when the record has none. It
-#: builds exactly the keys :meth:`~kvstore.keys.IndexFamily.key` names.
-INDEX_LUA = """
-local function lattice(prefix, names, values)
-  local keys = {}
-  for mask = 0, 2 ^ #names - 1 do
-    local tag, parts, complete = {}, '', true
-    for i = 1, #names do
-      if math.floor(mask / 2 ^ (i - 1)) % 2 == 1 then
-        if values[i] == '' then
-          complete = false
-        end
-        tag[#tag + 1] = names[i]
-        parts = parts .. ':' .. values[i]
-      end
-    end
-    if complete then
-      if #tag == 0 then
-        keys[#keys + 1] = prefix .. 'all'
-      else
-        keys[#keys + 1] = prefix .. table.concat(tag, '+') .. parts
-      end
-    end
-  end
-  return keys
-end
-local function zadd_all(keys, score, member)
-  for _, key in ipairs(keys) do
-    redis.call('ZADD', key, score, member)
-  end
-end
-local function zrem_all(keys, member)
-  for _, key in ipairs(keys) do
-    redis.call('ZREM', key, member)
-  end
-end
-"""
+# -- lex index listings ---------------------------------------------------------------------
 
 
-def lattice(prefix: bytes, names: Sequence[bytes], values: Sequence[bytes]) -> list[bytes]:
-    """Twin of ``lattice`` in :data:`INDEX_LUA`."""
-    keys: list[bytes] = []
-    for mask in range(2 ** len(names)):
-        chosen = [i for i in range(len(names)) if mask >> i & 1]
-        if any(values[i] == b"" for i in chosen):
-            continue
-        if not chosen:
-            keys.append(prefix + b"all")
-        else:
-            tag = b"+".join(names[i] for i in chosen)
-            keys.append(prefix + tag + b"".join(b":" + values[i] for i in chosen))
-    return keys
+def lex_bounds(
+    prefix: Sequence[str], low: int | None = None, high: int | None = None
+) -> tuple[str, str]:
+    """``ZRANGE BYLEX`` bounds of the members under ``prefix`` whose time lies in a window.
+
+    Args:
+        prefix: The member's leading fields (a filter name and its values, unescaped).
+        low: The earliest time (microseconds, inclusive), or None.
+        high: The latest time (microseconds, inclusive), or None.
+    """
+    head = "".join(lex_escape(part) + "\x00" for part in prefix)
+    lower = "[" + head + ("" if low is None else lex_time(low))
+    # Everything under the prefix sorts below the prefix with its last NUL raised to \x01.
+    upper = "(" + (head[:-1] + "\x01" if high is None else head + lex_time(high + 1))
+    return lower, upper
 
 
-def zadd_all(call: ScriptCall, keys: Sequence[bytes], score: bytes, member: bytes) -> None:
-    """Twin of ``zadd_all`` in :data:`INDEX_LUA`."""
-    for key in keys:
-        call("ZADD", key, score, member)
-
-
-def zrem_all(call: ScriptCall, keys: Sequence[bytes], member: bytes) -> None:
-    """Twin of ``zrem_all`` in :data:`INDEX_LUA`."""
-    for key in keys:
-        call("ZREM", key, member)
-
-
-# -- one page of a time index ----------------------------------------------------------------
-
-#: Lua helper shared by the listing scripts: where a score window sits in a sorted set.
-#: ``window(key, lo, hi, below)`` returns the rank of the window's first member and how
-#: many members it holds; ``below`` is the bound just under ``lo`` ('' when ``lo`` is
-#: -inf, see :func:`just_below`). Ranks make any page O(log n + page size) for Redis,
-#: where ``LIMIT offset`` would walk past every skipped member.
-WINDOW_LUA = """
-local function window(key, lo, hi, below)
-  if lo == '-inf' and hi == '+inf' then
-    return 0, redis.call('ZCARD', key)
-  end
-  local first = 0
-  if below ~= '' then
-    first = redis.call('ZCOUNT', key, '-inf', below)
-  end
-  return first, redis.call('ZCOUNT', key, lo, hi)
-end
-"""
-
-
-def window(call: ScriptCall, key: bytes, lo: bytes, hi: bytes, below: bytes) -> tuple[int, int]:
-    """Twin of ``window`` in :data:`WINDOW_LUA`."""
-    if lo == b"-inf" and hi == b"+inf":
-        return 0, call("ZCARD", key)
-    first = 0 if below == b"" else call("ZCOUNT", key, b"-inf", below)
-    return first, call("ZCOUNT", key, lo, hi)
-
-
-def just_below(lower: str) -> str:
-    """The score bound that selects everything below the window starting at ``lower``."""
-    if lower == "-inf":
-        return ""
-    return lower[1:] if lower.startswith("(") else "(" + lower
-
-
-_PAGE_INDEX = (
-    WINDOW_LUA
-    + """
--- KEYS[1] the index: a sorted set of record ids (or members) scored by time
--- ARGV: min score, max score, the bound just below min, offset, count, '1' for highest
---       score first, record key prefix, then the hash fields to read from each record
---       (none: all of them)
--- Returns {total, member, fields, member, fields, ...}: total counts the members within
--- the scores. fields is flat {field, value, ...} like HGETALL, with the named fields a
--- record lacks left out; empty when the record is gone.
-local first, total = window(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
-local offset, count = tonumber(ARGV[4]), tonumber(ARGV[5])
+LIST_INDEX = script(
+    "list_index",
+    """
+-- KEYS[1] a lex index, KEYS[2..] hashes of the records it lists (by id)
+-- ARGV: min, max, offset, count, reverse ('1': highest first), with records ('1' or '0')
+-- Returns {total, member, member, ...}, or with records {total, member, values, member,
+-- values, ...} where values holds the member's field in each hash (false where missing).
+local total, members = lex_page(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]),
+  tonumber(ARGV[4]), ARGV[5])
 local out = {total}
-if offset >= total then
+if ARGV[6] ~= '1' or #members == 0 then
+  for _, member in ipairs(members) do
+    out[#out + 1] = member
+  end
   return out
 end
--- Ranks count from the lowest score; a newest-first page is the same slice read backwards.
-local from, to
-if ARGV[6] == '1' then
-  local top = first + total - 1 - offset
-  from, to = math.max(first, top - count + 1), top
-else
-  from = first + offset
-  to = math.min(from + count, first + total) - 1
+local ids = {}
+for i, member in ipairs(members) do
+  ids[i] = id_of(member)
 end
-local members = redis.call('ZRANGE', KEYS[1], from, to)
-local i, last, step = 1, #members, 1
-if ARGV[6] == '1' then
-  i, last, step = #members, 1, -1
+local columns = {}
+for k = 2, #KEYS do
+  columns[k - 1] = redis.call('HMGET', KEYS[k], unpack(ids))
 end
-for n = i, last, step do
-  local member = members[n]
-  out[#out + 1] = member
-  local key = ARGV[7] .. member
-  if #ARGV > 7 then
-    local values = redis.call('HMGET', key, unpack(ARGV, 8))
-    local fields = {}
-    for i = 8, #ARGV do
-      if values[i - 7] then
-        fields[#fields + 1] = ARGV[i]
-        fields[#fields + 1] = values[i - 7]
-      end
-    end
-    out[#out + 1] = fields
-  else
-    out[#out + 1] = redis.call('HGETALL', key)
+for i, member in ipairs(members) do
+  local values = {}
+  for k = 1, #columns do
+    values[k] = columns[k][i]
   end
+  out[#out + 1] = member
+  out[#out + 1] = values
 end
 return out
-"""
+""",
 )
 
 
-def _page_index(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    lo, hi, below, offset_arg, count_arg, newest_first, prefix = args[:7]
-    names = args[7:]
-    first, total = window(call, keys[0], lo, hi, below)
-    offset, count = int(offset_arg), int(count_arg)
-    out: list[Reply] = [total]
-    if offset >= total:
-        return out
-    if newest_first == b"1":
-        top = first + total - 1 - offset
-        members = call("ZRANGE", keys[0], max(first, top - count + 1), top)[::-1]
-    else:
-        start = first + offset
-        members = call("ZRANGE", keys[0], start, min(start + count, first + total) - 1)
-    for member in members:
-        out.append(member)
-        if names:
-            values = call("HMGET", prefix + member, *names)
-            fields: list[Reply] = []
-            for name, value in zip(names, values, strict=True):
-                if value is not None:
-                    fields += (name, value)
-            out.append(fields)
-        else:
-            out.append(call("HGETALL", prefix + member))
-    return out
+def _id_of(member: bytes) -> bytes:
+    return member[member.rindex(b"\x00") + 1 :]
 
 
-PAGE_INDEX = Script("page_index", _PAGE_INDEX, _page_index)
+#: Names the hashes a listing reads in a bucket: the records first, then any others.
+Columns: TypeAlias = "Sequence[Callable[[Bucket], str]]"
 
 
-async def page_of_index(
+async def list_index(
     driver: Driver,
-    index: str,
-    record_prefix: str,
-    *,
-    page: int,
-    per_page: int,
-    window: tuple[str, str] = ("-inf", "+inf"),
-    fields: Sequence[str] = (),
-    newest_first: bool = True,
-) -> tuple[int, list[tuple[bytes, list[bytes]]]]:
-    """One page of ``index`` with each record's hash: one round trip.
-
-    Costs ``per_page + 2`` commands (``+ 3`` with a window) whatever the size of the index.
-
-    Args:
-        driver: The driver to run :data:`PAGE_INDEX` on.
-        index: The sorted set, scored by time.
-        record_prefix: Prepended to a member to name its record's hash.
-        page: The page number, from 0 (already validated).
-        per_page: The page size (already validated).
-        window: Score bounds (see :func:`time_window`).
-        fields: The hash fields to read; all of them when empty.
-        newest_first: Highest score first (the default), else lowest first.
-
-    Returns:
-        The number of members within ``window``, and ``(member, flat fields)`` for each
-        member of the page whose record exists (an index entry without a record is
-        skipped).
-    """
-    start, _ = page_slice(page, per_page)
-    return await _slice_of_index(
-        driver,
-        index,
-        record_prefix,
-        offset=start,
-        count=per_page,
-        window=window,
-        fields=fields,
-        newest_first=newest_first,
-    )
-
-
-async def _slice_of_index(
-    driver: Driver,
-    index: str,
-    record_prefix: str,
+    buckets: Sequence[Bucket],
+    index: Callable[[Bucket], str],
+    columns: Columns,
+    bounds: tuple[str, str],
     *,
     offset: int,
     count: int,
-    window: tuple[str, str] = ("-inf", "+inf"),
-    fields: Sequence[str] = (),
-    newest_first: bool = True,
-) -> tuple[int, list[tuple[bytes, list[bytes]]]]:
-    """:func:`page_of_index` from any offset, not only a multiple of the page size."""
-    lo, hi = window
-    args: list[Arg] = [
-        lo,
-        hi,
-        just_below(lo),
-        offset,
-        count,
-        "1" if newest_first else "0",
-        record_prefix,
-        *fields,
-    ]
-    reply = as_list(await driver.run(PAGE_INDEX, [index], args, idempotent=True))
-    total, *flat = reply
-    return total, [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2) if flat[i + 1]]
+    newest_first: bool,
+) -> tuple[int, list[list[bytes | None]]]:
+    """One page of a lex index across ``buckets``, with each member's record.
+
+    One round trip with one bucket (``count + 3`` commands, and one more per extra
+    column); with several, one round trip for the candidates (one script per bucket, in one
+    batch: one batch per node on a cluster) and one for the page's records (one ``HMGET``
+    per bucket and column that has some).
+
+    Args:
+        columns: The hashes to read each member's id from; a member whose id is missing
+            from the first one (its record) is skipped.
+
+    Returns:
+        How many members lie between the bounds in all buckets, and for each member of the
+        page in order, its value in each column.
+    """
+    low, high = bounds
+    reverse = "1" if newest_first else "0"
+    if len(buckets) == 1:
+        (bucket,) = buckets
+        reply = await driver.run(
+            LIST_INDEX,
+            [index(bucket), *(c(bucket) for c in columns)],
+            [low, high, offset, count, reverse, "1"],
+            idempotent=True,
+        )
+        total, *flat = as_list(reply)
+        return total, [v for v in flat[1::2] if v[0] is not None]
+    replies = await driver.execute(
+        [
+            LIST_INDEX.command([index(b)], [low, high, 0, offset + count, reverse, "0"])
+            for b in buckets
+        ],
+        idempotent=True,
+    )
+    total = 0
+    runs: list[list[tuple[bytes, int]]] = []
+    for position, reply in enumerate(replies):
+        bucket_total, *members = as_list(reply)
+        total += bucket_total
+        runs.append([(m, position) for m in members])
+    merged = list(heapq.merge(*runs, reverse=newest_first))[offset : offset + count]
+    if not merged:
+        return total, []
+    wanted: dict[int, list[bytes]] = {}
+    for member, position in merged:
+        wanted.setdefault(position, []).append(_id_of(member))
+    requests = [(p, c) for p in wanted for c in columns]
+    fetched = await driver.execute(
+        [("HMGET", c(buckets[p]), *wanted[p]) for p, c in requests], idempotent=True
+    )
+    values: dict[tuple[int, bytes], list[bytes | None]] = {}
+    for (p, _), reply in zip(requests, fetched, strict=True):
+        for record_id, value in zip(wanted[p], as_list(reply), strict=True):
+            values.setdefault((p, record_id), []).append(value)
+    rows = [values[(p, _id_of(m))] for m, p in merged]
+    return total, [row for row in rows if row[0] is not None]
 
 
 # -- walks for export ----------------------------------------------------------------------
 
 
-def check_count(count: Any) -> int:
-    """Validate the size of an export chunk (1 to 1000, like ``per_page``)."""
-    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1000:
-        raise ValidationError("expected an integer from 1 to 1000", field="count")
-    return count
-
-
-def offset_cursor(cursor: Any) -> int:
-    """The rank a walk over a sorted set resumes at: its cursor is that rank, in decimal."""
+def _walk_cursor(cursor: Any, buckets: int) -> tuple[int, int]:
+    """The (bucket, rank) a walk resumes at: its cursor is ``<bucket>:<rank>``."""
     if cursor is None:
-        return 0
-    if not isinstance(cursor, str) or not cursor.isascii() or not cursor.isdigit():
-        raise ValidationError("expected a cursor returned by the same method", field="cursor")
-    return int(cursor)
+        return 0, 0
+    if isinstance(cursor, str):
+        bucket, sep, rank = cursor.partition(":")
+        if sep and bucket.isascii() and bucket.isdigit() and rank.isascii() and rank.isdigit():
+            if int(bucket) < buckets:
+                return int(bucket), int(rank)
+    raise ValidationError("expected a cursor returned by the same method", field="cursor")
 
 
-def next_offset_cursor(offset: int, count: int, total: int) -> str | None:
-    """The cursor after a chunk of ``count`` ranks from ``offset``; None at the end."""
-    end = offset + count
-    return str(end) if end < total else None
-
-
-async def chunk_of_index(
+async def walk_index(
     driver: Driver,
-    index: str,
-    record_prefix: str,
-    decode: Callable[[list[bytes], str], T],
+    keys: Keys,
+    index: Callable[[Bucket], str],
+    columns: Columns,
+    prefix: Sequence[str],
+    decode: Callable[[list[bytes | None], str], T],
     *,
     cursor: Any,
     count: Any,
 ) -> Chunk[T]:
-    """One chunk of a walk through ``index``, oldest first: the records it points to.
+    """One chunk of a walk through every record of a kind, bucket by bucket, oldest first.
 
-    One round trip (``count + 2`` commands). The cursor is a rank, so records added
-    with a later score than the walk has reached are seen, and a walk over an index that
-    does not change sees every member exactly once.
+    One round trip: one bucket's chunk (``count + 3`` commands) and a ``ZLEXCOUNT`` per
+    bucket for the total. The cursor is a bucket and a rank, so a walk over indexes that do
+    not change sees every member exactly once; a chunk may be short at a bucket's end.
 
     Args:
-        decode: Makes a record of its hash's flat fields and its key.
+        prefix: The index prefix that lists every record of the kind once.
+        columns: The hashes to read each member's id from (see :func:`list_index`).
+        decode: Makes a record of its values in the columns and where it is stored.
     """
-    offset = offset_cursor(cursor)
     check_count(count)
-    total, found = await _slice_of_index(
-        driver, index, record_prefix, offset=offset, count=count, newest_first=False
-    )
-    items = [
-        decode(fields, record_prefix + member.decode(errors="replace")) for member, fields in found
+    position, rank = _walk_cursor(cursor, keys.buckets)
+    buckets = keys.all_buckets
+    bucket = buckets[position]
+    low, high = lex_bounds(prefix)
+    commands: list[Sequence[Arg]] = [
+        LIST_INDEX.command(
+            [index(bucket), *(c(bucket) for c in columns)], [low, high, rank, count, "0", "1"]
+        )
     ]
-    return Chunk(items=items, cursor=next_offset_cursor(offset, count, total), total=total)
+    commands += [("ZLEXCOUNT", index(b), low, high) for b in buckets]
+    chunk, *counts = await driver.execute(commands, idempotent=True)
+    _, *flat = as_list(chunk)
+    sizes = [int(n) for n in counts]  # type: ignore[arg-type]
+    where = columns[0](bucket)
+    items = [
+        decode(row, f"{where}[{_id_of(member).decode(errors='replace')}]")
+        for member, row in zip(flat[::2], flat[1::2], strict=True)
+        if row[0] is not None
+    ]
+    next_cursor: str | None = None
+    if rank + count < sizes[position]:
+        next_cursor = f"{position}:{rank + count}"
+    else:
+        # The next bucket that has something, so that no chunk is spent on empty ones.
+        later = [b for b in range(position + 1, len(buckets)) if sizes[b]]
+        if later:
+            next_cursor = f"{later[0]}:0"
+    return Chunk(items=items, cursor=next_cursor, total=sum(sizes))

@@ -1,555 +1,416 @@
-"""The memory domain's scripts: each Lua source sits next to its Python twin.
+"""The memory domain's scripts (layout 2). Each touches the keys of one bucket only.
 
-Conventions shared by every script here:
+Conventions (see :mod:`kvstore.domains.memory` for the key schema):
 
-* ``KEYS[1]`` is the main key of the call; it routes the script on a cluster. Other keys are
-  built inside the script from prefixes the caller takes from :mod:`kvstore.keys` (every
-  key of a namespace shares one hash slot, so they are legal on a cluster too).
-* Internal hash fields start with ``_``: ``_rid`` (a thread's resource id), ``_tid`` and
-  ``_member`` (a message's thread and its member in the thread's sorted set).
-* A message's member is its 16-hex-digit insertion number followed by its id, so that
-  messages with equal timestamps sort in insertion order (sorted sets break score ties by
-  member). ``string.sub(member, 17)`` recovers the id.
+* ``T``, ``R``, ``M`` are a thread, resource and message id escaped for lex members
+  (:func:`kvstore.keys.lex_escape`); they name records in their bucket's hashes.
+* A thread record is a packed field list (:mod:`kvstore.domains._lua`) whose internal fields
+  are ``_r`` (its resource, escaped), ``_c`` and ``_u`` (creation and last-update sort keys)
+  and ``_q`` (the last message sequence number given out in the thread).
+* A message is a member of its thread's sorted set, scored by its creation time:
+  ``<12 hex digits: sequence><M>\\0<packed record>``. The sequence orders messages of equal
+  timestamps by when they were first saved; a message saved again keeps its sequence.
+* The bucket's pointers hash maps ``M`` to ``<T>\\0<score>`` for every message of the
+  bucket's threads: how a message is found by its id.
 """
 
 from __future__ import annotations
 
-from kvstore.domains._base import WINDOW_LUA, window
-from kvstore.drivers.base import Reply, Script, ScriptCall
+from kvstore.domains._lua import script
 
 __all__ = [
     "DELETE_MESSAGES",
     "DELETE_THREAD",
-    "LIST_MESSAGES",
+    "NEIGHBOURS",
+    "PATCH_MESSAGES",
     "SAVE_MESSAGES",
-    "UPDATE_MESSAGES",
     "UPDATE_RESOURCE",
     "UPDATE_THREAD",
+    "WRITE_RESOURCES",
     "WRITE_THREADS",
 ]
 
-# The Lua sources spell these out: '%016x', string.sub(member, 17), chunks of 1000.
-SEQ_DIGITS = 16
-# DEL gets at most this many keys at a time: Lua's unpack() has a stack limit near 8000.
-_DEL_CHUNK = 1000
+#: Hex digits of a message's sequence number at the start of its member.
+SEQ_DIGITS = 12
+#: Messages a script deletes at most in one call (a larger thread is deleted in slices).
+DELETE_SLICE = 1000
 
 
-def _int(value: bytes) -> int:
-    return int(value)
+# Thread index entries: by resource (c: created, u: updated) and across the namespace
+# (C, U). Keeping the four in one helper keeps writers and deleters in step.
+_THREAD_LUA = r"""
+local function thread_entries(r, c, u, t)
+  return {'c\0' .. r .. '\0' .. c .. '\0' .. t, 'u\0' .. r .. '\0' .. u .. '\0' .. t,
+          'C\0' .. c .. '\0' .. t, 'U\0' .. u .. '\0' .. t}
+end
 
-
-# -- threads --------------------------------------------------------------------------------
-
-# Writes one thread of WRITE_THREADS and its index entries. The record's fields are
-# ARGV[first..last].
-_WRITE_THREAD_LUA = """
-local function write_thread(key, tid, rid, created, updated, by_created, by_updated, all,
-                            first, last)
-  local old = redis.call('HGET', key, '_rid')
-  if old and old ~= rid then
-    redis.call('ZREM', by_created .. old, tid)
-    redis.call('ZREM', by_updated .. old, tid)
+local function reindex(index, old, new)
+  if old then
+    redis.call('ZREM', index, unpack(old))
   end
-  redis.call('DEL', key)
-  redis.call('HSET', key, '_rid', rid, unpack(ARGV, first, last))
-  redis.call('ZADD', by_created .. rid, created, tid)
-  redis.call('ZADD', by_updated .. rid, updated, tid)
-  redis.call('ZADD', all, created, tid)
+  local args = {}
+  for _, member in ipairs(new) do
+    args[#args + 1] = 0
+    args[#args + 1] = member
+  end
+  redis.call('ZADD', index, unpack(args))
+end
+
+-- Bumps a thread's update time: its record (updated_at and _u) and its u/U entries.
+local function touch(threads, index, t, packed, u, updated_at)
+  local _, values = fields_of(packed)
+  if values['_u'] == u then
+    return packed
+  end
+  local old = thread_entries(values['_r'], values['_c'], values['_u'], t)
+  packed = set_fields(packed, {'updated_at', updated_at, '_u', u}, 1, 4)
+  redis.call('ZREM', index, old[2], old[4])
+  redis.call('ZADD', index, 0, 'u\0' .. values['_r'] .. '\0' .. u .. '\0' .. t,
+    0, 'U\0' .. u .. '\0' .. t)
+  return packed
+end
+
+local function seq_of(member)
+  return tonumber(string.sub(member, 1, 12), 16)
+end
+
+-- The member of message m in a thread's sorted set, found from its score.
+local function find_member(messages, m, score)
+  local prefix_len = 13 + #m
+  for _, member in ipairs(redis.call('ZRANGE', messages, score, score, 'BYSCORE')) do
+    if string.sub(member, 13, prefix_len) == m .. '\0' then
+      return member
+    end
+  end
+  return nil
+end
+
+local function split_pointer(pointer)
+  local nul = string.find(pointer, '\0', 1, true)
+  return string.sub(pointer, 1, nul - 1), string.sub(pointer, nul + 1)
 end
 """
 
-
-def _write_thread(
-    call: ScriptCall,
-    key: bytes,
-    thread: list[bytes],
-    indexes: list[bytes],
-    fields: list[bytes],
-) -> None:
-    """Twin of ``write_thread``: ``thread`` is (id, resource id, created, updated score),
-    ``indexes`` the by-created and by-updated prefixes and the all-threads key."""
-    tid, rid, created, updated = thread
-    by_created, by_updated, all_threads = indexes
-    old = call("HGET", key, b"_rid")
-    if old is not None and old != rid:
-        call("ZREM", by_created + old, tid)
-        call("ZREM", by_updated + old, tid)
-    call("DEL", key)
-    call("HSET", key, b"_rid", rid, *fields)
-    call("ZADD", by_created + rid, created, tid)
-    call("ZADD", by_updated + rid, updated, tid)
-    call("ZADD", all_threads, created, tid)
-
-
-_WRITE_THREADS = (
-    _WRITE_THREAD_LUA
-    + """
--- KEYS[1] the first thread's key
--- ARGV: thread prefix, by-created prefix, by-updated prefix, all-threads key, thread
---       count, then per thread: id, resource id, created score, updated score, field
---       count, fields...
--- Creates or replaces each thread, moving it between resources' indexes. Returns the
--- number of threads written.
-local count = tonumber(ARGV[5])
-local pos = 6
-for _ = 1, count do
-  local nfields = tonumber(ARGV[pos + 4])
-  write_thread(ARGV[1] .. ARGV[pos], ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3],
-    ARGV[2], ARGV[3], ARGV[4], pos + 5, pos + 4 + nfields)
-  pos = pos + 5 + nfields
+WRITE_THREADS = script(
+    "write_threads",
+    _THREAD_LUA
+    + r"""
+-- KEYS: the bucket's threads hash, its thread index
+-- ARGV: count, then per thread: T, R, created key, updated key, packed record
+-- Creates or replaces each thread; a thread saved again keeps its message sequence.
+local pos = 2
+for _ = 1, tonumber(ARGV[1]) do
+  local t, r, c, u, packed = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4]
+  pos = pos + 5
+  local old = redis.call('HGET', KEYS[1], t)
+  local old_entries = nil
+  if old then
+    local _, values = fields_of(old)
+    old_entries = thread_entries(values['_r'], values['_c'], values['_u'], t)
+    if values['_q'] then
+      packed = set_fields(packed, {'_q', values['_q']}, 1, 2)
+    end
+  end
+  redis.call('HSET', KEYS[1], t, packed)
+  reindex(KEYS[2], old_entries, thread_entries(r, c, u, t))
 end
-return count
-"""
+return 1
+""",
 )
 
-
-def _write_threads(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    del keys
-    prefix, count = args[0], _int(args[4])
-    pos = 5
-    for _ in range(count):
-        nfields = _int(args[pos + 4])
-        fields = args[pos + 5 : pos + 5 + nfields]
-        _write_thread(call, prefix + args[pos], args[pos : pos + 4], args[1:4], fields)
-        pos += 5 + nfields
-    return count
-
-
-WRITE_THREADS = Script("write_threads", _WRITE_THREADS, _write_threads)
-
-_UPDATE_THREAD = """
--- KEYS[1] thread key
--- ARGV: thread id, updated score, by-updated prefix, then the fields to set
--- Returns the thread's fields after the update, or nil when there is no such thread.
-local rid = redis.call('HGET', KEYS[1], '_rid')
-if not rid then
+UPDATE_THREAD = script(
+    "update_thread",
+    _THREAD_LUA
+    + r"""
+-- KEYS: the bucket's threads hash, its thread index
+-- ARGV: T, updated key, the stored updated_at value, then the fields to set (name, value...)
+-- Returns the thread's packed record after the update, or false if there is no thread.
+local packed = redis.call('HGET', KEYS[1], ARGV[1])
+if not packed then
   return false
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-redis.call('ZADD', ARGV[3] .. rid, ARGV[2], ARGV[1])
-return redis.call('HGETALL', KEYS[1])
-"""
+packed = touch(KEYS[1], KEYS[2], ARGV[1], set_fields(packed, ARGV, 4, #ARGV), ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], packed)
+return packed
+""",
+)
 
-
-def _update_thread(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    tid, updated, by_updated = args[:3]
-    rid = call("HGET", keys[0], b"_rid")
-    if rid is None:
-        return None
-    call("HSET", keys[0], *args[3:])
-    call("ZADD", by_updated + rid, updated, tid)
-    fields: list[Reply] = call("HGETALL", keys[0])
-    return fields
-
-
-UPDATE_THREAD = Script("update_thread", _UPDATE_THREAD, _update_thread)
-
-_DELETE_THREAD = """
--- KEYS[1] thread key
--- ARGV: thread id, the thread's messages key, message prefix, by-created prefix,
---       by-updated prefix, all-threads key
--- Returns 1 if the thread existed, else 0.
-local rid = redis.call('HGET', KEYS[1], '_rid')
-if not rid then
-  return 0
-end
-local members = redis.call('ZRANGE', ARGV[2], 0, -1)
-for i = 1, #members, 1000 do
-  local chunk = {}
-  for j = i, math.min(i + 999, #members) do
-    chunk[#chunk + 1] = ARGV[3] .. string.sub(members[j], 17)
-  end
-  redis.call('DEL', unpack(chunk))
-end
-redis.call('DEL', KEYS[1], ARGV[2])
-redis.call('ZREM', ARGV[4] .. rid, ARGV[1])
-redis.call('ZREM', ARGV[5] .. rid, ARGV[1])
-redis.call('ZREM', ARGV[6], ARGV[1])
-return 1
-"""
-
-
-def _delete_thread(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    tid, messages_key, message_prefix, by_created, by_updated, all_threads = args
-    rid = call("HGET", keys[0], b"_rid")
-    if rid is None:
-        return 0
-    members = call("ZRANGE", messages_key, 0, -1)
-    for i in range(0, len(members), _DEL_CHUNK):
-        chunk = members[i : i + _DEL_CHUNK]
-        call("DEL", *(message_prefix + m[SEQ_DIGITS:] for m in chunk))
-    call("DEL", keys[0], messages_key)
-    call("ZREM", by_created + rid, tid)
-    call("ZREM", by_updated + rid, tid)
-    call("ZREM", all_threads, tid)
-    return 1
-
-
-DELETE_THREAD = Script("delete_thread", _DELETE_THREAD, _delete_thread)
-
-# -- messages -------------------------------------------------------------------------------
-
-# Shared head of the scripts that change messages: bumping a thread's update time.
-_TOUCH_THREADS_LUA = """
-local function touch(touched, thread_prefix, by_updated, now_score, now_field)
-  for tid, _ in pairs(touched) do
-    local rid = redis.call('HGET', thread_prefix .. tid, '_rid')
-    if rid then
-      redis.call('HSET', thread_prefix .. tid, 'updated_at', now_field)
-      redis.call('ZADD', by_updated .. rid, now_score, tid)
-    end
-  end
-end
-"""
-
-
-def _touch_threads(
-    call: ScriptCall,
-    *,
-    touched: dict[bytes, None],
-    thread_prefix: bytes,
-    by_updated: bytes,
-    now_score: bytes,
-    now_field: bytes,
-) -> None:
-    # dict, not set: Lua's pairs() order differs anyway, and no reply depends on the order.
-    for tid in touched:
-        rid = call("HGET", thread_prefix + tid, b"_rid")
-        if rid is not None:
-            call("HSET", thread_prefix + tid, b"updated_at", now_field)
-            call("ZADD", by_updated + rid, now_score, tid)
-
-
-_SAVE_MESSAGES = (
-    _TOUCH_THREADS_LUA
-    + """
--- KEYS[1] the insertion counter
--- ARGV: message prefix, thread prefix, thread-messages prefix, by-updated prefix,
---       now score ('' leaves the threads' updated_at alone, for a restore), now as a
---       stored updated_at value, message count, then per message: id, thread id, created
---       score, field count, fields...
--- Returns {1} on success, or {0, thread id} when a thread does not exist (nothing written).
-local mp, tp, tmp, up = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local count = tonumber(ARGV[7])
-local pos = 8
-local messages = {}
-for i = 1, count do
-  local nfields = tonumber(ARGV[pos + 3])
-  messages[i] = {ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], pos + 4, pos + 3 + nfields}
-  pos = pos + 4 + nfields
-end
-for _, m in ipairs(messages) do
-  if redis.call('EXISTS', tp .. m[2]) == 0 then
-    return {0, m[2]}
-  end
-end
-local touched = {}
-for _, m in ipairs(messages) do
-  local id, tid = m[1], m[2]
-  local key = mp .. id
-  local old = redis.call('HMGET', key, '_tid', '_member')
-  local member = old[2]
-  if member then
-    if old[1] ~= tid then
-      redis.call('ZREM', tmp .. old[1], member)
-      touched[old[1]] = true
-    end
-    redis.call('DEL', key)
+DELETE_THREAD = script(
+    "delete_thread",
+    _THREAD_LUA
+    + r"""
+-- KEYS: the bucket's threads hash, its thread index, its pointers hash, the thread's messages
+-- ARGV: T, '1' to delete the thread record (the first slice) or '0' (a later slice)
+-- Deletes the record, then up to 1000 of the thread's messages and their pointers.
+-- Returns {existed (1/0), messages left}.
+local existed = 1
+if ARGV[2] == '1' then
+  local packed = redis.call('HGET', KEYS[1], ARGV[1])
+  if not packed then
+    existed = 0
   else
-    member = string.format('%016x', redis.call('INCR', KEYS[1])) .. id
+    local _, values = fields_of(packed)
+    redis.call('ZREM', KEYS[2], unpack(thread_entries(values['_r'], values['_c'], values['_u'],
+      ARGV[1])))
+    redis.call('HDEL', KEYS[1], ARGV[1])
   end
-  redis.call('HSET', key, '_tid', tid, '_member', member, unpack(ARGV, m[4], m[5]))
-  redis.call('ZADD', tmp .. tid, m[3], member)
-  touched[tid] = true
 end
-if ARGV[5] ~= '' then
-  touch(touched, tp, up, ARGV[5], ARGV[6])
-end
-return {1}
-"""
-)
-
-
-def _save_messages(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    mp, tp, tmp, up, now_score, now_field, count = args[:7]
-    messages = []
-    pos = 7
-    for _ in range(_int(count)):
-        nfields = _int(args[pos + 3])
-        messages.append(
-            (args[pos], args[pos + 1], args[pos + 2], args[pos + 4 : pos + 4 + nfields])
-        )
-        pos += 4 + nfields
-    for _, tid, _, _ in messages:
-        if call("EXISTS", tp + tid) == 0:
-            return [0, tid]
-    touched: dict[bytes, None] = {}
-    for id_, tid, created, fields in messages:
-        key = mp + id_
-        old_tid, member = call("HMGET", key, b"_tid", b"_member")
-        if member is not None:
-            if old_tid != tid:
-                call("ZREM", tmp + old_tid, member)
-                touched[old_tid] = None
-            call("DEL", key)
-        else:
-            seq = call("INCR", keys[0])
-            member = b"%0*x" % (SEQ_DIGITS, seq) + id_
-        call("HSET", key, b"_tid", tid, b"_member", member, *fields)
-        call("ZADD", tmp + tid, created, member)
-        touched[tid] = None
-    if now_score != b"":
-        _touch_threads(
-            call,
-            touched=touched,
-            thread_prefix=tp,
-            by_updated=up,
-            now_score=now_score,
-            now_field=now_field,
-        )
-    return [1]
-
-
-SAVE_MESSAGES = Script("save_messages", _SAVE_MESSAGES, _save_messages)
-
-_LIST_MESSAGES = (
-    WINDOW_LUA
-    + """
--- KEYS[1] the thread's messages key
--- ARGV: message prefix, thread-messages prefix, min score, max score, score bound just
---       below min ('' when min is -inf), mode ('last' or 'page'), offset, count,
---       include count, then per include: message id, before, after
--- Returns {total, member, fields, member, fields, ...}: the page first, then the included
--- messages not already on it.
-local mp, tmp = ARGV[1], ARGV[2]
-local first, total = window(KEYS[1], ARGV[3], ARGV[4], ARGV[5])
-local last = first + total - 1
-local count = tonumber(ARGV[8])
-local start, stop
-if ARGV[6] == 'last' then
-  stop = last
-  start = math.max(first, last - count + 1)
-else
-  start = first + tonumber(ARGV[7])
-  stop = math.min(start + count - 1, last)
-end
-local out = {total}
-local seen = {}
-local function add(tkey, from, to)
-  if from > to then
-    return
+local members = redis.call('ZRANGE', KEYS[4], 0, 999)
+if #members > 0 then
+  local ids = {}
+  for i, member in ipairs(members) do
+    ids[i] = string.sub(member, 13, string.find(member, '\0', 13, true) - 1)
   end
-  for _, member in ipairs(redis.call('ZRANGE', tkey, from, to)) do
-    if not seen[member] then
-      seen[member] = true
-      out[#out + 1] = member
-      out[#out + 1] = redis.call('HGETALL', mp .. string.sub(member, 17))
+  local pointers = redis.call('HMGET', KEYS[3], unpack(ids))
+  local stale = {}
+  for i, id in ipairs(ids) do
+    if pointers[i] and split_pointer(pointers[i]) == ARGV[1] then
+      stale[#stale + 1] = id
     end
   end
-end
-add(KEYS[1], start, stop)
-local pos = 10
-for _ = 1, tonumber(ARGV[9]) do
-  local where = redis.call('HMGET', mp .. ARGV[pos], '_tid', '_member')
-  if where[2] then
-    local tkey = tmp .. where[1]
-    local rank = redis.call('ZRANK', tkey, where[2])
-    if rank then
-      add(tkey, math.max(0, rank - tonumber(ARGV[pos + 1])), rank + tonumber(ARGV[pos + 2]))
-    end
+  if #stale > 0 then
+    redis.call('HDEL', KEYS[3], unpack(stale))
   end
-  pos = pos + 3
+  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, #members - 1)
 end
-return out
-"""
+return {existed, redis.call('ZCARD', KEYS[4])}
+""",
 )
 
-
-def _list_messages(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    mp, tmp, lo, hi, below, mode, offset, count_arg, n_includes = args[:9]
-    first, total = window(call, keys[0], lo, hi, below)
-    last = first + total - 1
-    count = _int(count_arg)
-    if mode == b"last":
-        stop = last
-        start = max(first, last - count + 1)
-    else:
-        start = first + _int(offset)
-        stop = min(start + count - 1, last)
-    out: list[Reply] = [total]
-    seen: set[bytes] = set()
-
-    def add(tkey: bytes, from_: int, to: int) -> None:
-        if from_ > to:
-            return
-        for member in call("ZRANGE", tkey, from_, to):
-            if member not in seen:
-                seen.add(member)
-                out.extend((member, call("HGETALL", mp + member[SEQ_DIGITS:])))
-
-    add(keys[0], start, stop)
-    pos = 9
-    for _ in range(_int(n_includes)):
-        tid, member = call("HMGET", mp + args[pos], b"_tid", b"_member")
-        if member is not None:
-            tkey = tmp + tid
-            rank = call("ZRANK", tkey, member)
-            if rank is not None:
-                add(tkey, max(0, rank - _int(args[pos + 1])), rank + _int(args[pos + 2]))
-        pos += 3
-    return out
-
-
-LIST_MESSAGES = Script("list_messages", _LIST_MESSAGES, _list_messages)
-
-_UPDATE_MESSAGES = (
-    _TOUCH_THREADS_LUA
-    + """
--- KEYS[1] the first message's key
--- ARGV: message prefix, thread prefix, by-updated prefix, now score, now as a stored
---       updated_at value, patch count, then per patch: id, field count, fields...
--- Returns {0, id} when a message does not exist (nothing written), else {1, fields...}
--- with each updated message's fields.
-local mp, tp, up = ARGV[1], ARGV[2], ARGV[3]
-local patches = {}
-local pos = 7
-for i = 1, tonumber(ARGV[6]) do
-  local nfields = tonumber(ARGV[pos + 1])
-  patches[i] = {ARGV[pos], pos + 2, pos + 1 + nfields}
-  pos = pos + 2 + nfields
+SAVE_MESSAGES = script(
+    "save_messages",
+    _THREAD_LUA
+    + r"""
+-- KEYS: the bucket's threads hash, its thread index, its pointers hash, then the messages
+--       key of each thread, in the order of ARGV
+-- ARGV: updated key ('' leaves the threads' update time alone, for a restore), the stored
+--       updated_at value, thread count, then per thread: T, message count, then per
+--       message: M, score, packed record
+-- Returns {0, T} when a thread does not exist (nothing written), else {1, moved...} where
+-- moved lists M, old T, old score for each message that lived in another thread (which
+-- the caller removes it from).
+local u, updated_at = ARGV[1], ARGV[2]
+local threads = {}
+local pos = 4
+for i = 1, tonumber(ARGV[3]) do
+  local t, n = ARGV[pos], tonumber(ARGV[pos + 1])
+  threads[i] = {t, pos + 2, n, KEYS[3 + i]}
+  pos = pos + 2 + 3 * n
 end
-for _, p in ipairs(patches) do
-  if redis.call('EXISTS', mp .. p[1]) == 0 then
-    return {0, p[1]}
+local records = {}
+for i, thread in ipairs(threads) do
+  records[i] = redis.call('HGET', KEYS[1], thread[1])
+  if not records[i] then
+    return {0, thread[1]}
   end
 end
-local touched = {}
-for _, p in ipairs(patches) do
-  if p[3] >= p[2] then
-    redis.call('HSET', mp .. p[1], unpack(ARGV, p[2], p[3]))
-  end
-  touched[redis.call('HGET', mp .. p[1], '_tid')] = true
-end
-touch(touched, tp, up, ARGV[4], ARGV[5])
 local out = {1}
-for i, p in ipairs(patches) do
-  out[i + 1] = redis.call('HGETALL', mp .. p[1])
+for i, thread in ipairs(threads) do
+  local t, first, n, messages = thread[1], thread[2], thread[3], thread[4]
+  local ids = {}
+  for j = 1, n do
+    ids[j] = ARGV[first + 3 * (j - 1)]
+  end
+  local pointers = redis.call('HMGET', KEYS[3], unpack(ids))
+  local _, values = fields_of(records[i])
+  local seq = tonumber(values['_q'] or '0')
+  local members, links = {}, {}
+  for j = 1, n do
+    local at = first + 3 * (j - 1)
+    local m, score, packed = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+    local member_seq = nil
+    if pointers[j] then
+      local old_t, old_score = split_pointer(pointers[j])
+      if old_t == t then
+        local old = find_member(messages, m, old_score)
+        if old then
+          member_seq = seq_of(old)
+          redis.call('ZREM', messages, old)
+        end
+      else
+        out[#out + 1] = m
+        out[#out + 1] = old_t
+        out[#out + 1] = old_score
+      end
+    end
+    if not member_seq then
+      seq = seq + 1
+      member_seq = seq
+    end
+    members[#members + 1] = score
+    members[#members + 1] = string.format('%012x', member_seq) .. m .. '\0' .. packed
+    links[#links + 1] = m
+    links[#links + 1] = t .. '\0' .. score
+  end
+  redis.call('ZADD', messages, unpack(members))
+  redis.call('HSET', KEYS[3], unpack(links))
+  local record = set_fields(records[i], {'_q', tostring(seq)}, 1, 2)
+  if u ~= '' then
+    record = touch(KEYS[1], KEYS[2], t, record, u, updated_at)
+  end
+  redis.call('HSET', KEYS[1], t, record)
 end
 return out
-"""
+""",
 )
 
-
-def _update_messages(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    del keys
-    mp, tp, up, now_score, now_field, count = args[:6]
-    patches = []
-    pos = 6
-    for _ in range(_int(count)):
-        nfields = _int(args[pos + 1])
-        patches.append((args[pos], args[pos + 2 : pos + 2 + nfields]))
-        pos += 2 + nfields
-    for id_, _ in patches:
-        if call("EXISTS", mp + id_) == 0:
-            return [0, id_]
-    touched: dict[bytes, None] = {}
-    for id_, fields in patches:
-        if fields:
-            call("HSET", mp + id_, *fields)
-        tid = call("HGET", mp + id_, b"_tid")
-        touched[tid] = None
-    _touch_threads(
-        call,
-        touched=touched,
-        thread_prefix=tp,
-        by_updated=up,
-        now_score=now_score,
-        now_field=now_field,
-    )
-    return [1, *(call("HGETALL", mp + id_) for id_, _ in patches)]
-
-
-UPDATE_MESSAGES = Script("update_messages", _UPDATE_MESSAGES, _update_messages)
-
-_DELETE_MESSAGES = (
-    _TOUCH_THREADS_LUA
-    + """
--- KEYS[1] the first message's key
--- ARGV: message prefix, thread prefix, thread-messages prefix, by-updated prefix,
---       now score, now as a stored updated_at value, then the ids
--- Returns how many messages existed and were deleted.
-local mp, tp, tmp, up = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local deleted = 0
-local touched = {}
-for i = 7, #ARGV do
-  local where = redis.call('HMGET', mp .. ARGV[i], '_tid', '_member')
-  if where[2] then
-    redis.call('ZREM', tmp .. where[1], where[2])
-    redis.call('DEL', mp .. ARGV[i])
-    touched[where[1]] = true
-    deleted = deleted + 1
+PATCH_MESSAGES = script(
+    "patch_messages",
+    _THREAD_LUA
+    + r"""
+-- KEYS: the bucket's threads hash, its thread index, its pointers hash, then the messages
+--       key of each thread, in the order of ARGV
+-- ARGV: updated key, the stored updated_at value, thread count, then per thread: T, patch
+--       count, then per patch: M, score, field count, fields (name, value, ...)
+-- Returns {0, M} when a message is not where its pointer said (nothing written), else
+-- {1, member, member, ...} with each patched message's new member, in order.
+local u, updated_at = ARGV[1], ARGV[2]
+local plan = {}
+local pos = 4
+for i = 1, tonumber(ARGV[3]) do
+  local t, n = ARGV[pos], tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  local messages = KEYS[3 + i]
+  for _ = 1, n do
+    local m, score, nfields = ARGV[pos], ARGV[pos + 1], tonumber(ARGV[pos + 2])
+    local member = find_member(messages, m, score)
+    if not member then
+      return {0, m}
+    end
+    plan[#plan + 1] = {t, messages, member, score, pos + 3, pos + 2 + 2 * nfields}
+    pos = pos + 3 + 2 * nfields
   end
 end
-touch(touched, tp, up, ARGV[5], ARGV[6])
-return deleted
-"""
+local out = {1}
+local touched = {}
+for _, p in ipairs(plan) do
+  local member = p[3]
+  local cut = string.find(member, '\0', 13, true)
+  local packed = set_fields(string.sub(member, cut + 1), ARGV, p[5], p[6])
+  local new = string.sub(member, 1, cut) .. packed
+  redis.call('ZREM', p[2], member)
+  redis.call('ZADD', p[2], p[4], new)
+  out[#out + 1] = new
+  touched[p[1]] = true
+end
+for t, _ in pairs(touched) do
+  local record = redis.call('HGET', KEYS[1], t)
+  if record then
+    redis.call('HSET', KEYS[1], t, touch(KEYS[1], KEYS[2], t, record, u, updated_at))
+  end
+end
+return out
+""",
 )
 
-
-def _delete_messages(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    del keys
-    mp, tp, tmp, up, now_score, now_field = args[:6]
-    deleted = 0
-    touched: dict[bytes, None] = {}
-    for id_ in args[6:]:
-        tid, member = call("HMGET", mp + id_, b"_tid", b"_member")
-        if member is not None:
-            call("ZREM", tmp + tid, member)
-            call("DEL", mp + id_)
-            touched[tid] = None
-            deleted += 1
-    _touch_threads(
-        call,
-        touched=touched,
-        thread_prefix=tp,
-        by_updated=up,
-        now_score=now_score,
-        now_field=now_field,
-    )
-    return deleted
-
-
-DELETE_MESSAGES = Script("delete_messages", _DELETE_MESSAGES, _delete_messages)
-
-# -- resources ------------------------------------------------------------------------------
-
-_UPDATE_RESOURCE = """
--- KEYS[1] resource key
--- ARGV: resource id, now score, all-resources key, count of fields that a new resource
---       starts with, those fields, then the fields to set
--- Returns the resource's fields after the update.
-local ncreate = tonumber(ARGV[4])
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + ncreate))
-  redis.call('ZADD', ARGV[3], ARGV[2], ARGV[1])
+DELETE_MESSAGES = script(
+    "delete_messages",
+    _THREAD_LUA
+    + r"""
+-- KEYS: the bucket's threads hash, its thread index, its pointers hash, then the messages
+--       key of each thread, in the order of ARGV
+-- ARGV: updated key, the stored updated_at value, thread count, then per thread: T, id
+--       count, then per id: M, score
+-- Returns how many of the messages were found and deleted.
+local u, updated_at = ARGV[1], ARGV[2]
+local deleted = 0
+local pos = 4
+for i = 1, tonumber(ARGV[3]) do
+  local t, n = ARGV[pos], tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  local messages = KEYS[3 + i]
+  local found = 0
+  for _ = 1, n do
+    local m, score = ARGV[pos], ARGV[pos + 1]
+    pos = pos + 2
+    local member = find_member(messages, m, score)
+    if member then
+      redis.call('ZREM', messages, member)
+      found = found + 1
+    end
+    local pointer = redis.call('HGET', KEYS[3], m)
+    if pointer and pointer == t .. '\0' .. score then
+      redis.call('HDEL', KEYS[3], m)
+    end
+  end
+  if found > 0 then
+    deleted = deleted + found
+    local record = redis.call('HGET', KEYS[1], t)
+    if record then
+      redis.call('HSET', KEYS[1], t, touch(KEYS[1], KEYS[2], t, record, u, updated_at))
+    end
+  end
 end
-if #ARGV > 4 + ncreate then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 5 + ncreate))
+return deleted
+""",
+)
+
+NEIGHBOURS = script(
+    "neighbours",
+    _THREAD_LUA
+    + r"""
+-- KEYS: a thread's messages
+-- ARGV: M, its score, how many messages before it, how many after it
+-- Returns {member, score, member, score, ...}: the message and its neighbours, in order;
+-- {} when the message is not there.
+local member = find_member(KEYS[1], ARGV[1], ARGV[2])
+if not member then
+  return {}
 end
-return redis.call('HGETALL', KEYS[1])
+local rank = redis.call('ZRANK', KEYS[1], member)
+return redis.call('ZRANGE', KEYS[1], math.max(0, rank - tonumber(ARGV[3])),
+  rank + tonumber(ARGV[4]), 'WITHSCORES')
+""",
+)
+
+# Resource index entries: by creation (C) and last update (U) across the namespace.
+_RESOURCE_LUA = r"""
+local function resource_entries(c, u, r)
+  return {'C\0' .. c .. '\0' .. r, 'U\0' .. u .. '\0' .. r}
+end
+
+local function write_resource(records, index, r, packed, c, u, old)
+  if old then
+    local _, values = fields_of(old)
+    redis.call('ZREM', index, unpack(resource_entries(values['_c'], values['_u'], r)))
+  end
+  local entries = resource_entries(c, u, r)
+  redis.call('ZADD', index, 0, entries[1], 0, entries[2])
+  redis.call('HSET', records, r, packed)
+end
 """
 
+WRITE_RESOURCES = script(
+    "write_resources",
+    _RESOURCE_LUA
+    + r"""
+-- KEYS: the bucket's resources hash, its resource index
+-- ARGV: count, then per resource: R, created key, updated key, packed record
+local pos = 2
+for _ = 1, tonumber(ARGV[1]) do
+  local r = ARGV[pos]
+  write_resource(KEYS[1], KEYS[2], r, ARGV[pos + 3], ARGV[pos + 1], ARGV[pos + 2],
+    redis.call('HGET', KEYS[1], r))
+  pos = pos + 4
+end
+return 1
+""",
+)
 
-def _update_resource(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    rid, now_score, all_resources, ncreate_arg = args[:4]
-    ncreate = _int(ncreate_arg)
-    if call("EXISTS", keys[0]) == 0:
-        call("HSET", keys[0], *args[4 : 4 + ncreate])
-        call("ZADD", all_resources, now_score, rid)
-    if len(args) > 4 + ncreate:
-        call("HSET", keys[0], *args[4 + ncreate :])
-    fields: list[Reply] = call("HGETALL", keys[0])
-    return fields
-
-
-UPDATE_RESOURCE = Script("update_resource", _UPDATE_RESOURCE, _update_resource)
+UPDATE_RESOURCE = script(
+    "update_resource",
+    _RESOURCE_LUA
+    + r"""
+-- KEYS: the bucket's resources hash, its resource index
+-- ARGV: R, now key, the packed record of a new resource, then the fields to set
+-- Returns the resource's packed record after the update (created when missing).
+local r, u = ARGV[1], ARGV[2]
+local old = redis.call('HGET', KEYS[1], r)
+local packed = old or ARGV[3]
+packed = set_fields(packed, ARGV, 4, #ARGV)
+packed = set_fields(packed, {'_u', u}, 1, 2)
+local _, values = fields_of(packed)
+write_resource(KEYS[1], KEYS[2], r, packed, values['_c'], u, old)
+return packed
+""",
+)

@@ -1,34 +1,15 @@
-"""Evals: scores, each keeping its raw value and the reasoning behind it.
+"""Evals: every score with its reason, listed by scorer, entity, source, run or span.
 
-Key schema (see :mod:`kvstore.keys`):
+Key schema (layout 2, see :mod:`kvstore.keys`). A score lives in the bucket of its id:
 
-* ``score:<id>`` hash: the score record, one field per attribute (``metadata.<key>``
-  fields merged key by key), plus internal fields naming its index entries.
-* ``score_index:<filters>:<values>`` sorted sets, scored by creation time in microseconds:
-  an :class:`~kvstore.keys.IndexFamily` with one set for every combination of ``scorer``,
-  ``entity`` (type and id) and ``source``. A score is in at most 8 of them.
-* ``scores_by_run:<run id>`` sorted set: the scores of one run.
-* ``scores_by_span:<escaped trace id>:<span id>`` sorted set: the scores of one span.
+* ``scores`` (bucket hash): escaped score id -> the score, packed, with internal fields
+  naming what it is indexed under (see :mod:`~kvstore.domains._eval_scripts`).
+* ``score_index`` (bucket lex index): per score, one entry for every combination of its
+  scorer (``s``), entity (``e``: type and id) and source (``o``), all of them (``all``), its
+  run (``r``) and its span (``p``): ``<filters>\0<values>\0<created>\0<id>``.
 
-Scores are keyed by their own id, never by their run: any number of scores of one run
-(several scorers, several attempts) are all kept.
-
-Filters: ``scorer_id``, ``entity`` and ``source`` combine freely. ``run_id`` and ``span``
-each select one run's or one span's scores, a handful; they are served by their own set and
-are not combined with other filters (filter that handful in code). A combination index for
-them would multiply every score's index entries by four for little use.
-
-Cost of each call (one round trip each; Redis commands counted inside the script):
-
-==================  ============================================================
-``save_score``      at most 12 for a new id (HMGET, HSET, 10 index entries); at
-                    most 23 when it replaces a score with the same id
-``get_score``       1
-``list_scores``     ``per_page + 2``, whatever the number of scores stored
-``delete_score``    at most 12
-``export_scores``   ``count + 2``, whatever the number of scores stored
-``restore_scores``  as ``save_score`` for each score
-==================  ============================================================
+Every call is one round trip; ``save_score`` and ``delete_score`` one script on one bucket,
+listings one script per bucket (see :func:`~kvstore.domains._base.list_index`).
 """
 
 from __future__ import annotations
@@ -37,26 +18,27 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kvstore.codec import FormatName, RecordCodec, record_codec, validate
+from kvstore.codec import FormatName, RecordCodec, pack_fields, record_codec, validate
 from kvstore.domains import _eval_scripts as scripts
 from kvstore.domains._base import (
     Domain,
-    as_list,
     check_id,
     check_optional_id,
     check_page,
-    chunk_of_index,
-    encode_record,
+    lex_bounds,
+    list_index,
     make_page,
     micros,
-    page_of_index,
+    walk_index,
 )
 from kvstore.errors import ValidationError
+from kvstore.keys import lex_escape, lex_time
 from kvstore.records import Chunk, Page, Score, ScoreSource
 
 if TYPE_CHECKING:
     from kvstore.drivers.base import Arg, Driver
-    from kvstore.keys import Keys
+    from kvstore.keys import Bucket
+    from kvstore.layout import StoreLayout
 
 __all__ = ["EvalStore"]
 
@@ -68,8 +50,8 @@ class EvalStore(Domain):
 
     __slots__ = ("_scores",)
 
-    def __init__(self, driver: Driver, keys: Keys, format_name: FormatName = "json") -> None:
-        super().__init__(driver, keys, format_name)
+    def __init__(self, driver: Driver, layout: StoreLayout, format_name: FormatName) -> None:
+        super().__init__(driver, layout, format_name)
         self._scores: RecordCodec[Score] = record_codec(Score, format_name)
 
     async def save_score(self, score: Score | Mapping[str, Any]) -> Score:
@@ -87,9 +69,15 @@ class EvalStore(Domain):
 
     async def get_score(self, score_id: str) -> Score | None:
         """The score with this id, or None."""
-        key = self._keys.score(check_id(score_id, "score_id"))
-        (fields,) = await self._driver.execute([("HGETALL", key)], idempotent=True)
-        return self._scores.from_hash(as_list(fields), key) if fields else None
+        check_id(score_id, "score_id")
+        keys = await self._keys()
+        bucket = keys.bucket_of(score_id)
+        (packed,) = await self._driver.execute(
+            [("HGET", bucket.scores, lex_escape(score_id))], idempotent=True
+        )
+        if packed is None:
+            return None
+        return self._scores.unpack(packed, f"{bucket.scores}[{score_id}]")  # type: ignore[arg-type]
 
     async def list_scores(
         self,
@@ -120,7 +108,6 @@ class EvalStore(Domain):
             ValidationError: a filter is malformed, or ``run_id`` or ``span`` is combined
                 with another filter.
         """
-        keys = self._keys
         check_optional_id(scorer_id, "scorer_id")
         check_optional_id(run_id, "run_id")
         entity = _check_pair(entity, "entity")
@@ -129,59 +116,66 @@ class EvalStore(Domain):
             raise ValidationError("expected 'live' or 'test'", field="source")
         check_page(page, per_page)
         combined = [scorer_id, entity, source]
+        prefix: tuple[str, ...]
         if run_id is not None:
             if span is not None or any(f is not None for f in combined):
                 raise ValidationError(
                     "run_id cannot be combined with other filters", field="run_id"
                 )
-            index = keys.scores_by_run(run_id)
+            prefix = ("r", run_id)
         elif span is not None:
             if any(f is not None for f in combined):
                 raise ValidationError("span cannot be combined with other filters", field="span")
-            index = keys.scores_by_span(*span)
+            prefix = ("p", *span)
         else:
-            index = keys.score_index.key({"scorer": scorer_id, "entity": entity, "source": source})
-        prefix = keys.score.prefix
-        total, found = await page_of_index(
-            self._driver, index, prefix, page=page, per_page=per_page
+            tag = "".join(t for t, v in (("s", scorer_id), ("e", entity), ("o", source)) if v)
+            values = [scorer_id, *(entity or ()), source]
+            prefix = (tag or "all", *(v for v in values if v is not None))
+        keys = await self._keys()
+        total, rows = await list_index(
+            self._driver,
+            keys.all_buckets,
+            _score_index,
+            [_scores],
+            lex_bounds(prefix),
+            offset=page * per_page,
+            count=per_page,
+            newest_first=True,
         )
-        codec = self._scores
-        items = [codec.from_hash(f, prefix + m.decode(errors="replace")) for m, f in found]
+        items = [self._scores.unpack(row[0], "scores") for row in rows]  # type: ignore[arg-type]
         return make_page(items, total, page, per_page)
 
     async def delete_score(self, score_id: str) -> bool:
-        """Delete a score and its index entries. Returns whether it existed."""
-        keys = self._keys
-        family = keys.score_index
+        """Delete a score and its index entries. Returns whether it existed.
+
+        Not retried after a lost reply, so that the answer is never wrong.
+        """
+        check_id(score_id, "score_id")
+        keys = await self._keys()
+        bucket = keys.bucket_of(score_id)
         deleted = await self._driver.run(
-            scripts.DELETE_SCORE,
-            [keys.score(check_id(score_id, "score_id"))],
-            [
-                score_id,
-                family.prefix,
-                *family.names,
-                keys.scores_by_run.prefix,
-                keys.scores_by_span.prefix,
-            ],
-            idempotent=True,
+            scripts.DELETE_SCORE, [bucket.scores, bucket.score_index], [lex_escape(score_id)]
         )
         return deleted == 1
 
     async def export_scores(self, *, cursor: str | None = None, count: int = 100) -> Chunk[Score]:
         """One chunk of a walk through every score of the namespace, oldest first.
 
-        One round trip (``count + 2`` commands) whatever the number of scores stored.
+        One round trip (``count + 3`` commands, and one more per bucket for the total)
+        whatever the number of scores stored.
 
         Args:
             cursor: None for the first chunk, then the previous chunk's ``cursor``.
             count: How many scores to read, from 1 to 1000.
         """
-        keys = self._keys
-        return await chunk_of_index(
+        keys = await self._keys()
+        return await walk_index(
             self._driver,
-            keys.score_index.key({}),
-            keys.score.prefix,
-            self._scores.from_hash,
+            keys,
+            _score_index,
+            [_scores],
+            ("all",),
+            lambda row, where: self._scores.unpack(row[0], where),  # type: ignore[arg-type]
             cursor=cursor,
             count=count,
         )
@@ -202,26 +196,27 @@ class EvalStore(Domain):
     async def _write_scores(
         self, scores: Iterable[Score | Mapping[str, Any]], where: str
     ) -> list[Score]:
-        """Run WRITE_SCORES: create or replace scores by id in one script; ``where``
-        names them in errors (``{}`` stands for the position)."""
+        """Run WRITE_SCORES: create or replace scores by id, one script per bucket;
+        ``where`` names them in errors (``{}`` stands for the position)."""
+        if isinstance(scores, str | bytes):
+            raise ValidationError("expected a list of scores", field=where.format(0))
         valid = [self._check(s, where.format(i)) for i, s in enumerate(scores)]
         if not valid:
             return []
-        keys = self._keys
-        family = keys.score_index
-        args: list[Arg] = [
-            keys.score.prefix,
-            family.prefix,
-            *family.names,
-            keys.scores_by_run.prefix,
-            keys.scores_by_span.prefix,
-            len(valid),
-        ]
-        for i, score in enumerate(valid):
-            one = self._score_args(score, where.format(i))
-            args += (len(one) - 7, *one)
-        await self._driver.run(
-            scripts.WRITE_SCORES, [keys.score(valid[0].id)], args, idempotent=True
+        keys = await self._keys()
+        plans: dict[int, tuple[Bucket, list[Arg]]] = {}
+        for score in valid:
+            bucket = keys.bucket_of(score.id)
+            plan = plans.setdefault(bucket.number, (bucket, []))
+            plan[1].extend((lex_escape(score.id), self._packed(score)))
+        await self._driver.execute(
+            [
+                scripts.WRITE_SCORES.command(
+                    [bucket.scores, bucket.score_index], [len(args) // 2, *args]
+                )
+                for bucket, args in plans.values()
+            ],
+            idempotent=True,
         )
         return valid
 
@@ -232,21 +227,32 @@ class EvalStore(Domain):
             raise ValidationError("expected a finite number", field=f"{where}.score")
         return score
 
-    def _score_args(self, score: Score, where: str) -> list[Arg]:
-        """One score's part of WRITE_SCORES's arguments: 7 values, then its fields."""
-        family = self._keys.score_index
+    def _packed(self, score: Score) -> bytes:
+        """The score's packed record, with the internal fields it is indexed under."""
         entity = _pair(score.entity_type, score.entity_id)
         span = _pair(score.trace_id, score.span_id)
-        return [
-            score.id,
-            micros(score.created_at),
-            family.escaped(score.scorer_id),
-            "" if entity is None else family.escaped(entity),
-            family.escaped(score.source),
-            score.run_id or "",
-            "" if span is None else self._keys.scores_by_span.member(*span),
-            *encode_record(self._scores, score, where),
-        ]
+        internal = {
+            b"_c": lex_time(micros(score.created_at)),
+            b"_sc": score.scorer_id,
+            b"_et": entity[0] if entity else "",
+            b"_ei": entity[1] if entity else "",
+            b"_so": score.source,
+            b"_ru": score.run_id or "",
+            b"_tr": span[0] if span else "",
+            b"_sp": span[1] if span else "",
+        }
+        flat = self._scores.to_fields(score)
+        for name, value in internal.items():
+            flat += (name, (value if name == b"_c" else lex_escape(value)).encode())
+        return pack_fields(flat)
+
+
+def _scores(bucket: Bucket) -> str:
+    return bucket.scores
+
+
+def _score_index(bucket: Bucket) -> str:
+    return bucket.score_index
 
 
 def _pair(first: str | None, second: str | None) -> tuple[str, str] | None:

@@ -1,20 +1,30 @@
 """Memory: conversation threads, their messages, and each resource's working memory.
 
-Key schema (see :mod:`kvstore.keys`):
+Key schema (layout 2, see :mod:`kvstore.keys`). A thread and its messages live in the
+thread's bucket; a resource in its own. ``T``, ``R`` and ``M`` below are thread, resource
+and message ids escaped for lex members (:func:`~kvstore.keys.lex_escape`).
 
-* ``thread:<id>`` hash: the thread record; ``_rid`` holds its resource id for scripts.
-* ``thread_messages:<thread id>`` sorted set: the thread's messages, scored by
-  ``created_at`` in microseconds. Each member is a 16-hex-digit insertion number followed
-  by the message id, so equal timestamps keep insertion order across calls.
-* ``message:<id>`` hash: the message record; ``_tid`` and ``_member`` locate it.
-* ``resource:<id>`` hash: the resource record.
-* ``resource_threads_by_created:<resource id>`` and ``resource_threads_by_updated:...``
-  sorted sets: the indexes ``list_threads`` pages through.
-* ``threads`` and ``resources`` sorted sets: every thread and resource, for export
-  (``export_threads``, ``export_resources``).
+* ``threads`` (bucket hash): ``T`` -> the thread record, packed, with internal fields
+  ``_r`` (its resource), ``_c``/``_u`` (creation and update sort keys) and ``_q`` (the last
+  message sequence number given out).
+* ``thread_index`` (bucket lex index): per thread ``c\\0R\\0<created>\\0T`` and
+  ``u\\0R\\0<updated>\\0T`` (a resource's threads), ``C\\0<created>\\0T`` and
+  ``U\\0<updated>\\0T`` (every thread).
+* ``messages:<thread id>`` (sorted set): the thread's messages scored by ``created_at`` in
+  microseconds; a member is ``<12 hex digits: sequence><M>\\0<packed record>``, so reading a
+  page of messages is one ``ZRANGE`` of the records themselves, and equal timestamps keep
+  the order in which messages were first saved, per thread, with no shared counter.
+* ``message_threads`` (bucket hash): ``M`` -> ``T\\0<score>`` for the messages of the
+  bucket's threads: how a message is found by its id alone.
+* ``resources`` (bucket hash) and ``resource_index`` (``C\\0<created>\\0R``,
+  ``U\\0<updated>\\0R``): resources and their working memory.
 
-Every public method is one round trip: one script or one batch. Listings cost a constant
-number of commands plus one per record returned, whatever the size of the store.
+Round trips. Every call is one round trip, except those that start from message ids
+alone (``get_messages``, ``update_messages``, ``delete_messages`` and ``include``), which
+first read where the messages live (one ``HMGET`` per bucket), then act on their threads:
+two round trips. A message saved again under a thread other than its own is moved: saving
+it reports its old thread, which a second round trip removes it from. Deleting a thread of
+more than 1,000 messages takes a round trip per 1,000, so no call holds the server long.
 """
 
 from __future__ import annotations
@@ -24,25 +34,23 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from kvstore.codec import FormatName, RecordCodec, record_codec, validate
+from kvstore.codec import FormatName, RecordCodec, pack_fields, record_codec, validate
 from kvstore.domains import _memory_scripts as scripts
 from kvstore.domains._base import (
     Domain,
     as_list,
     check_count,
     check_id,
+    check_ids,
     check_page,
-    chunk_of_index,
-    encode_record,
-    just_below,
+    lex_bounds,
+    list_index,
     make_page,
     micros,
-    next_offset_cursor,
-    offset_cursor,
-    page_of_index,
-    score_bound,
+    walk_index,
 )
-from kvstore.errors import NotFoundError, ValidationError
+from kvstore.errors import CorruptRecordError, NotFoundError, ValidationError
+from kvstore.keys import lex_escape, lex_time
 from kvstore.records import (
     Chunk,
     DateRange,
@@ -56,13 +64,41 @@ from kvstore.records import (
 )
 
 if TYPE_CHECKING:
-    from kvstore.drivers.base import Command, Driver
-    from kvstore.keys import Keys
+    from datetime import datetime
+
+    from kvstore.drivers.base import Arg, Command, Driver, Reply
+    from kvstore.keys import Bucket, Keys
+    from kvstore.layout import StoreLayout
 
 __all__ = ["MemoryStore"]
 
 #: Page size of ``list_messages`` when neither ``last`` nor ``per_page`` is given.
 DEFAULT_MESSAGES_PER_PAGE = 40
+
+_SEQ = scripts.SEQ_DIGITS
+
+
+def _threads(bucket: Bucket) -> str:
+    return bucket.threads
+
+
+def _thread_index(bucket: Bucket) -> str:
+    return bucket.thread_index
+
+
+def _resources(bucket: Bucket) -> str:
+    return bucket.resources
+
+
+def _resource_index(bucket: Bucket) -> str:
+    return bucket.resource_index
+
+
+class _Location(msgspec.Struct, frozen=True):
+    """Where a message lives: its thread (escaped id) and its score there."""
+
+    thread: str
+    score: str
 
 
 class MemoryStore(Domain):
@@ -70,8 +106,8 @@ class MemoryStore(Domain):
 
     __slots__ = ("_messages", "_resources", "_threads")
 
-    def __init__(self, driver: Driver, keys: Keys, format_name: FormatName = "json") -> None:
-        super().__init__(driver, keys, format_name)
+    def __init__(self, driver: Driver, layout: StoreLayout, format_name: FormatName) -> None:
+        super().__init__(driver, layout, format_name)
         self._threads: RecordCodec[Thread] = record_codec(Thread, format_name)
         self._messages: RecordCodec[Message] = record_codec(Message, format_name)
         self._resources: RecordCodec[Resource] = record_codec(Resource, format_name)
@@ -83,7 +119,7 @@ class MemoryStore(Domain):
 
         ``updated_at`` is kept when given and set to now otherwise. Moving a thread to
         another resource (saving it with another ``resource_id``) updates both resources'
-        indexes.
+        listings.
 
         Returns:
             The thread as stored.
@@ -96,9 +132,13 @@ class MemoryStore(Domain):
 
     async def get_thread(self, thread_id: str) -> Thread | None:
         """The thread with this id, or None."""
-        key = self._keys.thread(check_id(thread_id, "thread_id"))
-        (fields,) = await self._driver.execute([("HGETALL", key)], idempotent=True)
-        return self._threads.from_hash(as_list(fields), key) if fields else None
+        check_id(thread_id, "thread_id")
+        keys = await self._keys()
+        bucket = keys.bucket_of(thread_id)
+        (packed,) = await self._driver.execute(
+            [("HGET", bucket.threads, lex_escape(thread_id))], idempotent=True
+        )
+        return None if packed is None else self._thread(packed, bucket)  # type: ignore[arg-type]
 
     async def list_threads(
         self,
@@ -110,30 +150,27 @@ class MemoryStore(Domain):
     ) -> Page[Thread]:
         """One page of a resource's threads, ordered by ``order_by`` in ``direction``.
 
-        Costs ``per_page + 2`` commands whatever the number of threads stored.
+        One round trip on one bucket (``per_page + 3`` commands) whatever the number of
+        threads stored; with several buckets, see :func:`~kvstore.domains._base.list_index`.
         """
         check_id(resource_id, "resource_id")
         check_page(page, per_page)
-        if order_by == "created_at":
-            index = self._keys.resource_threads_by_created(resource_id)
-        elif order_by == "updated_at":
-            index = self._keys.resource_threads_by_updated(resource_id)
-        else:
+        if order_by not in ("created_at", "updated_at"):
             raise ValidationError("expected 'created_at' or 'updated_at'", field="order_by")
         if direction not in ("asc", "desc"):
             raise ValidationError("expected 'asc' or 'desc'", field="direction")
-        total, found = await page_of_index(
+        keys = await self._keys()
+        total, found = await list_index(
             self._driver,
-            index,
-            self._keys.thread.prefix,
-            page=page,
-            per_page=per_page,
+            keys.all_buckets,
+            _thread_index,
+            [_threads],
+            lex_bounds(("c" if order_by == "created_at" else "u", resource_id)),
+            offset=page * per_page,
+            count=per_page,
             newest_first=direction == "desc",
         )
-        threads = [
-            self._threads.from_hash(fields, self._keys.thread(member.decode()))
-            for member, fields in found
-        ]
+        threads = [self._thread(row[0], None) for row in found]  # type: ignore[arg-type]
         return make_page(threads, total, page, per_page)
 
     async def update_thread(
@@ -150,42 +187,42 @@ class MemoryStore(Domain):
         Raises:
             NotFoundError: there is no such thread.
         """
-        key = self._keys.thread(check_id(thread_id, "thread_id"))
+        check_id(thread_id, "thread_id")
         if title is not None and not isinstance(title, str):
             raise ValidationError("expected a string", field="title")
         codec = self._threads
-        now = utc_now()
-        fields = [b"updated_at", codec.encode(now)]
+        fields: list[Arg] = []
         if title is not None:
             fields += (b"title", codec.encode(title))
         if metadata is not None:
             fields += codec.merged_fields("metadata", _check_metadata(metadata))
-        reply = await self._driver.run(
+        now = utc_now()
+        keys = await self._keys()
+        bucket = keys.bucket_of(thread_id)
+        packed = await self._driver.run(
             scripts.UPDATE_THREAD,
-            [key],
-            [thread_id, micros(now), self._keys.resource_threads_by_updated.prefix, *fields],
+            [bucket.threads, bucket.thread_index],
+            [lex_escape(thread_id), lex_time(micros(now)), codec.encode(now), *fields],
         )
-        if reply is None:
+        if packed is None:
             raise NotFoundError(f"no thread {thread_id!r}")
-        return codec.from_hash(as_list(reply), key)
+        return self._thread(packed, bucket)  # type: ignore[arg-type]
 
     async def delete_thread(self, thread_id: str) -> bool:
-        """Delete a thread and all its messages. Returns whether the thread existed."""
-        keys = self._keys
+        """Delete a thread and all its messages. Returns whether the thread existed.
+
+        One round trip per 1,000 messages: the thread disappears with the first one, and
+        no single call holds the server longer than deleting 1,000 messages takes.
+        """
         check_id(thread_id, "thread_id")
-        existed = await self._driver.run(
-            scripts.DELETE_THREAD,
-            [keys.thread(thread_id)],
-            [
-                thread_id,
-                keys.thread_messages(thread_id),
-                keys.message.prefix,
-                keys.resource_threads_by_created.prefix,
-                keys.resource_threads_by_updated.prefix,
-                keys.threads,
-            ],
-            idempotent=True,
-        )
+        keys = await self._keys()
+        thread = keys.thread(thread_id)
+        bucket = thread.bucket
+        script_keys = [bucket.threads, bucket.thread_index, bucket.pointers, thread.messages]
+        t = lex_escape(thread_id)
+        existed, left = as_list(await self._driver.run(scripts.DELETE_THREAD, script_keys, [t, "1"]))
+        while left:
+            _, left = as_list(await self._driver.run(scripts.DELETE_THREAD, script_keys, [t, "0"]))
         return existed == 1
 
     # -- messages ---------------------------------------------------------------------------
@@ -209,30 +246,77 @@ class MemoryStore(Domain):
         self, messages: Iterable[Message | Mapping[str, Any]], *, touch: bool
     ) -> list[Message]:
         """Run SAVE_MESSAGES; ``touch`` bumps the threads' ``updated_at`` to now."""
+        if isinstance(messages, str | bytes | Mapping):
+            raise ValidationError("expected a list of messages", field="messages")
         valid = [validate(m, Message, where=f"messages[{i}]") for i, m in enumerate(messages)]
         if not valid:
             return []
-        keys = self._keys
+        # One message per id: a later one in the same call replaces an earlier one.
+        by_id = {m.id: m for m in valid}
+        keys = await self._keys()
         codec = self._messages
         now = utc_now()
-        args: list[Any] = [
-            keys.message.prefix,
-            keys.thread.prefix,
-            keys.thread_messages.prefix,
-            keys.resource_threads_by_updated.prefix,
-            micros(now) if touch else "",
-            codec.encode(now),
-            len(valid),
+        head: list[Arg] = [lex_time(micros(now)), codec.encode(now)] if touch else ["", b""]
+        plans: dict[int, tuple[Bucket, list[str], list[Arg]]] = {}
+        threads: dict[str, list[Arg]] = {}
+        for message in by_id.values():
+            entry = threads.get(message.thread_id)
+            if entry is None:
+                entry = threads[message.thread_id] = []
+            entry += (
+                lex_escape(message.id),
+                micros(message.created_at),
+                codec.pack(message),
+            )
+        for thread_id, entries in threads.items():
+            thread = keys.thread(thread_id)
+            plan = plans.get(thread.bucket.number)
+            if plan is None:
+                plan = plans[thread.bucket.number] = (thread.bucket, [], [])
+            plan[1].append(thread.messages)
+            plan[2].extend((lex_escape(thread_id), len(entries) // 3, *entries))
+        commands = [
+            scripts.SAVE_MESSAGES.command(
+                [bucket.threads, bucket.thread_index, bucket.pointers, *messages_keys],
+                [*head, len(messages_keys), *args],
+            )
+            for bucket, messages_keys, args in plans.values()
         ]
-        for i, message in enumerate(valid):
-            fields = encode_record(codec, message, f"messages[{i}]")
-            args += (message.id, message.thread_id, micros(message.created_at), len(fields))
-            args += fields
-        reply = as_list(await self._driver.run(scripts.SAVE_MESSAGES, [keys.message_seq], args))
-        if reply[0] == 0:
-            missing = reply[1].decode()
-            raise NotFoundError(f"no thread {missing!r}: save the thread before its messages")
-        return valid
+        if len(plans) > 1:
+            await self._require_threads(keys, list(threads))
+        if keys.buckets > 1:
+            # A message may live in a thread of another bucket: find it there too.
+            ids = [lex_escape(i) for i in by_id]
+            commands += [
+                ("HMGET", b.pointers, *ids) for b in keys.all_buckets if b.number not in plans
+            ]
+        replies = await self._driver.execute(commands)
+        moved: dict[bytes, _Location] = {}
+        for reply in replies[: len(plans)]:
+            status, *rest = as_list(reply)
+            if status == 0:
+                raise NotFoundError(
+                    f"no thread {_unescape(rest[0])!r}: save the thread before its messages"
+                )
+            for i in range(0, len(rest), 3):
+                moved[rest[i]] = _Location(rest[i + 1].decode(), rest[i + 2].decode())
+        for reply in replies[len(plans) :]:
+            for m, pointer in zip((lex_escape(i).encode() for i in by_id), as_list(reply), strict=True):
+                if pointer is not None:
+                    moved[m] = _location(pointer)
+        if moved:
+            await self._remove_messages(keys, moved, touch=touch, now=now)
+        return list(by_id.values())
+
+    async def _require_threads(self, keys: Keys, thread_ids: list[str]) -> None:
+        """Check that every thread exists, before a write that spans buckets."""
+        found = await self._driver.execute(
+            [("HEXISTS", keys.bucket_of(t).threads, lex_escape(t)) for t in thread_ids],
+            idempotent=True,
+        )
+        for thread_id, exists in zip(thread_ids, found, strict=True):
+            if not exists:
+                raise NotFoundError(f"no thread {thread_id!r}: save the thread before its messages")
 
     async def list_messages(
         self,
@@ -259,97 +343,117 @@ class MemoryStore(Domain):
         Returns:
             A page whose ``total`` counts the thread's messages in ``date_range``.
 
-        One script: ``per_page + 3`` commands (one more with a date range), plus at most
-        ``4 + before + after`` per include, whatever the size of the threads.
+        Two commands in one round trip (``ZCARD``/``ZCOUNT`` and one ``ZRANGE`` of the
+        records themselves), whatever the size of the thread. ``include`` adds a second
+        round trip that reads the neighbours.
         """
         check_id(thread_id, "thread_id")
-        mode: Literal["last", "page"]
         if last is not None:
             if page is not None:
                 raise ValidationError("give either last or page, not both", field="last")
             if not isinstance(last, int) or isinstance(last, bool) or not 1 <= last <= 1000:
                 raise ValidationError("expected an integer from 1 to 1000", field="last")
-            mode, page, per_page = "last", 0, last
+            page, per_page = 0, last
         else:
-            mode, page = "page", page or 0
+            page = page or 0
             per_page = DEFAULT_MESSAGES_PER_PAGE if per_page is None else per_page
         check_page(page, per_page)
-        window = validate(date_range or DateRange(), DateRange, where="date_range")
+        if isinstance(include, str | bytes | Mapping):
+            raise ValidationError("expected a list of Include", field="include")
         includes = [validate(i, Include, where=f"include[{n}]") for n, i in enumerate(include)]
-        lo = score_bound(window.start, exclusive=window.start_exclusive, lower=True)
-        hi = score_bound(window.end, exclusive=window.end_exclusive, lower=False)
-        total, items = await self._list_messages(
-            thread_id,
-            (lo, hi),
-            mode=mode,
-            offset=page * per_page,
-            count=per_page,
-            includes=includes,
-        )
-        has_more = total > per_page if mode == "last" else (page + 1) * per_page < total
-        return Page(items=items, total=total, page=page, per_page=per_page, has_more=has_more)
-
-    async def _list_messages(
-        self,
-        thread_id: str,
-        window: tuple[str, str],
-        *,
-        mode: Literal["last", "page"],
-        offset: int,
-        count: int,
-        includes: Sequence[Include] = (),
-    ) -> tuple[int, list[Message]]:
-        """Run LIST_MESSAGES (see _memory_scripts): the thread's total in ``window`` and
-        the messages, included ones merged in time order."""
-        keys = self._keys
-        lo, hi = window
-        args: list[Any] = [
-            keys.message.prefix,
-            keys.thread_messages.prefix,
-            lo,
-            hi,
-            just_below(lo),
-            mode,
-            offset,
-            count,
-            len(includes),
-        ]
-        for inc in includes:
-            args += (inc.message_id, inc.before, inc.after)
-        reply = await self._driver.run(
-            scripts.LIST_MESSAGES, [keys.thread_messages(thread_id)], args, idempotent=True
-        )
-        total, *flat = as_list(reply)
-        prefix = keys.message.prefix
-        found = [
-            (
-                member,
-                self._messages.from_hash(
-                    fields, prefix + member[scripts.SEQ_DIGITS :].decode(errors="replace")
-                ),
-            )
-            for member, fields in zip(flat[::2], flat[1::2], strict=True)
-            if fields  # a dangling member has no record: skip it
-        ]
+        window = _score_window(date_range)
+        keys = await self._keys()
+        thread = keys.thread(thread_id)
+        commands = _page_commands(thread.messages, window, last, page, per_page, bool(includes))
+        include_ids = [i.message_id for i in includes]
         if includes:
-            # Equal timestamps fall back to the member, which starts with the insertion number.
-            found.sort(key=lambda entry: (entry[1].created_at, entry[0]))
-        return total, [message for _, message in found]
+            commands += _pointer_reads(keys, include_ids)
+        replies = await self._driver.execute(commands, idempotent=True)
+        total = int(replies[0])  # type: ignore[arg-type]
+        members: list[bytes] = as_list(replies[1])
+        reverse = last is not None and window is not None  # read newest first, then turned
+        if includes:
+            located = _merge_pointers(include_ids, replies[2:])
+            pairs = [(int(members[i + 1]), members[i]) for i in range(0, len(members), 2)]
+            members = await self._with_includes(keys, pairs, includes, located)
+        elif reverse:
+            members.reverse()
+        messages = self._decode_members(members, thread.messages)
+        has_more = total > per_page if last is not None else (page + 1) * per_page < total
+        return Page(items=messages, total=total, page=page, per_page=per_page, has_more=has_more)
+
+    async def _with_includes(
+        self,
+        keys: Keys,
+        page: list[tuple[int, bytes]],
+        includes: list[Include],
+        where: Mapping[bytes, _Location],
+    ) -> list[bytes]:
+        """The page's members with the included messages and their neighbours, in time
+        order (equal times by member, which starts with the sequence number)."""
+        commands: list[Command] = []
+        for inc in includes:
+            location = where.get(lex_escape(inc.message_id).encode())
+            if location is not None:
+                commands.append(
+                    scripts.NEIGHBOURS.command(
+                        [keys.thread(_unescape(location.thread.encode())).messages],
+                        [lex_escape(inc.message_id), location.score, inc.before, inc.after],
+                    )
+                )
+        merged = dict((member, score) for score, member in page)
+        if commands:
+            for reply in await self._driver.execute(commands, idempotent=True):
+                flat = as_list(reply)
+                for i in range(0, len(flat), 2):
+                    merged.setdefault(flat[i], int(flat[i + 1]))
+        return [member for member, _ in sorted(merged.items(), key=lambda e: (e[1], e[0]))]
 
     async def get_messages(self, ids: Iterable[str]) -> list[Message]:
-        """The messages with these ids, in the order asked; unknown ids are left out."""
-        keys = [self._keys.message(check_id(i, "ids")) for i in ids]
-        if not keys:
+        """The messages with these ids, in the order asked; unknown ids are left out.
+
+        Two round trips: where the messages live, then their records.
+        """
+        wanted = check_ids(ids, "ids")
+        if not wanted:
             return []
-        replies = await self._driver.execute([("HGETALL", k) for k in keys], idempotent=True)
-        return [
-            self._messages.from_hash(as_list(f), k) for k, f in zip(keys, replies, strict=True) if f
-        ]
+        keys = await self._keys()
+        located = await self._locate(keys, wanted)
+        members = await self._read_members(keys, located)
+        by_id = {m.id: m for m in self._decode_members(list(members.values()), "get_messages")}
+        return [by_id[i] for i in wanted if i in by_id]
+
+    async def _locate(self, keys: Keys, ids: list[str]) -> dict[bytes, _Location]:
+        """Where each of these messages lives, by escaped id (unknown ids left out)."""
+        replies = await self._driver.execute(_pointer_reads(keys, ids), idempotent=True)
+        return _merge_pointers(ids, replies)
+
+    async def _read_members(
+        self, keys: Keys, located: Mapping[bytes, _Location]
+    ) -> dict[bytes, bytes]:
+        """Each located message's member, by escaped id (those not found left out)."""
+        order = list(located)
+        commands: list[Command] = []
+        for m in order:
+            where = located[m]
+            messages_key = keys.thread(_unescape(where.thread.encode())).messages
+            commands.append(("ZRANGE", messages_key, where.score, where.score, "BYSCORE"))
+        found: dict[bytes, bytes] = {}
+        if not commands:
+            return found
+        for m, reply in zip(order, await self._driver.execute(commands, idempotent=True), strict=True):
+            for member in as_list(reply):
+                if member[_SEQ : _SEQ + len(m) + 1] == m + b"\x00":
+                    found[m] = member
+                    break
+        return found
 
     async def update_messages(
         self, patches: Iterable[MessagePatch | Mapping[str, Any]]
     ) -> list[Message]:
         """Change messages partly: only the fields a patch sets change; metadata is merged.
+
+        Two round trips: where the messages live, then one atomic script per bucket.
 
         Returns:
             The updated messages.
@@ -357,21 +461,22 @@ class MemoryStore(Domain):
         Raises:
             NotFoundError: a patch names a message that does not exist; nothing is written.
         """
+        if isinstance(patches, str | bytes | Mapping):
+            raise ValidationError("expected a list of patches", field="patches")
         valid = [validate(p, MessagePatch, where=f"patches[{i}]") for i, p in enumerate(patches)]
         if not valid:
             return []
-        keys = self._keys
         codec = self._messages
+        keys = await self._keys()
+        located = await self._locate(keys, [p.id for p in valid])
         now = utc_now()
-        args: list[Any] = [
-            keys.message.prefix,
-            keys.thread.prefix,
-            keys.resource_threads_by_updated.prefix,
-            micros(now),
-            codec.encode(now),
-            len(valid),
-        ]
+        plans: dict[int, tuple[Bucket, dict[str, list[Arg]]]] = {}
+        order: list[bytes] = []
         for patch in valid:
+            m = lex_escape(patch.id).encode()
+            where = located.get(m)
+            if where is None:
+                raise NotFoundError(f"no message {patch.id!r}")
             fields: list[bytes] = []
             if patch.content is not msgspec.UNSET:
                 fields += (b"content", codec.encode(patch.content))
@@ -379,70 +484,162 @@ class MemoryStore(Domain):
                 fields += (b"role", codec.encode(patch.role))
             if patch.metadata is not msgspec.UNSET:
                 fields += codec.merged_fields("metadata", patch.metadata)
-            args += (patch.id, len(fields), *fields)
-        reply = await self._driver.run(scripts.UPDATE_MESSAGES, [keys.message(valid[0].id)], args)
-        status, *hashes = as_list(reply)
-        if status == 0:
-            raise NotFoundError(f"no message {hashes[0].decode()!r}")
-        return [codec.from_hash(f, keys.message(p.id)) for p, f in zip(valid, hashes, strict=True)]
+            thread_id = _unescape(where.thread.encode())
+            bucket = keys.bucket_of(thread_id)
+            plan = plans.setdefault(bucket.number, (bucket, {}))
+            plan[1].setdefault(thread_id, []).extend((m, where.score, len(fields) // 2, *fields))
+            order.append(m)
+        commands = []
+        for bucket, by_thread in plans.values():
+            args: list[Arg] = [lex_time(micros(now)), codec.encode(now), len(by_thread)]
+            for thread_id, entries in by_thread.items():
+                args += (lex_escape(thread_id), _count_patches(entries), *entries)
+            commands.append(
+                scripts.PATCH_MESSAGES.command(
+                    [
+                        bucket.threads,
+                        bucket.thread_index,
+                        bucket.pointers,
+                        *(keys.thread(t).messages for t in by_thread),
+                    ],
+                    args,
+                )
+            )
+        new_members: list[bytes] = []
+        for reply in await self._driver.execute(commands):
+            status, *members = as_list(reply)
+            if status == 0:
+                raise NotFoundError(f"no message {_unescape(members[0])!r}")
+            new_members += members
+        return self._decode_members(new_members, "update_messages")
 
     async def delete_messages(self, ids: Iterable[str]) -> int:
-        """Delete messages from their threads and every index. Returns how many existed."""
-        ids = [check_id(i, "ids") for i in ids]
-        if not ids:
+        """Delete messages from their threads. Returns how many existed.
+
+        Two round trips: where the messages live, then one script per bucket. Not retried
+        after a lost reply, so that the count it returns is never wrong.
+        """
+        wanted = list(dict.fromkeys(check_ids(ids, "ids")))
+        if not wanted:
             return 0
-        keys = self._keys
-        now = utc_now()
-        deleted = await self._driver.run(
-            scripts.DELETE_MESSAGES,
-            [keys.message(ids[0])],
-            [
-                keys.message.prefix,
-                keys.thread.prefix,
-                keys.thread_messages.prefix,
-                keys.resource_threads_by_updated.prefix,
-                micros(now),
-                self._format.encode(now),
-                *ids,
-            ],
-            idempotent=True,
+        keys = await self._keys()
+        located = await self._locate(keys, wanted)
+        return await self._remove_messages(keys, located, touch=True, now=utc_now())
+
+    async def _remove_messages(
+        self, keys: Keys, located: Mapping[bytes, _Location], *, touch: bool, now: datetime
+    ) -> int:
+        """Remove messages from the threads ``located`` names; returns how many were there."""
+        plans: dict[int, tuple[Bucket, dict[str, list[Arg]]]] = {}
+        for m, where in located.items():
+            thread_id = _unescape(where.thread.encode())
+            bucket = keys.bucket_of(thread_id)
+            plan = plans.setdefault(bucket.number, (bucket, {}))
+            plan[1].setdefault(thread_id, []).extend((m, where.score))
+        if not plans:
+            return 0
+        head: list[Arg] = (
+            [lex_time(micros(now)), self._format.encode(now)] if touch else ["", b""]
         )
-        return int(deleted)  # type: ignore[arg-type]
+        commands = []
+        for bucket, by_thread in plans.values():
+            args: list[Arg] = [*head, len(by_thread)]
+            for thread_id, entries in by_thread.items():
+                args += (lex_escape(thread_id), len(entries) // 2, *entries)
+            commands.append(
+                scripts.DELETE_MESSAGES.command(
+                    [
+                        bucket.threads,
+                        bucket.thread_index,
+                        bucket.pointers,
+                        *(keys.thread(t).messages for t in by_thread),
+                    ],
+                    args,
+                )
+            )
+        return sum(int(n) for n in await self._driver.execute(commands))  # type: ignore[arg-type]
 
     # -- resources --------------------------------------------------------------------------
 
     async def get_resource(self, resource_id: str) -> Resource | None:
         """The resource with this id, or None."""
-        key = self._keys.resource(check_id(resource_id, "resource_id"))
-        (fields,) = await self._driver.execute([("HGETALL", key)], idempotent=True)
-        return self._resources.from_hash(as_list(fields), key) if fields else None
+        check_id(resource_id, "resource_id")
+        keys = await self._keys()
+        bucket = keys.bucket_of(resource_id)
+        (packed,) = await self._driver.execute(
+            [("HGET", bucket.resources, lex_escape(resource_id))], idempotent=True
+        )
+        if packed is None:
+            return None
+        return self._resources.unpack(packed, f"{bucket.resources}[{resource_id}]")  # type: ignore[arg-type]
 
     async def save_resource(self, resource: Resource | Mapping[str, Any]) -> Resource:
         """Create or replace a resource (``updated_at`` is set to now when not given)."""
         (saved,) = await self._write_resources([resource], "resource")
         return saved
 
+    async def list_resources(self, page: int = 0, per_page: int = 20) -> Page[Resource]:
+        """One page of the namespace's resources, most recently updated first.
+
+        One round trip on one bucket (``per_page + 3`` commands), whatever the number of
+        resources stored.
+        """
+        check_page(page, per_page)
+        keys = await self._keys()
+        total, found = await list_index(
+            self._driver,
+            keys.all_buckets,
+            _resource_index,
+            [_resources],
+            lex_bounds(("U",)),
+            offset=page * per_page,
+            count=per_page,
+            newest_first=True,
+        )
+        resources = [self._resources.unpack(row[0], "resources") for row in found]  # type: ignore[arg-type]
+        return make_page(resources, total, page, per_page)
+
     async def _write_resources(
         self, resources: Iterable[Resource | Mapping[str, Any]], where: str
     ) -> list[Resource]:
-        """Replace resources in one atomic batch; ``where`` names them in errors."""
-        valid = []
-        commands: list[Command] = []
+        """Replace resources, one script per bucket; ``where`` names them in errors."""
+        if isinstance(resources, str | bytes):
+            raise ValidationError("expected a list of resources", field=where)
         now = utc_now()
+        valid = []
+        plans: dict[int, tuple[Bucket, list[Arg]]] = {}
         for i, given in enumerate(resources):
-            name = where.format(i)
-            resource = validate(given, Resource, where=name)
+            resource = validate(given, Resource, where=where.format(i))
             if resource.updated_at is None:
                 resource = msgspec.structs.replace(resource, updated_at=now)
-            key = self._keys.resource(resource.id)
-            commands += (
-                ("DEL", key),
-                ("HSET", key, *encode_record(self._resources, resource, name)),
-                ("ZADD", self._keys.resources, micros(resource.created_at), resource.id),
-            )
             valid.append(resource)
-        if commands:
-            await self._driver.execute(commands, atomic=True, idempotent=True)
+        if not valid:
+            return []
+        keys = await self._keys()
+        for resource in valid:
+            bucket = keys.bucket_of(resource.id)
+            plan = plans.setdefault(bucket.number, (bucket, []))
+            created = lex_time(micros(resource.created_at))
+            updated = lex_time(micros(resource.updated_at or now))
+            packed = pack_fields(
+                [
+                    *self._resources.to_fields(resource),
+                    b"_c",
+                    created.encode(),
+                    b"_u",
+                    updated.encode(),
+                ]
+            )
+            plan[1].extend((lex_escape(resource.id), created, updated, packed))
+        await self._driver.execute(
+            [
+                scripts.WRITE_RESOURCES.command(
+                    [bucket.resources, bucket.resource_index], [len(args) // 4, *args]
+                )
+                for bucket, args in plans.values()
+            ],
+            idempotent=True,
+        )
         return valid
 
     async def update_resource(
@@ -452,41 +649,53 @@ class MemoryStore(Domain):
         metadata: Mapping[str, Any] | None = None,
     ) -> Resource:
         """Set a resource's working memory and merge ``metadata``; create it when missing."""
-        key = self._keys.resource(check_id(resource_id, "resource_id"))
+        check_id(resource_id, "resource_id")
         if working_memory is not None and not isinstance(working_memory, str):
             raise ValidationError("expected a string", field="working_memory")
         codec = self._resources
-        now = utc_now()
-        create = [b"id", codec.encode(resource_id), b"created_at", codec.encode(now)]
-        fields = [b"updated_at", codec.encode(now)]
+        fields: list[Arg] = []
         if working_memory is not None:
             fields += (b"working_memory", codec.encode(working_memory))
         if metadata is not None:
             fields += codec.merged_fields("metadata", _check_metadata(metadata))
-        reply = await self._driver.run(
-            scripts.UPDATE_RESOURCE,
-            [key],
-            [resource_id, micros(now), self._keys.resources, len(create), *create, *fields],
+        now = utc_now()
+        now_key = lex_time(micros(now))
+        new = pack_fields(
+            [
+                *codec.to_fields(Resource(id=resource_id, created_at=now, updated_at=now)),
+                b"_c",
+                now_key.encode(),
+            ]
         )
-        return codec.from_hash(as_list(reply), key)
+        keys = await self._keys()
+        bucket = keys.bucket_of(resource_id)
+        packed = await self._driver.run(
+            scripts.UPDATE_RESOURCE,
+            [bucket.resources, bucket.resource_index],
+            [lex_escape(resource_id), now_key, new, b"updated_at", codec.encode(now), *fields],
+        )
+        return codec.unpack(packed, f"{bucket.resources}[{resource_id}]")  # type: ignore[arg-type]
 
     # -- export and restore ----------------------------------------------------------------
 
     async def export_threads(self, *, cursor: str | None = None, count: int = 100) -> Chunk[Thread]:
         """One chunk of a walk through every thread of the namespace, oldest first.
 
-        One round trip (``count + 2`` commands) whatever the number of threads stored.
+        One round trip (``count + 3`` commands, and one more per bucket for the total)
+        whatever the number of threads stored.
 
         Args:
             cursor: None for the first chunk, then the previous chunk's ``cursor``.
             count: How many threads to read, from 1 to 1000.
         """
-        keys = self._keys
-        return await chunk_of_index(
+        keys = await self._keys()
+        return await walk_index(
             self._driver,
-            keys.threads,
-            keys.thread.prefix,
-            self._threads.from_hash,
+            keys,
+            _thread_index,
+            [_threads],
+            ("C",),
+            lambda row, where: self._threads.unpack(row[0], where),  # type: ignore[arg-type]
             cursor=cursor,
             count=count,
         )
@@ -497,7 +706,7 @@ class MemoryStore(Domain):
         """One chunk of a walk through a thread's messages, in the thread's order.
 
         The order is :meth:`list_messages`'s: by ``created_at``, equal timestamps in the
-        order the messages were first saved. One round trip (``2 * count + 2`` commands).
+        order the messages were first saved. One round trip (two commands).
 
         Args:
             thread_id: The thread (an unknown thread has no messages).
@@ -505,22 +714,32 @@ class MemoryStore(Domain):
             count: How many messages to read, from 1 to 1000.
         """
         check_id(thread_id, "thread_id")
-        offset = offset_cursor(cursor)
+        offset = _offset_cursor(cursor)
         check_count(count)
-        total, items = await self._list_messages(
-            thread_id, ("-inf", "+inf"), mode="page", offset=offset, count=count
+        keys = await self._keys()
+        key = keys.thread(thread_id).messages
+        total, members = await self._driver.execute(
+            [("ZCARD", key), ("ZRANGE", key, offset, offset + count - 1)], idempotent=True
         )
-        return Chunk(items=items, cursor=next_offset_cursor(offset, count, total), total=total)
+        end = offset + count
+        return Chunk(
+            items=self._decode_members(as_list(members), key),
+            cursor=str(end) if end < int(total) else None,  # type: ignore[arg-type]
+            total=int(total),  # type: ignore[arg-type]
+        )
 
     async def count_messages(self, thread_ids: Iterable[str]) -> list[int]:
         """How many messages each thread has (0 for an unknown thread), in the order asked.
 
         One round trip (one ``ZCARD`` per thread).
         """
-        keys = [self._keys.thread_messages(check_id(t, "thread_ids")) for t in thread_ids]
-        if not keys:
+        wanted = check_ids(thread_ids, "thread_ids")
+        if not wanted:
             return []
-        replies = await self._driver.execute([("ZCARD", k) for k in keys], idempotent=True)
+        keys = await self._keys()
+        replies = await self._driver.execute(
+            [("ZCARD", keys.thread(t).messages) for t in wanted], idempotent=True
+        )
         return [int(r) for r in replies]  # type: ignore[arg-type]
 
     async def export_resources(
@@ -528,18 +747,21 @@ class MemoryStore(Domain):
     ) -> Chunk[Resource]:
         """One chunk of a walk through every resource of the namespace, oldest first.
 
-        One round trip (``count + 2`` commands) whatever the number of resources stored.
+        One round trip (``count + 3`` commands, and one more per bucket for the total)
+        whatever the number of resources stored.
 
         Args:
             cursor: None for the first chunk, then the previous chunk's ``cursor``.
             count: How many resources to read, from 1 to 1000.
         """
-        keys = self._keys
-        return await chunk_of_index(
+        keys = await self._keys()
+        return await walk_index(
             self._driver,
-            keys.resources,
-            keys.resource.prefix,
-            self._resources.from_hash,
+            keys,
+            _resource_index,
+            [_resources],
+            ("C",),
+            lambda row, where: self._resources.unpack(row[0], where),  # type: ignore[arg-type]
             cursor=cursor,
             count=count,
         )
@@ -558,8 +780,10 @@ class MemoryStore(Domain):
     async def _write_threads(
         self, threads: Iterable[Thread | Mapping[str, Any]], where: str
     ) -> list[Thread]:
-        """Run WRITE_THREADS: create or replace threads in one script, ``updated_at`` set
-        to now where not given; ``where`` names them in errors (``{}``: the position)."""
+        """Run WRITE_THREADS: create or replace threads, one script per bucket, ``updated_at``
+        set to now where not given; ``where`` names them in errors (``{}``: the position)."""
+        if isinstance(threads, str | bytes):
+            raise ValidationError("expected a list of threads", field=where.format(0))
         now = utc_now()
         valid = []
         for i, given in enumerate(threads):
@@ -569,20 +793,34 @@ class MemoryStore(Domain):
             valid.append(thread)
         if not valid:
             return []
-        keys = self._keys
-        args: list[Any] = [
-            keys.thread.prefix,
-            keys.resource_threads_by_created.prefix,
-            keys.resource_threads_by_updated.prefix,
-            keys.threads,
-            len(valid),
-        ]
-        for i, thread in enumerate(valid):
-            fields = encode_record(self._threads, thread, where.format(i))
-            args += (thread.id, thread.resource_id, micros(thread.created_at))
-            args += (micros(thread.updated_at or now), len(fields), *fields)
-        await self._driver.run(
-            scripts.WRITE_THREADS, [keys.thread(valid[0].id)], args, idempotent=True
+        keys = await self._keys()
+        plans: dict[int, tuple[Bucket, list[Arg]]] = {}
+        for thread in valid:
+            bucket = keys.bucket_of(thread.id)
+            created = lex_time(micros(thread.created_at))
+            updated = lex_time(micros(thread.updated_at or now))
+            r = lex_escape(thread.resource_id)
+            packed = pack_fields(
+                [
+                    *self._threads.to_fields(thread),
+                    b"_r",
+                    r.encode(),
+                    b"_c",
+                    created.encode(),
+                    b"_u",
+                    updated.encode(),
+                ]
+            )
+            plan = plans.setdefault(bucket.number, (bucket, []))
+            plan[1].extend((lex_escape(thread.id), r, created, updated, packed))
+        await self._driver.execute(
+            [
+                scripts.WRITE_THREADS.command(
+                    [bucket.threads, bucket.thread_index], [len(args) // 5, *args]
+                )
+                for bucket, args in plans.values()
+            ],
+            idempotent=True,
         )
         return valid
 
@@ -616,8 +854,126 @@ class MemoryStore(Domain):
         """
         return await self._write_resources(resources, "resources[{}]")
 
+    # -- decoding ---------------------------------------------------------------------------
+
+    def _thread(self, packed: bytes, bucket: Bucket | None) -> Thread:
+        where = "threads" if bucket is None else bucket.threads
+        return self._threads.unpack(packed, where)
+
+    def _decode_members(self, members: Sequence[bytes], where: str) -> list[Message]:
+        """Decode message members (``<seq><M>\\0<packed record>``), in order.
+
+        Members holding only a document (the common case) are decoded in one call.
+        """
+        documents: list[bytes] = []
+        for member in members:
+            cut = member.index(b"\x00", _SEQ)
+            if member[cut + 1] == 0:
+                documents.append(member[cut + 2 :])
+            else:
+                documents = []
+                break
+        else:
+            if self._format.binary:
+                return [self._messages.unpack(b"\x00" + d, where) for d in documents]
+            try:
+                return self._message_list(b"[" + b",".join(documents) + b"]")
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise CorruptRecordError(where, str(exc)) from None
+        return [
+            self._messages.unpack(member[member.index(b"\x00", _SEQ) + 1 :], where)
+            for member in members
+        ]
+
+    def _message_list(self, data: bytes) -> list[Message]:
+        decoded: list[Message] = self._format.decode(data, list[Message])
+        return decoded
+
 
 def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
         raise ValidationError("expected a mapping with string keys", field="metadata")
     return dict(metadata)
+
+
+def _unescape(value: bytes) -> str:
+    """The id a lex-escaped value (bytes) stands for."""
+    return value.decode().replace("\x01\x01", "\x00").replace("\x01\x02", "\x01")
+
+
+def _location(pointer: bytes) -> _Location:
+    thread, _, score = pointer.partition(b"\x00")
+    return _Location(thread.decode(), score.decode())
+
+
+def _pointer_reads(keys: Keys, ids: Sequence[str]) -> list[Command]:
+    """Reads of these message ids' pointers in every bucket (a message lives in its
+    thread's bucket)."""
+    escaped = [lex_escape(i) for i in ids]
+    return [("HMGET", b.pointers, *escaped) for b in keys.all_buckets]
+
+
+def _merge_pointers(ids: Sequence[str], replies: Sequence[Reply]) -> dict[bytes, _Location]:
+    """The replies of :func:`_pointer_reads` for ``ids``, by escaped id."""
+    escaped = [lex_escape(i).encode() for i in ids]
+    located: dict[bytes, _Location] = {}
+    for reply in replies:
+        for m, pointer in zip(escaped, as_list(reply), strict=True):
+            if pointer is not None:
+                located[m] = _location(pointer)
+    return located
+
+
+def _count_patches(entries: list[Arg]) -> int:
+    count, pos = 0, 0
+    while pos < len(entries):
+        pos += 3 + 2 * int(entries[pos + 2])  # type: ignore[arg-type]
+        count += 1
+    return count
+
+
+def _score_window(date_range: DateRange | None) -> tuple[str, str] | None:
+    """``ZRANGE BYSCORE`` bounds of a date range, or None for the whole thread."""
+    if date_range is None:
+        return None
+    window = validate(date_range, DateRange, where="date_range")
+    if window.start is None and window.end is None:
+        return None
+    low = "-inf" if window.start is None else ("(" if window.start_exclusive else "") + str(
+        micros(window.start)
+    )
+    high = "+inf" if window.end is None else ("(" if window.end_exclusive else "") + str(
+        micros(window.end)
+    )
+    return low, high
+
+
+def _page_commands(
+    key: str,
+    window: tuple[str, str] | None,
+    last: int | None,
+    page: int,
+    per_page: int,
+    with_scores: bool,
+) -> list[Command]:
+    """The two commands of a page of messages: the count, and the records (with their
+    scores after each when ``with_scores``)."""
+    scores = ("WITHSCORES",) if with_scores else ()
+    if window is None:
+        start, stop = (-last, -1) if last is not None else (page * per_page, (page + 1) * per_page - 1)
+        return [("ZCARD", key), ("ZRANGE", key, start, stop, *scores)]
+    low, high = window
+    count: Command = ("ZCOUNT", key, low, high)
+    if last is not None:
+        return [count, ("ZRANGE", key, high, low, "BYSCORE", "REV", "LIMIT", 0, last, *scores)]
+    offset = page * per_page
+    return [count, ("ZRANGE", key, low, high, "BYSCORE", "LIMIT", offset, per_page, *scores)]
+
+
+def _offset_cursor(cursor: Any) -> int:
+    if cursor is None:
+        return 0
+    if not isinstance(cursor, str) or not cursor.isascii() or not cursor.isdigit():
+        raise ValidationError("expected a cursor returned by the same method", field="cursor")
+    return int(cursor)
+

@@ -1,65 +1,50 @@
-"""Traces: spans in a stream, a summary per trace, listings by time.
+"""Traces: spans in a stream per trace, a summary per trace, listings by time.
 
-Key schema (see :mod:`kvstore.keys`):
+Key schema (layout 2, see :mod:`kvstore.keys`). A trace lives in the bucket of its id;
+``T`` is the id escaped for lex members:
 
-* ``spans`` stream: every span of the namespace, one entry each. Entry ids carry time:
-  ``<start ms>-<seq>``, the start raised when needed so that ids only grow (see
-  :mod:`~kvstore.domains._trace_scripts`); so a time window of spans is an ``XRANGE`` and
-  retention by age is ``XTRIM MINID``.
-* ``span_clock`` string: the last stream id given out.
-* ``trace_spans:<trace id>`` hash: span id -> stream entry id, for ``get_trace``.
-* ``trace:<trace id>`` hash: the trace's summary (root span, start, end, span count).
-* ``trace_index:<filters>:<values>`` sorted sets, scored by the trace's start time in
-  microseconds: an :class:`~kvstore.keys.IndexFamily` with one set for every combination
-  of the root span's ``name``, ``scope`` and one of its ``attribute`` pairs.
-
-Why list traces from sorted sets rather than from the stream: a page of traces needs a
-``total`` and filters by root span, and a stream window would have to be read whole to
-count the traces in it. The trace index answers a window and any filter combination with
-one ``ZCOUNT`` and one ``ZRANGE``, reading only the page.
+* ``spans:<trace id>`` (stream): the trace's spans, one entry each (``s`` its span id,
+  ``d`` the packed span). Entry ids carry time, ``<start ms>-<seq>`` (raised when needed so
+  that ids only grow: see :mod:`~kvstore.domains._trace_scripts`), so the spans of a trace
+  newer than one already read are one ``XRANGE``.
+* ``span_ids:<trace id>`` (hash): span id -> stream id, so a span saved again replaces its
+  entry.
+* ``traces`` (bucket hash): ``T`` -> the trace summary listings show (root span, start, end,
+  span count), packed; and the bucket's span total (for retention).
+* ``trace_index`` (bucket lex index): per trace, one entry for every combination of its
+  root span's ``name`` (``n``), ``scope`` (``c``) and one of its attributes (``a``), plus
+  ``T`` (every trace by start): ``<filters>\0<values>\0<start>\0T``.
 
 Which attributes are indexed: each attribute of a trace's root span whose value is a
 string, number or boolean of at most 256 bytes (JSON-encoded) and whose name is at most 256
-bytes. A trace is in ``4 * (1 + attributes)`` index sets; ``list_traces`` filters on one
-attribute at a time, so there is one set per combination.
+bytes. A trace is in ``1 + 4 * (1 + attributes)`` index entries; ``list_traces`` filters on
+one attribute at a time.
 
-Retention (:class:`TraceRetention`, set on the store) is applied by every ``save_spans``
-and by :meth:`TraceStore.apply_retention`, with exact ``XTRIM MAXLEN =`` and
-``XTRIM MINID =``. Before trimming, the script reads the entries it will remove and drops
-them from their traces, and a trace left with no span leaves every index, so listings
-never show a trace that has nothing left. ``get_trace`` also skips any entry that is gone.
-Age is read from stream ids: a span that arrives after spans that started later than it
-gets the later id, so it is kept longer than its start time alone would say, never
-shorter.
+Retention (:class:`TraceRetention`, set on the store) drops whole traces, oldest first by
+start: those that started before ``max_age``, and as many as needed to keep each bucket's
+spans within its share of ``max_spans`` (``max_spans / buckets``; exact with one bucket).
+``save_spans`` returns what retention needs to know (a bucket's span count and its oldest
+trace), so it costs nothing until something is due; then the traces go in slices of at most
+100, one round trip each, so no call holds the server long. :meth:`TraceStore.apply_retention`
+runs it on demand for every bucket.
 
-Cost of each call (one round trip each; Redis commands counted inside the script):
+Cost of each call (one round trip each unless said):
 
 ===================  ===========================================================
-``save_spans``       per span 3 (``HGET``, ``XADD``, ``HSET``; 4 with the ``XDEL`` of
-                     a span saved again); per trace at most 7 plus its index moves
-                     (``4 * (1 + attributes)`` entries written for a new trace, as
-                     many removed and written when its root changes); 2 for the
-                     clock. Retention adds at most 5, then 2 per span trimmed and,
-                     per trace that lost spans, 2 (or 3 plus its index entries when
-                     it lost its last span). Each span is trimmed once, so trimming
-                     costs O(1) per span saved. One call trims whatever has aged out
-                     since the last one: after a long pause, run
-                     ``apply_retention`` on a schedule to spread that work.
-``get_trace``        1 + the trace's span count
-``list_traces``      ``per_page + 2``, whatever the number of traces stored
-``delete_traces``    per trace 3 + its span count + its index entries
-``apply_retention``  as the retention part of ``save_spans``
-``export_spans``     2 (``XLEN`` and one ``XRANGE`` of ``count`` entries)
+``save_spans``       one script per bucket: per span 4 commands (``HGET``, ``XADD``,
+                     ``HSET``, ``XDEL`` for a span saved again), per trace about 5
+                     plus its index entries when its root or start changes
+``get_trace``        one ``XRANGE`` of the trace's stream
+``list_traces``      one script per bucket, ``per_page + 3`` commands with one bucket
+``delete_traces``    one script per bucket, about 5 commands per trace
+``apply_retention``  one round trip to look, then one per 100 traces dropped
+``export_spans``     one ``XRANGE`` of ``count`` entries and a count per bucket
 ===================  ===========================================================
-
-Measured on Redis 7 with 3000 spans stored: saving a trace of 10 spans whose root has two
-indexed attributes costs 45 commands, ``get_trace`` of it 11, a ``list_traces`` page of 20
-(with or without filters) 22.
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,46 +52,47 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from kvstore.codec import FormatName, RecordCodec, record_codec, validate
+from kvstore.codec import FormatName, RecordCodec, pack_fields, record_codec, unpack_fields, validate
 from kvstore.domains import _trace_scripts as scripts
 from kvstore.domains._base import (
     Domain,
     as_list,
     check_count,
     check_id,
+    check_ids,
     check_page,
     decode_with_counters,
-    encode_record,
+    lex_bounds,
+    list_index,
     make_page,
     micros,
-    page_of_index,
     time_window,
 )
-from kvstore.errors import ValidationError
+from kvstore.errors import CorruptRecordError, ValidationError
+from kvstore.keys import lex_escape, lex_time
 from kvstore.records import Chunk, Page, Span, TraceSummary, utc_now
 
 if TYPE_CHECKING:
-    from kvstore.drivers.base import Arg, Driver
-    from kvstore.keys import IndexValue, Keys
+    from kvstore.drivers.base import Arg, Command, Driver
+    from kvstore.keys import Bucket, Keys
+    from kvstore.layout import StoreLayout
 
 __all__ = ["TraceRetention", "TraceStore"]
 
 #: Longest attribute name and JSON-encoded value that the trace index keeps.
 MAX_INDEXED_BYTES = 256
-#: The summary fields a listing reads (the index keys in ``_ix`` stay behind).
-_SUMMARY_FIELDS = (
-    "trace_id",
-    "name",
-    "scope",
-    "start_time",
-    "end_time",
-    "status",
-    "root_span_id",
-    "_n",
-)
+#: Traces retention drops in one round trip at most.
+RETENTION_SLICE = 100
 _COUNTERS = {b"_n": "span_count"}
 _json = msgspec.json.Encoder()
-_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+
+
+def _summaries(bucket: Bucket) -> str:
+    return bucket.traces
+
+
+def _trace_index(bucket: Bucket) -> str:
+    return bucket.trace_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +129,11 @@ class TraceStore(Domain):
     def __init__(
         self,
         driver: Driver,
-        keys: Keys,
-        format_name: FormatName = "json",
+        layout: StoreLayout,
+        format_name: FormatName,
         retention: TraceRetention | None = None,
     ) -> None:
-        super().__init__(driver, keys, format_name)
+        super().__init__(driver, layout, format_name)
         self._spans: RecordCodec[Span] = record_codec(Span, format_name)
         # Scripts maintain a summary attribute by attribute.
         self._summaries: RecordCodec[TraceSummary] = record_codec(
@@ -157,13 +143,14 @@ class TraceStore(Domain):
 
     @property
     def retention(self) -> TraceRetention:
-        """The retention limits applied on every save."""
+        """The retention limits applied after saves and by :meth:`apply_retention`."""
         return self._retention
 
     async def save_spans(self, spans: Iterable[Span | Mapping[str, Any]]) -> list[Span]:
         """Store a batch of spans in one round trip, then apply the retention limits.
 
-        A span saved again (same trace and span id) replaces the earlier one.
+        A span saved again (same trace and span id) replaces the earlier one. Spans may
+        arrive in any order, children before parents.
 
         Returns:
             The spans as stored.
@@ -171,54 +158,77 @@ class TraceStore(Domain):
         Raises:
             ValidationError: a span is malformed; nothing is written.
         """
+        if isinstance(spans, str | bytes | Mapping):
+            raise ValidationError("expected a list of spans", field="spans")
         valid = [validate(s, Span, where=f"spans[{i}]") for i, s in enumerate(spans)]
         if not valid:
             return []
-        codec = self._spans
-        encoded = [encode_record(codec, s, f"spans[{i}]") for i, s in enumerate(valid)]
         # A span given twice in one batch: the last one counts, as it would across calls.
-        latest = {(s.trace_id, s.span_id): (s, f) for s, f in zip(valid, encoded, strict=True)}
-        args = self._retention_args()
-        args.append(len(latest))
-        args.append(len({t for t, _ in latest}))
+        latest = {(s.trace_id, s.span_id): s for s in valid}
         by_trace: dict[str, list[Span]] = {}
-        for span, fields in latest.values():
-            start_ms = max(0, micros(span.start_time) // 1000)
-            args += (span.trace_id, span.span_id, start_ms, len(fields), *fields)
+        for span in latest.values():
             by_trace.setdefault(span.trace_id, []).append(span)
+        keys = await self._keys()
+        now_ms = micros(utc_now()) // 1000
+        plans: dict[int, tuple[Bucket, list[str], list[Arg]]] = {}
         for trace_id, trace_spans in by_trace.items():
-            args += self._trace_args(trace_id, trace_spans)
-        await self._driver.run(scripts.SAVE_SPANS, [self._keys.spans], args)
+            bucket = keys.bucket_of(trace_id)
+            plan = plans.setdefault(bucket.number, (bucket, [], []))
+            plan[1].extend((keys.trace_spans(bucket, trace_id), keys.trace_span_ids(bucket, trace_id)))
+            plan[2].extend(self._trace_args(trace_id, trace_spans))
+            for span in trace_spans:
+                plan[2].extend(
+                    (
+                        lex_escape(span.span_id),
+                        max(0, micros(span.start_time) // 1000),
+                        self._spans.pack(span),
+                    )
+                )
+        replies = await self._driver.execute(
+            [
+                scripts.SAVE_SPANS.command(
+                    [bucket.traces, bucket.trace_index, *trace_keys],
+                    [now_ms, len(trace_keys) // 2, *args],
+                )
+                for bucket, trace_keys, args in plans.values()
+            ]
+        )
+        due = [
+            bucket
+            for (bucket, _, _), reply in zip(plans.values(), replies, strict=True)
+            if self._retention_due(keys, *as_list(reply))
+        ]
+        if due:
+            await self._trim(keys, due)
         return valid
 
     async def apply_retention(self) -> int:
-        """Trim the spans beyond the retention limits now, without saving any.
+        """Drop the traces beyond the retention limits now, without saving any.
 
-        ``save_spans`` does this on every call; call this where spans may stop arriving
-        for long (a scheduled job), so that old spans go anyway.
+        ``save_spans`` does this for the buckets it writes to; call this where spans may
+        stop arriving for long (a scheduled job), so that old traces go anyway.
 
         Returns:
-            How many spans were trimmed.
+            How many spans were dropped (with their traces).
         """
-        args = [*self._retention_args(), 0, 0]
-        trimmed = await self._driver.run(scripts.SAVE_SPANS, [self._keys.spans], args)
-        return int(trimmed)  # type: ignore[arg-type]
+        if self._retention.max_spans is None and self._retention.max_age is None:
+            return 0
+        keys = await self._keys()
+        return await self._trim(keys, keys.all_buckets)
 
     async def get_trace(self, trace_id: str) -> list[Span]:
         """Every stored span of a trace, each parent before its children.
 
         The order is depth-first from the roots (spans whose parent is not stored), with
-        siblings by start time. Empty when the trace is unknown or all its spans were
-        trimmed.
+        siblings by start time. Empty when the trace is unknown or was dropped. One
+        ``XRANGE``.
         """
-        keys = self._keys
-        reply = await self._driver.run(
-            scripts.GET_TRACE,
-            [keys.spans, keys.trace_spans(check_id(trace_id, "trace_id"))],
-            idempotent=True,
-        )
-        spans = [self._spans.from_hash(fields, keys.spans) for fields in as_list(reply)]
-        return _parents_first(spans)
+        check_id(trace_id, "trace_id")
+        keys = await self._keys()
+        bucket = keys.bucket_of(trace_id)
+        stream = keys.trace_spans(bucket, trace_id)
+        (entries,) = await self._driver.execute([("XRANGE", stream, "-", "+")], idempotent=True)
+        return _parents_first(self._entries(as_list(entries), stream))
 
     async def list_traces(
         self,
@@ -233,8 +243,8 @@ class TraceStore(Domain):
     ) -> Page[TraceSummary]:
         """One page of traces, newest first (by start time).
 
-        Filters apply to each trace's root span and combine freely. Costs ``per_page + 2``
-        commands whatever the number of traces stored.
+        Filters apply to each trace's root span and combine freely. One script per bucket
+        (``per_page + 3`` commands on one bucket) whatever the number of traces stored.
 
         Args:
             name: Only traces whose root span has this name.
@@ -250,93 +260,217 @@ class TraceStore(Domain):
             if value is not None and not isinstance(value, str):
                 raise ValidationError("expected a string", field=field)
         attribute = _attribute_filter(attributes)
-        window = time_window(from_date, to_date)
+        low, high = time_window(from_date, to_date)
         check_page(page, per_page)
-        index = self._keys.trace_index.key({"name": name, "scope": scope, "attribute": attribute})
-        prefix = self._keys.trace.prefix
-        total, found = await page_of_index(
-            self._driver,
-            index,
-            prefix,
-            page=page,
-            per_page=per_page,
-            window=window,
-            fields=_SUMMARY_FIELDS,
-        )
-        codec = self._summaries
-        items = [
-            decode_with_counters(codec, f, prefix + m.decode(errors="replace"), _COUNTERS)
-            for m, f in found
+        present = [
+            (tag, value)
+            for tag, value in (("n", name), ("c", scope), ("a", attribute))
+            if value is not None
         ]
+        prefix: list[str] = ["".join(tag for tag, _ in present) or "T"]
+        for _, value in present:
+            prefix += value if isinstance(value, tuple) else (value,)
+        keys = await self._keys()
+        total, rows = await list_index(
+            self._driver,
+            keys.all_buckets,
+            _trace_index,
+            [_summaries],
+            lex_bounds(prefix, low, high),
+            offset=page * per_page,
+            count=per_page,
+            newest_first=True,
+        )
+        items = [self._summary(row[0], "traces") for row in rows]  # type: ignore[arg-type]
         return make_page(items, total, page, per_page)
 
     async def delete_traces(self, trace_ids: Iterable[str]) -> int:
         """Delete traces: their spans, summaries and index entries.
 
+        One script per bucket. Not retried after a lost reply, so that the count it
+        returns is never wrong.
+
         Returns:
             How many of the traces existed.
         """
-        ids = [check_id(t, "trace_ids") for t in trace_ids]
+        ids = list(dict.fromkeys(check_ids(trace_ids, "trace_ids")))
         if not ids:
             return 0
-        keys = self._keys
-        deleted = await self._driver.run(
-            scripts.DELETE_TRACES,
-            [keys.spans],
-            [keys.trace.prefix, keys.trace_spans.prefix, *ids],
-            idempotent=True,
-        )
-        return int(deleted)  # type: ignore[arg-type]
+        keys = await self._keys()
+        existed, _ = await self._delete(keys, ids)
+        return existed
 
     async def export_spans(self, *, cursor: str | None = None, count: int = 100) -> Chunk[Span]:
-        """One chunk of a walk through every span of the namespace, in stream order.
+        """One chunk of a walk through every span of the namespace, trace by trace.
 
-        Stream order is roughly start time (see the module docstring). One round trip of
-        two commands whatever the number of spans stored. :meth:`save_spans` is the write
-        side: it stores spans exactly as given.
+        Traces come bucket by bucket, oldest first, each trace's spans in stream order. One
+        round trip: up to ``count`` spans of one trace, the next trace to read and the
+        bucket span counts for the total. A chunk holds one trace's spans only, so it may be
+        short. :meth:`save_spans` is the write side: it stores spans exactly as given.
 
         Args:
             cursor: None for the first chunk, then the previous chunk's ``cursor``.
             count: How many spans to read, from 1 to 1000.
         """
         check_count(count)
-        if cursor is None:
-            start = "-"
-        elif isinstance(cursor, str) and _STREAM_ID.fullmatch(cursor):
-            start = "(" + cursor
+        keys = await self._keys()
+        buckets = keys.all_buckets
+        position, rank, trace, after = _span_cursor(cursor, len(buckets))
+        bucket = buckets[position]
+        low, high = lex_bounds(("T",))
+        commands: list[Command] = [("HGET", b.traces, scripts.TOTAL_FIELD) for b in buckets]
+        if trace is None:
+            # The first trace of the walk (or of the bucket): find it with the counts.
+            commands.append(("ZRANGE", bucket.trace_index, low, high, "BYLEX", "LIMIT", rank, 1))
         else:
-            raise ValidationError("expected a cursor returned by the same method", field="cursor")
-        stream = self._keys.spans
-        total, entries = await self._driver.execute(
-            [("XLEN", stream), ("XRANGE", stream, start, "+", "COUNT", count)], idempotent=True
+            stream = keys.trace_spans(bucket, trace)
+            commands += [
+                ("XRANGE", stream, "(" + after if after else "-", "+", "COUNT", count),
+                ("ZRANGE", bucket.trace_index, low, high, "BYLEX", "LIMIT", rank + 1, 1),
+            ]
+        replies = await self._driver.execute(commands, idempotent=True)
+        total = sum(int(r or 0) for r in replies[: len(buckets)])  # type: ignore[call-overload]
+        rest = replies[len(buckets) :]
+        items: list[Span] = []
+        if trace is None:
+            (following,) = rest
+            next_rank = rank
+        else:
+            entries, following = as_list(rest[0]), rest[1]
+            items = self._entries(entries, keys.trace_spans(bucket, trace))
+            if len(entries) == count:
+                last = entries[-1][0].decode()
+                return Chunk(items=items, cursor=_cursor(position, rank, trace, last), total=total)
+            next_rank = rank + 1
+        found = as_list(following)
+        if found:
+            next_trace = _unescape(found[0][found[0].rindex(b"\x00") + 1 :])
+            return Chunk(items=items, cursor=_cursor(position, next_rank, next_trace, ""), total=total)
+        if position + 1 < len(buckets):
+            return Chunk(items=items, cursor=f"{position + 1}:0", total=total)
+        return Chunk(items=items, cursor=None, total=total)
+
+    # -- retention -------------------------------------------------------------------------
+
+    def _retention_due(self, keys: Keys, spans: int, oldest: bytes) -> bool:
+        """Whether a bucket that holds ``spans`` spans and whose oldest trace started at
+        the sort key ``oldest`` needs trimming."""
+        retention = self._retention
+        if retention.max_spans is not None and spans > self._bucket_limit(keys):
+            return True
+        if retention.max_age is not None and oldest:
+            return oldest.decode() < lex_time(self._cutoff())
+        return False
+
+    def _bucket_limit(self, keys: Keys) -> int:
+        assert self._retention.max_spans is not None
+        return math.ceil(self._retention.max_spans / keys.buckets)
+
+    def _cutoff(self) -> int:
+        assert self._retention.max_age is not None
+        return micros(utc_now() - self._retention.max_age)
+
+    async def _trim(self, keys: Keys, buckets: list[Bucket]) -> int:
+        """Drop traces from ``buckets`` until they are within the limits, in slices."""
+        retention = self._retention
+        low, _ = lex_bounds(("T",))
+        dropped = 0
+        pending = list(buckets)
+        while pending:
+            # The oldest traces of each pending bucket, with their span counts and the
+            # bucket's total.
+            replies = await self._driver.execute(
+                [
+                    cmd
+                    for b in pending
+                    for cmd in (
+                        ("HGET", b.traces, scripts.TOTAL_FIELD),
+                        ("ZRANGE", b.trace_index, low, "(T\x01", "BYLEX", "LIMIT", 0, RETENTION_SLICE),
+                    )
+                ],
+                idempotent=True,
+            )
+            doomed: list[str] = []
+            still: list[Bucket] = []
+            for i, bucket in enumerate(pending):
+                spans = int(replies[2 * i] or 0)  # type: ignore[arg-type]
+                oldest = as_list(replies[2 * i + 1])
+                chosen = await self._choose(bucket, spans, oldest, keys)
+                if chosen:
+                    doomed += chosen
+                    if len(chosen) == RETENTION_SLICE:
+                        still.append(bucket)
+            if not doomed:
+                break
+            _, spans_dropped = await self._delete(keys, doomed)
+            dropped += spans_dropped
+            pending = still
+        return dropped
+
+    async def _choose(
+        self, bucket: Bucket, spans: int, oldest: list[bytes], keys: Keys
+    ) -> list[str]:
+        """Which of a bucket's oldest traces (members of its ``T`` entries) to drop."""
+        retention = self._retention
+        chosen: list[str] = []
+        cutoff = None if retention.max_age is None else lex_time(self._cutoff()).encode()
+        excess = 0 if retention.max_spans is None else spans - self._bucket_limit(keys)
+        counts: list[int] = []
+        if excess > 0:
+            ids = [m[m.rindex(b"\x00") + 1 :] for m in oldest]
+            if ids:
+                (packed,) = await self._driver.execute(
+                    [("HMGET", bucket.traces, *ids)], idempotent=True
+                )
+                counts = [_span_count(p) for p in as_list(packed)]
+        for i, member in enumerate(oldest):
+            aged = cutoff is not None and member[2:18] < cutoff
+            if not aged and excess <= 0:
+                break
+            chosen.append(_unescape(member[member.rindex(b"\x00") + 1 :]))
+            if counts:
+                excess -= counts[i]
+        return chosen
+
+    async def _delete(self, keys: Keys, trace_ids: list[str]) -> tuple[int, int]:
+        """Delete traces, one script per bucket; (traces that existed, spans deleted)."""
+        plans: dict[int, tuple[Bucket, list[str], list[str]]] = {}
+        for trace_id in trace_ids:
+            bucket = keys.bucket_of(trace_id)
+            plan = plans.setdefault(bucket.number, (bucket, [], []))
+            plan[1].extend((keys.trace_spans(bucket, trace_id), keys.trace_span_ids(bucket, trace_id)))
+            plan[2].append(lex_escape(trace_id))
+        replies = await self._driver.execute(
+            [
+                scripts.DELETE_TRACES.command([bucket.traces, bucket.trace_index, *trace_keys], ts)
+                for bucket, trace_keys, ts in plans.values()
+            ]
         )
-        found = as_list(entries)
-        items = [self._spans.from_hash(fields, stream) for _, fields in found]
-        last = found[-1][0].decode() if len(found) == count else None
-        return Chunk(items=items, cursor=last, total=int(total))  # type: ignore[arg-type]
+        existed = spans = 0
+        for reply in replies:
+            e, n = as_list(reply)
+            existed += int(e)
+            spans += int(n)
+        return existed, spans
 
     # -- internals ------------------------------------------------------------------------
 
-    def _retention_args(self) -> list[Arg]:
-        """SAVE_SPANS's arguments up to the span count."""
-        keys = self._keys
-        now_ms = micros(utc_now()) // 1000
-        retention = self._retention
-        minid: Arg = ""
-        below_minid: Arg = ""
-        if retention.max_age is not None:
-            cutoff = now_ms - retention.max_age // timedelta(milliseconds=1)
-            if cutoff > 0:
-                minid, below_minid = cutoff, cutoff - 1
-        return [
-            keys.span_clock,
-            keys.trace.prefix,
-            keys.trace_spans.prefix,
-            now_ms,
-            "" if retention.max_spans is None else retention.max_spans,
-            minid,
-            below_minid,
-        ]
+    def _entries(self, entries: list[Any], where: str) -> list[Span]:
+        """Spans from stream entries (``[id, [field, value, ...]]``)."""
+        spans = []
+        for _, fields in entries:
+            packed = dict(zip(fields[::2], fields[1::2], strict=True)).get(b"d")
+            if packed is None:
+                raise CorruptRecordError(where, "a stream entry without its span")
+            spans.append(self._spans.unpack(packed, where))
+        return spans
+
+    def _summary(self, packed: bytes, where: str) -> TraceSummary:
+        try:
+            flat = unpack_fields(packed)
+        except ValueError as exc:
+            raise CorruptRecordError(where, str(exc)) from None
+        return decode_with_counters(self._summaries, flat, where, _COUNTERS)
 
     def _trace_args(self, trace_id: str, spans: list[Span]) -> list[Arg]:
         """SAVE_SPANS's arguments for one trace: its root candidate and time span."""
@@ -357,28 +491,83 @@ class TraceStore(Domain):
             b"root_span_id",
             encode(root.span_id),
         ]
-        choices: dict[str, list[IndexValue]] = {
-            "name": [root.name],
-            "scope": [] if root.scope is None else [root.scope],
-            "attribute": [
-                (k, v)
-                for k, v in ((k, _indexed_value(v)) for k, v in root.attributes.items())
-                if v is not None and len(k.encode()) <= MAX_INDEXED_BYTES
-            ],
-        }
+        start = micros(first.start_time)
         return [
-            trace_id,
+            lex_escape(trace_id),
+            len(spans),
             "1" if root.parent_span_id is not None else "0",
             micros(root.start_time),
-            root.span_id,
-            micros(first.start_time),
+            lex_escape(root.span_id),
+            start,
+            lex_time(start),
             encode(first.start_time),
             "" if last is None or last.end_time is None else micros(last.end_time),
             b"" if last is None else encode(last.end_time),
-            scripts.pack_keys(self._keys.trace_index.lattice(choices)),
+            scripts.pack_prefixes(_index_prefixes(root)),
             len(root_fields),
             *root_fields,
         ]
+
+
+def _index_prefixes(root: Span) -> list[str]:
+    """The index prefixes (every combination of name, scope, one attribute) of a root."""
+    attributes = [
+        (lex_escape(k), lex_escape(v))
+        for k, v in ((k, _indexed_value(v)) for k, v in root.attributes.items())
+        if v is not None and len(k.encode()) <= MAX_INDEXED_BYTES
+    ]
+    name = lex_escape(root.name)
+    scope = None if root.scope is None else lex_escape(root.scope)
+    out = [f"n\x00{name}"]
+    if scope is not None:
+        out += (f"c\x00{scope}", f"nc\x00{name}\x00{scope}")
+    for key, value in attributes:
+        out += (f"a\x00{key}\x00{value}", f"na\x00{name}\x00{key}\x00{value}")
+        if scope is not None:
+            out += (
+                f"ca\x00{scope}\x00{key}\x00{value}",
+                f"nca\x00{name}\x00{scope}\x00{key}\x00{value}",
+            )
+    return out
+
+
+def _span_count(packed: bytes | None) -> int:
+    if packed is None:
+        return 0
+    flat = unpack_fields(packed)
+    for i in range(0, len(flat), 2):
+        if flat[i] == b"_n":
+            return int(flat[i + 1])
+    return 0
+
+
+def _unescape(value: bytes) -> str:
+    return value.decode().replace("\x01\x01", "\x00").replace("\x01\x02", "\x01")
+
+
+def _cursor(position: int, rank: int, trace: str, after: str) -> str:
+    return f"{position}:{rank}:{after}:{trace}"
+
+
+def _span_cursor(cursor: Any, buckets: int) -> tuple[int, int, str | None, str]:
+    """(bucket, trace rank, trace id or None, last stream id read) of an export cursor."""
+    if cursor is None:
+        return 0, 0, None, ""
+    if isinstance(cursor, str):
+        parts = cursor.split(":", 3)
+        if len(parts) == 2 and all(p.isascii() and p.isdigit() for p in parts):
+            if int(parts[0]) < buckets:
+                return int(parts[0]), int(parts[1]), None, ""
+        if len(parts) == 4 and all(p.isascii() and p.isdigit() for p in parts[:2]):
+            after = parts[2]
+            if int(parts[0]) < buckets and (not after or _is_stream_id(after)):
+                return int(parts[0]), int(parts[1]), parts[3], after
+    raise ValidationError("expected a cursor returned by the same method", field="cursor")
+
+
+def _is_stream_id(value: str) -> bool:
+    ms, sep, seq = value.partition("-")
+    return bool(sep) and ms.isascii() and ms.isdigit() and seq.isascii() and seq.isdigit()
 
 
 def _indexed_value(value: Any) -> str | None:

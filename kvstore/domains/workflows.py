@@ -1,38 +1,21 @@
 """Workflows: one snapshot per run, versioned for compare-and-set, listed by time.
 
-Key schema (see :mod:`kvstore.keys`):
+Key schema (layout 2, see :mod:`kvstore.keys`). A run lives in the bucket of its run id
+(so ``get_run(run_id)`` without a workflow name reads one bucket), named there by its
+member (:meth:`~kvstore.keys.Keys.run_member`):
 
-* ``workflow_run:<escaped workflow name>:<run id>`` hash: the run record, one field per
-  attribute. The *member* ``<escaped workflow name>:<run id>`` names the run in indexes.
-  ``_v`` holds the version, ``_c`` the creation time, ``_r``/``_s`` the resource id and
-  status that the run is indexed under.
-* ``workflow_runs:<filters>:<values>`` sorted sets, scored by creation time in
-  microseconds: an :class:`~kvstore.keys.IndexFamily` with one set for every combination
-  of the filters ``workflow``, ``resource`` and ``status`` (``workflow_runs:all``,
-  ``workflow_runs:workflow:<name>``, ``workflow_runs:resource+status:<id>:<status>``, ...).
-  A run is in at most 8 of them, so any combination of filters reads exactly one set and
-  its ``total`` is one ``ZCOUNT``. Changing a run's status or resource moves it between
-  sets in the same script that writes the run.
-* ``run_workflows:<run id>`` sorted set: the members of the runs with this id, so
-  ``get_run(run_id)`` without a workflow name is one lookup.
+* ``runs`` (bucket hash): member -> the run record without its snapshot, one packed field
+  per attribute, plus ``_v`` (the version), ``_c`` (creation sort key) and ``_w``, ``_i``,
+  ``_r``, ``_s`` (the escaped workflow, run id, resource and status it is indexed under).
+* ``run_snapshots`` (bucket hash): member -> the snapshot, encoded.
+* ``run_index`` (bucket lex index): per run, one entry for every combination of its
+  workflow (``w``), resource (``r``) and status (``s``), all of them (``all``), and its run id
+  (``i``): ``<filters>\0<values>\0<created>\0<member>``. Any combination of filters, with or
+  without a time window, is one prefix of it, and its ``total`` one ``ZLEXCOUNT``.
 
-Cost of each call (one round trip each; Redis commands counted inside the script):
-
-====================  ==========================================================
-``persist_snapshot``  3 for an existing run whose status and resource stay; at
-                      most 13 for a new run (8 index entries and the run-id index),
-                      at most 19 when the status or resource changes (8 out, 8 in)
-``load_snapshot``     1 (``HGET`` of the snapshot field)
-``get_run``           1 with ``workflow_name``, else 2
-``list_runs``         ``per_page + 2``, whatever the number of runs stored
-``update_run``        as ``persist_snapshot``, plus the ``HGETALL`` it returns
-``delete_run``        at most 11
-``export_runs``       ``count + 2``, whatever the number of runs stored
-``restore_runs``      per run at most 21 (8 index entries out, 8 in, the run-id
-                      index, the hash)
-====================  ==========================================================
-
-A conflict or a missing run costs 1 or 2 commands and writes nothing.
+Every call is one round trip and one script or command on one bucket, except listings,
+which read every bucket (see :func:`~kvstore.domains._base.list_index`). Changing a run's
+status or resource moves its index entries in the same script that writes the run.
 
 Pausing and resuming a run
 --------------------------
@@ -61,7 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
-from kvstore.codec import FormatName, RecordCodec, record_codec, validate
+from kvstore.codec import FormatName, RecordCodec, pack_fields, record_codec, unpack_fields, validate
 from kvstore.domains import _workflow_scripts as scripts
 from kvstore.domains._base import (
     Domain,
@@ -69,22 +52,24 @@ from kvstore.domains._base import (
     check_id,
     check_optional_id,
     check_page,
-    chunk_of_index,
     decode_with_counters,
-    encode_record,
+    lex_bounds,
+    list_index,
     make_page,
     micros,
-    page_of_index,
     time_window,
+    walk_index,
 )
 from kvstore.errors import ConflictError, CorruptRecordError, NotFoundError, ValidationError
+from kvstore.keys import Keys, lex_escape, lex_time
 from kvstore.records import Chunk, Page, WorkflowRun, utc_now
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from kvstore.drivers.base import Arg, Driver
-    from kvstore.keys import Keys
+    from kvstore.keys import Bucket
+    from kvstore.layout import StoreLayout
 
 __all__ = ["WorkflowStore"]
 
@@ -92,6 +77,19 @@ T = TypeVar("T")
 
 # The run's version lives in this internal field (see _workflow_scripts).
 _COUNTERS = {b"_v": "version"}
+_SNAPSHOT = b"snapshot"
+
+
+def _runs(bucket: Bucket) -> str:
+    return bucket.runs
+
+
+def _run_index(bucket: Bucket) -> str:
+    return bucket.run_index
+
+
+def _run_snapshots(bucket: Bucket) -> str:
+    return bucket.run_snapshots
 
 
 class WorkflowStore(Domain):
@@ -99,9 +97,9 @@ class WorkflowStore(Domain):
 
     __slots__ = ("_runs",)
 
-    def __init__(self, driver: Driver, keys: Keys, format_name: FormatName = "json") -> None:
-        super().__init__(driver, keys, format_name)
-        # Scripts rewrite a run attribute by attribute (the snapshot on every step).
+    def __init__(self, driver: Driver, layout: StoreLayout, format_name: FormatName) -> None:
+        super().__init__(driver, layout, format_name)
+        # Scripts rewrite a run attribute by attribute.
         self._runs: RecordCodec[WorkflowRun] = record_codec(WorkflowRun, format_name, "attributes")
 
     async def persist_snapshot(
@@ -140,12 +138,12 @@ class WorkflowStore(Domain):
         check_id(workflow_name, "workflow_name")
         check_id(run_id, "run_id")
         _check_version(expected_version)
-        fields = [b"snapshot", self._encode(snapshot, "snapshot")]
         reply = await self._write(
             "persist",
             workflow_name,
             run_id,
-            fields,
+            [],
+            snapshot=self._encode(snapshot, "snapshot"),
             resource_id=resource_id,
             status=status,
             expected_version=expected_version,
@@ -164,6 +162,8 @@ class WorkflowStore(Domain):
     async def load_snapshot(self, workflow_name: str, run_id: str, *, as_type: Any = Any) -> Any:
         """A run's snapshot exactly as persisted, or None when there is no such run.
 
+        One command (``HGET``).
+
         Args:
             workflow_name: The workflow.
             run_id: The run.
@@ -174,47 +174,59 @@ class WorkflowStore(Domain):
             ValidationError: the stored snapshot does not fit ``as_type``.
             CorruptRecordError: the stored bytes do not decode.
         """
-        key = self._keys.workflow_run(
-            check_id(workflow_name, "workflow_name"), check_id(run_id, "run_id")
+        check_id(workflow_name, "workflow_name")
+        check_id(run_id, "run_id")
+        keys = await self._keys()
+        bucket = keys.bucket_of(run_id)
+        member = Keys.run_member(workflow_name, run_id)
+        (data,) = await self._driver.execute(
+            [("HGET", bucket.run_snapshots, member)], idempotent=True
         )
-        (data,) = await self._driver.execute([("HGET", key, "snapshot")], idempotent=True)
         if data is None:
             return None
+        where = f"{bucket.run_snapshots}[{member}]"
         if not isinstance(data, bytes):
-            raise CorruptRecordError(key, f"expected a string reply, got {type(data).__name__}")
+            raise CorruptRecordError(where, f"expected a string reply, got {type(data).__name__}")
         try:
             return self._format.decode(data, as_type)
         except msgspec.ValidationError as exc:
             raise ValidationError(f"the stored snapshot is not {as_type!r}: {exc}") from None
         except msgspec.DecodeError as exc:
-            raise CorruptRecordError(key, str(exc)) from None
+            raise CorruptRecordError(where, str(exc)) from None
 
     async def get_run(self, run_id: str, workflow_name: str | None = None) -> WorkflowRun | None:
         """A run, or None.
+
+        One round trip on the run's bucket.
 
         Args:
             run_id: The run.
             workflow_name: Its workflow. Without it, the newest run with this id in any
                 workflow.
         """
-        keys = self._keys
         check_id(run_id, "run_id")
+        keys = await self._keys()
+        bucket = keys.bucket_of(run_id)
         if workflow_name is not None:
-            key = keys.workflow_run(check_id(workflow_name, "workflow_name"), run_id)
-            (fields,) = await self._driver.execute([("HGETALL", key)], idempotent=True)
-            return self._decode(as_list(fields), key) if fields else None
-        reply = as_list(
-            await self._driver.run(
-                scripts.GET_RUN_BY_ID,
-                [keys.run_workflows(run_id)],
-                [keys.workflow_run.prefix],
+            member = Keys.run_member(check_id(workflow_name, "workflow_name"), run_id)
+            packed, snapshot = await self._driver.execute(
+                [("HGET", bucket.runs, member), ("HGET", bucket.run_snapshots, member)],
                 idempotent=True,
             )
+            if packed is None:
+                return None
+            return self._decode([packed, snapshot], f"{bucket.runs}[{member}]")  # type: ignore[list-item]
+        _, rows = await list_index(
+            self._driver,
+            [bucket],
+            _run_index,
+            [_runs, _run_snapshots],
+            lex_bounds(("i", run_id)),
+            offset=0,
+            count=1,
+            newest_first=True,
         )
-        if not reply or not reply[1]:
-            return None
-        member, fields = reply
-        return self._decode(fields, keys.workflow_run.prefix + member.decode(errors="replace"))
+        return self._decode(rows[0], bucket.runs) if rows else None
 
     async def list_runs(
         self,
@@ -230,7 +242,8 @@ class WorkflowStore(Domain):
         """One page of runs, newest first (by creation time).
 
         Every filter is optional and any combination works; ``total`` counts every run that
-        matches. Costs ``per_page + 2`` commands whatever the number of runs stored.
+        matches. One script per bucket (``per_page + 4`` commands on one bucket), whatever
+        the number of runs stored.
 
         Args:
             workflow_name: Only this workflow's runs.
@@ -241,20 +254,27 @@ class WorkflowStore(Domain):
             page: The page number, from 0.
             per_page: The page size, from 1 to 1000.
         """
-        index = self._keys.workflow_runs.key(
-            {
-                "workflow": check_optional_id(workflow_name, "workflow_name"),
-                "resource": check_optional_id(resource_id, "resource_id"),
-                "status": check_optional_id(status, "status"),
-            }
-        )
-        window = time_window(from_date, to_date)
+        filters = {
+            "w": check_optional_id(workflow_name, "workflow_name"),
+            "r": check_optional_id(resource_id, "resource_id"),
+            "s": check_optional_id(status, "status"),
+        }
+        present = [(name, value) for name, value in filters.items() if value is not None]
+        tag = "".join(name for name, _ in present) or "all"
+        low, high = time_window(from_date, to_date)
         check_page(page, per_page)
-        prefix = self._keys.workflow_run.prefix
-        total, found = await page_of_index(
-            self._driver, index, prefix, page=page, per_page=per_page, window=window
+        keys = await self._keys()
+        total, rows = await list_index(
+            self._driver,
+            keys.all_buckets,
+            _run_index,
+            [_runs, _run_snapshots],
+            lex_bounds((tag, *(value for _, value in present)), low, high),
+            offset=page * per_page,
+            count=per_page,
+            newest_first=True,
         )
-        runs = [self._decode(f, prefix + m.decode(errors="replace")) for m, f in found]
+        runs = [self._decode(row, "runs") for row in rows]
         return make_page(runs, total, page, per_page)
 
     async def update_run(
@@ -293,29 +313,25 @@ class WorkflowStore(Domain):
             workflow_name,
             run_id,
             fields,
+            snapshot=None,
             status=status,
             expected_version=expected_version,
         )
-        key = self._keys.workflow_run(workflow_name, run_id)
-        return self._decode(reply[2], key)
+        return self._decode(reply[2:4], f"runs[{Keys.run_member(workflow_name, run_id)}]")
 
     async def delete_run(self, workflow_name: str, run_id: str) -> bool:
-        """Delete a run and its index entries. Returns whether it existed."""
-        keys = self._keys
+        """Delete a run and its index entries. Returns whether it existed.
+
+        Not retried after a lost reply, so that the answer is never wrong.
+        """
         check_id(workflow_name, "workflow_name")
         check_id(run_id, "run_id")
-        family = keys.workflow_runs
+        keys = await self._keys()
+        bucket = keys.bucket_of(run_id)
         deleted = await self._driver.run(
             scripts.DELETE_RUN,
-            [keys.workflow_run(workflow_name, run_id)],
-            [
-                keys.workflow_run.member(workflow_name, run_id),
-                family.prefix,
-                *family.names,
-                family.escaped(workflow_name),
-                keys.run_workflows(run_id),
-            ],
-            idempotent=True,
+            [bucket.runs, bucket.run_index, bucket.run_snapshots],
+            [Keys.run_member(workflow_name, run_id)],
         )
         return deleted == 1
 
@@ -324,17 +340,20 @@ class WorkflowStore(Domain):
     ) -> Chunk[WorkflowRun]:
         """One chunk of a walk through every run of the namespace, oldest first.
 
-        One round trip (``count + 2`` commands) whatever the number of runs stored.
+        One round trip (``count + 4`` commands, and one more per bucket for the total)
+        whatever the number of runs stored.
 
         Args:
             cursor: None for the first chunk, then the previous chunk's ``cursor``.
             count: How many runs to read, from 1 to 1000.
         """
-        keys = self._keys
-        return await chunk_of_index(
+        keys = await self._keys()
+        return await walk_index(
             self._driver,
-            keys.workflow_runs.key({}),
-            keys.workflow_run.prefix,
+            keys,
+            _run_index,
+            [_runs, _run_snapshots],
+            ("all",),
             self._decode,
             cursor=cursor,
             count=count,
@@ -353,31 +372,35 @@ class WorkflowStore(Domain):
         Raises:
             ValidationError: a run is malformed (``runs[i]...``); nothing is written.
         """
+        if isinstance(runs, str | bytes):
+            raise ValidationError("expected a list of runs", field="runs")
         valid = [validate(r, WorkflowRun, where=f"runs[{i}]") for i, r in enumerate(runs)]
         if not valid:
             return []
-        keys = self._keys
-        family = keys.workflow_runs
-        args: list[Arg] = [keys.workflow_run.prefix, family.prefix, *family.names, len(valid)]
+        keys = await self._keys()
+        plans: dict[int, tuple[Bucket, list[Arg]]] = {}
         for i, run in enumerate(valid):
             _check_version(run.version)
-            # The version lives in the _v counter only (see _workflow_scripts).
-            flat = encode_record(self._runs, run, f"runs[{i}]")
+            flat = self._runs.to_fields(run)
+            # The version lives in the _v counter, the snapshot in run_snapshots.
             pairs = zip(flat[::2], flat[1::2], strict=True)
-            fields = [x for name, value in pairs if name != b"version" for x in (name, value)]
-            args += (
-                keys.workflow_run.member(run.workflow_name, run.run_id),
-                family.escaped(run.workflow_name),
-                "" if run.resource_id is None else family.escaped(run.resource_id),
-                "" if run.status is None else family.escaped(run.status),
-                keys.run_workflows(run.run_id),
-                run.version,
-                micros(run.created_at),
-                len(fields),
-                *fields,
-            )
-        first = keys.workflow_run(valid[0].workflow_name, valid[0].run_id)
-        await self._driver.run(scripts.RESTORE_RUNS, [first], args, idempotent=True)
+            fields = [x for n, v in pairs if n not in (b"version", _SNAPSHOT) for x in (n, v)]
+            fields += (b"_v", str(run.version).encode())
+            fields += _index_fields(run.workflow_name, run.run_id, run.created_at)
+            fields += _filter_fields(run.resource_id, run.status)
+            bucket = keys.bucket_of(run.run_id)
+            plan = plans.setdefault(bucket.number, (bucket, []))
+            snapshot = self._encode(run.snapshot, f"runs[{i}].snapshot")
+            plan[1].extend((Keys.run_member(run.workflow_name, run.run_id), pack_fields(fields), snapshot))
+        await self._driver.execute(
+            [
+                scripts.RESTORE_RUNS.command(
+                    [bucket.runs, bucket.run_index, bucket.run_snapshots], [len(args) // 3, *args]
+                )
+                for bucket, args in plans.values()
+            ],
+            idempotent=True,
+        )
         return valid
 
     # -- internals ------------------------------------------------------------------------
@@ -389,6 +412,7 @@ class WorkflowStore(Domain):
         run_id: str,
         fields: list[bytes],
         *,
+        snapshot: bytes | None,
         resource_id: str | None = None,
         status: str | None = None,
         expected_version: int | None,
@@ -401,8 +425,6 @@ class WorkflowStore(Domain):
             not isinstance(created_at, datetime) or created_at.tzinfo is None
         ):
             raise ValidationError("expected a timezone-aware datetime", field="created_at")
-        keys = self._keys
-        family = keys.workflow_runs
         codec = self._runs
         now = utc_now()
         created = created_at or now
@@ -413,30 +435,29 @@ class WorkflowStore(Domain):
             codec.encode(run_id),
             b"created_at",
             codec.encode(created),
+            *_index_fields(workflow_name, run_id, created),
         ]
         fields = [*fields, b"updated_at", codec.encode(now)]
         if resource_id is not None:
-            fields += (b"resource_id", codec.encode(resource_id))
+            fields += (b"resource_id", codec.encode(resource_id), b"_r", lex_escape(resource_id).encode())
         if status is not None:
-            fields += (b"status", codec.encode(status))
-        args: list[Arg] = [
-            mode,
-            "" if expected_version is None else expected_version,
-            keys.workflow_run.member(workflow_name, run_id),
-            micros(created),
-            family.prefix,
-            *family.names,
-            family.escaped(workflow_name),
-            "" if resource_id is None else family.escaped(resource_id),
-            "" if status is None else family.escaped(status),
-            keys.run_workflows(run_id),
-            len(create),
-            *create,
-            *fields,
-        ]
+            fields += (b"status", codec.encode(status), b"_s", lex_escape(status).encode())
+        keys = await self._keys()
+        bucket = keys.bucket_of(run_id)
         reply = as_list(
             await self._driver.run(
-                scripts.WRITE_RUN, [keys.workflow_run(workflow_name, run_id)], args
+                scripts.WRITE_RUN,
+                [bucket.runs, bucket.run_index, bucket.run_snapshots],
+                [
+                    mode,
+                    "" if expected_version is None else expected_version,
+                    Keys.run_member(workflow_name, run_id),
+                    "0" if snapshot is None else "1",
+                    b"" if snapshot is None else snapshot,
+                    len(create),
+                    *create,
+                    *fields,
+                ],
             )
         )
         if reply[0] == scripts.CONFLICT:
@@ -456,8 +477,40 @@ class WorkflowStore(Domain):
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
             raise ValidationError(f"cannot be encoded: {exc}", field=field) from None
 
-    def _decode(self, flat: list[bytes], key: str) -> WorkflowRun:
-        return decode_with_counters(self._runs, flat, key, _COUNTERS)
+    def _decode(self, row: list[bytes | None], where: str) -> WorkflowRun:
+        """A run from its packed record and its snapshot (``row``)."""
+        packed, snapshot = row
+        if packed is None:
+            raise CorruptRecordError(where, "the run record is missing")
+        try:
+            flat = unpack_fields(packed)
+        except ValueError as exc:
+            raise CorruptRecordError(where, str(exc)) from None
+        if snapshot is not None:
+            flat += (_SNAPSHOT, snapshot)
+        return decode_with_counters(self._runs, flat, where, _COUNTERS)
+
+
+def _index_fields(workflow_name: str, run_id: str, created: datetime) -> list[bytes]:
+    """The internal fields a run is indexed under that never change."""
+    return [
+        b"_c",
+        lex_time(micros(created)).encode(),
+        b"_w",
+        lex_escape(workflow_name).encode(),
+        b"_i",
+        lex_escape(run_id).encode(),
+    ]
+
+
+def _filter_fields(resource_id: str | None, status: str | None) -> list[bytes]:
+    """The internal fields of a run's resource and status filters (empty: none)."""
+    return [
+        b"_r",
+        b"" if resource_id is None else lex_escape(resource_id).encode(),
+        b"_s",
+        b"" if status is None else lex_escape(status).encode(),
+    ]
 
 
 def _check_version(expected_version: Any) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from kvstore.drivers.base import Arg, Command, Driver, Reply, Script, ScriptCall, encode_arg
+from kvstore.drivers.base import Arg, Command, Driver, Reply, Script, encode_arg
 from kvstore.drivers.memory import MemoryDriver
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ __all__ = [
     "RedisDriver",
     "Reply",
     "Script",
-    "ScriptCall",
     "UpstashDriver",
     "encode_arg",
 ]

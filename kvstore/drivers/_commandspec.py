@@ -26,6 +26,7 @@ class CommandSpec(NamedTuple):
 COMMANDS: dict[str, CommandSpec] = {
     # keys
     "DEL": CommandSpec(-2, 1, -1, 1, True),
+    "UNLINK": CommandSpec(-2, 1, -1, 1, True),
     "EXISTS": CommandSpec(-2, 1, -1, 1, False),
     "TYPE": CommandSpec(2, 1, 1, 1, False),
     "EXPIRE": CommandSpec(-3, 1, 1, 1, True),
@@ -64,6 +65,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "ZMSCORE": CommandSpec(-3, 1, 1, 1, False),
     "ZCARD": CommandSpec(2, 1, 1, 1, False),
     "ZCOUNT": CommandSpec(4, 1, 1, 1, False),
+    "ZLEXCOUNT": CommandSpec(4, 1, 1, 1, False),
     "ZINCRBY": CommandSpec(4, 1, 1, 1, True),
     "ZRANK": CommandSpec(3, 1, 1, 1, False),
     "ZREVRANK": CommandSpec(3, 1, 1, 1, False),
@@ -75,6 +77,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "ZREVRANGEBYLEX": CommandSpec(-4, 1, 1, 1, False),
     "ZREMRANGEBYSCORE": CommandSpec(4, 1, 1, 1, True),
     "ZREMRANGEBYRANK": CommandSpec(4, 1, 1, 1, True),
+    "ZREMRANGEBYLEX": CommandSpec(4, 1, 1, 1, True),
     # sets
     "SADD": CommandSpec(-3, 1, 1, 1, True),
     "SREM": CommandSpec(-3, 1, 1, 1, True),

@@ -1,11 +1,13 @@
 """The driver contract: the narrow waist between the domains and a Redis-speaking backend.
 
-A driver knows nothing of threads, workflows or any other record. It does two things:
-
-* :meth:`Driver.execute` sends a batch of Redis commands in one round trip, pipelined or
-  atomic (``MULTI``/``EXEC``);
-* :meth:`Driver.run` runs a registered :class:`Script` (``EVALSHA``, loading the script
-  on ``NOSCRIPT``).
+A driver knows nothing of threads, workflows or any other record. It does one thing:
+:meth:`Driver.execute` sends a batch of Redis commands and returns their replies. A batch is
+one round trip to a single server (pipelined, or atomic as ``MULTI``/``EXEC``); on a Redis
+Cluster it is one batch per node, sent concurrently. Scripts travel in batches as ``EVALSHA``
+commands built by :meth:`Script.command`; a driver that finds a script missing on the server
+(``NOSCRIPT``) sends its source and runs it again. :meth:`Driver.execute_steps` orders
+batches where a crash between parts must leave them in a known order, and
+:meth:`Driver.run` runs one script.
 
 Arguments
     A command is a sequence whose first item is the command name (``"HSET"``) and whose
@@ -32,6 +34,12 @@ Errors
     atomic batch that Redis refused to queue (``EXECABORT``) raises
     :class:`~kvstore.errors.TransactionAbortedError` and applied nothing. Transport trouble
     raises :class:`~kvstore.errors.ConnectionFailedError`.
+
+Scripts
+    Every key a script touches is one of its ``KEYS``, and all of them live in one cluster
+    hash slot. The memory driver runs the same Lua source (see
+    :mod:`kvstore.drivers.memory._lua`) and refuses a script that touches a key it did not
+    declare, so the rule is checked by every test.
 """
 
 from __future__ import annotations
@@ -39,9 +47,11 @@ from __future__ import annotations
 import hashlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Self, TypeAlias
+
+from kvstore.errors import BatchError, CommandError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -52,7 +62,6 @@ __all__ = [
     "Driver",
     "Reply",
     "Script",
-    "ScriptCall",
     "encode_arg",
     "registered_script",
 ]
@@ -60,11 +69,6 @@ __all__ = [
 Arg: TypeAlias = str | bytes | int | float
 Command: TypeAlias = Sequence[Arg]
 Reply: TypeAlias = bytes | int | list["Reply"] | None
-
-#: What a script's Python twin gets in place of Lua's ``redis.call``: it runs one
-#: command and returns its normalised reply, or raises :class:`~kvstore.errors.CommandError`.
-#: Typed ``Any`` like Lua's values: each twin knows the reply shape of the commands it sends.
-ScriptCall: TypeAlias = Callable[..., Any]
 
 
 def encode_arg(value: Arg) -> bytes:
@@ -96,34 +100,28 @@ def encode_arg(value: Arg) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Script:
-    """A Lua script and its Python twin, registered once at import time.
+    """A Lua script, registered once at import time and run the same way on every driver.
 
-    Redis-speaking drivers run ``lua`` with ``EVALSHA`` (loading it on ``NOSCRIPT``); the
-    memory driver runs ``twin`` under its lock, which is what makes a script atomic there.
-    The conformance suite runs every script on real Redis and on the memory driver and
-    compares the replies.
-
-    The twin is called as ``twin(call, keys, args)`` where ``keys`` and ``args`` are lists of
-    ``bytes`` and ``call`` stands for ``redis.call``. It must return what the Lua script's
-    reply becomes on the wire, in the normalised reply shape: remember that Lua numbers
-    become integers (truncated), ``false`` becomes ``None``, and an array ends at its first
-    ``nil``, so scripts should never put ``false`` inside a returned table.
+    Redis-speaking drivers send ``EVALSHA`` (and the source on ``NOSCRIPT``); the memory
+    driver runs the same source in an embedded Lua 5.1, as Redis does.
 
     Attributes:
         name: A short name for errors and logs.
         lua: The Lua source.
-        twin: The Python implementation with the same reply.
         sha: The SHA1 of ``lua``, as ``EVALSHA`` wants it.
     """
 
     name: str
     lua: str
-    twin: Callable[[ScriptCall, list[bytes], list[bytes]], Reply] = field(repr=False)
     sha: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.lua.encode()).hexdigest())
         _REGISTRY[self.sha] = self
+
+    def command(self, keys: Sequence[Arg], args: Sequence[Arg] = ()) -> tuple[Arg, ...]:
+        """The ``EVALSHA`` command that runs this script with ``KEYS`` and ``ARGV``."""
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 _REGISTRY: dict[str, Script] = {}
@@ -132,8 +130,8 @@ _REGISTRY: dict[str, Script] = {}
 def registered_script(sha: str) -> Script | None:
     """The script with this SHA1, if one was created in this process.
 
-    Backends that cannot run Lua (the memory driver) answer ``EVALSHA`` through this
-    registry by running the script's twin.
+    Drivers answer ``NOSCRIPT`` for an ``EVALSHA`` of a registered script by sending its
+    source; the memory driver finds registered scripts without a ``SCRIPT LOAD``.
     """
     return _REGISTRY.get(sha.lower())
 
@@ -151,17 +149,32 @@ class Driver(ABC):
     #: set this to False, and the store refuses the MessagePack codec on them.
     binary_safe: bool = True
 
+    @property
+    def default_buckets(self) -> int:
+        """How many buckets a new store on this backend spreads its records over.
+
+        One on a single server, where a bucket buys nothing; a cluster driver answers more,
+        so that a namespace spreads over its nodes (see :mod:`kvstore.keys`).
+        """
+        return 1
+
     @abstractmethod
     async def execute(
         self, commands: Sequence[Command], *, atomic: bool = False, idempotent: bool = False
     ) -> list[Reply]:
-        """Send ``commands`` in one round trip and return one reply per command.
+        """Send ``commands`` and return one reply per command, in order.
+
+        On a single server the batch is one round trip, and the commands run in order. On a
+        Redis Cluster the batch is split by node, one batch per node, sent concurrently;
+        each node runs its commands in order.
 
         Args:
             commands: The commands, each a sequence starting with the command name.
-            atomic: Run them as one ``MULTI``/``EXEC`` transaction.
-            idempotent: The caller declares that running the batch twice is harmless, so
-                the driver may retry it after a transport failure.
+            atomic: Run them as one ``MULTI``/``EXEC`` transaction (on a cluster, all keys
+                must then share one hash slot).
+            idempotent: The caller declares that running the batch twice is harmless and
+                returns the same replies, so the driver may retry it after a transport
+                failure.
 
         Raises:
             BatchError: one or more commands failed; ``results`` holds every reply.
@@ -169,7 +182,27 @@ class Driver(ABC):
             ConnectionFailedError: the backend could not be reached.
         """
 
-    @abstractmethod
+    async def execute_steps(
+        self, steps: Sequence[Sequence[Command]], *, idempotent: bool = False
+    ) -> list[list[Reply]]:
+        """Run batches in order: no command of a step runs before every earlier step ran.
+
+        That is what a write across several hash slots needs so that a crash between its
+        parts leaves at worst an index entry pointing at nothing. A single server keeps the
+        order of one pipeline, so this is one round trip there; a cluster sends a step only
+        once the earlier ones have answered, unless every step goes to one node.
+
+        Returns:
+            The replies of each step.
+        """
+        flat = await self.execute([c for step in steps for c in step], idempotent=idempotent)
+        out: list[list[Reply]] = []
+        start = 0
+        for step in steps:
+            out.append(flat[start : start + len(step)])
+            start += len(step)
+        return out
+
     async def run(
         self,
         script: Script,
@@ -184,6 +217,11 @@ class Driver(ABC):
             CommandError: the script raised, or a command inside it failed.
             ConnectionFailedError: the backend could not be reached.
         """
+        try:
+            (reply,) = await self.execute([script.command(keys, args)], idempotent=idempotent)
+        except BatchError as exc:
+            raise CommandError(exc.errors[0].message, command=f"script {script.name}") from None
+        return reply
 
     async def aclose(self) -> None:  # noqa: B027 - a driver without resources closes nothing
         """Release the resources this driver created. Closing twice is harmless."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from kvstore.drivers import Driver, Script
-from kvstore.drivers.base import Reply, ScriptCall
 from kvstore.errors import (
     BatchError,
     CommandError,
@@ -17,14 +16,8 @@ from kvstore.errors import (
     UnsupportedError,
 )
 
-# Every key lives under one hash tag, so batches stay legal on a Redis Cluster.
+# Every key lives under one hash tag, so atomic batches stay legal on a Redis Cluster.
 K = "{t}:"
-
-
-def _counter_twin(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    value = call("INCRBY", keys[0], args[0])
-    return [keys[0], args[0], value, call("GET", keys[1])]
-
 
 COUNTER = Script(
     "counter",
@@ -32,14 +25,7 @@ COUNTER = Script(
     local value = redis.call('INCRBY', KEYS[1], ARGV[1])
     return {KEYS[1], ARGV[1], value, redis.call('GET', KEYS[2])}
     """,
-    _counter_twin,
 )
-
-
-def _failing_twin(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    call("SET", keys[0], b"written-before-the-error")
-    return call("HGET", keys[0], b"field")
-
 
 FAILING = Script(
     "failing",
@@ -47,9 +33,17 @@ FAILING = Script(
     redis.call('SET', KEYS[1], 'written-before-the-error')
     return redis.call('HGET', KEYS[1], 'field')
     """,
-    _failing_twin,
 )
 
+# Lua values crossing into Redis replies: numbers truncate, false is nil, a table ends at
+# its first nil, {ok=...} is a status and true is 1.
+CONVERSIONS = Script(
+    "conversions",
+    """
+    local missing = redis.call('GET', KEYS[1])
+    return {3.99, -2.5, missing == false, true, {ok = 'FINE'}, {1, 'a', {2}}, 7, nil, 8}
+    """,
+)
 
 class DriverSuite:
     """Tests of the driver contract; needs a ``driver`` fixture."""
@@ -143,7 +137,7 @@ class DriverSuite:
         )
         assert replies == [1, 2, b"2"]
 
-    async def test_script_runs_and_matches_its_twin(self, driver: Driver) -> None:
+    async def test_script_runs(self, driver: Driver) -> None:
         await driver.execute([("SET", K + "label", "hi")])
         first = await driver.run(COUNTER, [K + "n", K + "label"], [5])
         second = await driver.run(COUNTER, [K + "n", K + "label"], [2])
@@ -170,6 +164,47 @@ class DriverSuite:
             await driver.run(FAILING, [K + "x"])
         assert "WRONGTYPE" in caught.value.message
         assert await driver.execute([("GET", K + "x")]) == [b"written-before-the-error"]
+
+    async def test_lua_values_convert_as_redis_converts_them(self, driver: Driver) -> None:
+        assert await driver.run(CONVERSIONS, [K + "none"]) == [3, -2, 1, 1, b"FINE", [1, b"a", [2]], 7]
+
+    async def test_scripts_and_commands_share_a_batch(self, driver: Driver) -> None:
+        replies = await driver.execute(
+            [
+                ("SET", K + "label", "hi"),
+                COUNTER.command([K + "n", K + "label"], [3]),
+                ("GET", K + "n"),
+            ]
+        )
+        assert replies == [b"OK", [(K + "n").encode(), b"3", 3, b"hi"], b"3"]
+
+    async def test_a_script_missing_from_the_server_is_sent_again_inside_a_batch(
+        self, driver: Driver
+    ) -> None:
+        await driver.execute([("SET", K + "label", "hi")])
+        assert await driver.execute([("SCRIPT", "FLUSH")]) == [b"OK"]
+        replies = await driver.execute(
+            [("INCR", K + "before"), COUNTER.command([K + "n", K + "label"], [4])]
+        )
+        assert replies == [1, [(K + "n").encode(), b"4", 4, b"hi"]]
+        # The command before the script ran once only.
+        assert await driver.execute([("GET", K + "before")]) == [b"1"]
+
+    async def test_a_batch_may_span_hash_slots(self, driver: Driver) -> None:
+        keys = [f"{{slot-{i}}}:k" for i in range(12)]
+        replies = await driver.execute([("SET", k, i) for i, k in enumerate(keys)])
+        assert replies == [b"OK"] * 12
+        assert await driver.execute([("GET", k) for k in keys]) == [
+            str(i).encode() for i in range(12)
+        ]
+
+    async def test_steps_run_in_order(self, driver: Driver) -> None:
+        steps = [
+            [("SET", f"{{a{i}}}:k", "first") for i in range(4)],
+            [("GET", f"{{a{i}}}:k") for i in range(4)],
+        ]
+        replies = await driver.execute_steps(steps)
+        assert replies == [[b"OK"] * 4, [b"first"] * 4]
 
     async def test_closing_twice_is_harmless(self, driver: Driver) -> None:
         await driver.aclose()

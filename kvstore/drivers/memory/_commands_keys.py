@@ -188,6 +188,7 @@ def ping(ks: Keyspace, args: list[bytes]) -> Reply:
 
 HANDLERS = {
     "DEL": delete,
+    "UNLINK": delete,
     "EXISTS": exists,
     "TYPE": type_,
     "EXPIRE": expire,

@@ -1,40 +1,37 @@
-"""EVAL, EVALSHA and SCRIPT: scripts by their SHA1, answered by kvstore's registered twins.
+"""EVAL, EVALSHA and SCRIPT, run by the embedded Lua 5.1 (see ``_lua``).
 
-The memory driver cannot run Lua. Every :class:`~kvstore.drivers.base.Script` registers
-itself when created, so a script that arrives as a plain command (through the local
-Upstash-protocol server, say) is found by its SHA1 and its Python twin runs instead. A
-script kvstore does not know cannot run here and gets a clear error.
+Scripts are compiled once and kept by their SHA1, as in Redis. An ``EVALSHA`` of a script
+kvstore registered in this process (:func:`~kvstore.drivers.base.registered_script`) finds
+it without a ``SCRIPT LOAD``; any other unknown SHA1 gets Redis's ``NOSCRIPT``.
 
-The twin needs ``redis.call``; the driver puts its own on the keyspace (``script_call``),
-so these handlers keep the signature of every other command.
+While a script runs, the keyspace holds the keys it declared (``script_keys``): the driver
+refuses a command inside the script that touches any other key (see ``_driver``).
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
-from kvstore.drivers.base import Reply, Script, registered_script
+from kvstore.drivers.base import Reply, registered_script
 from kvstore.drivers.memory._errors import NOT_INTEGER, ReplyError
 from kvstore.errors import CommandError
 
 if TYPE_CHECKING:
     from kvstore.drivers.memory._keyspace import Keyspace
+    from kvstore.drivers.memory._lua import LuaEngine
 
 __all__ = ["HANDLERS"]
 
 _NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
 
 
-def _unknown_source() -> ReplyError:
-    return ReplyError(
-        "ERR the memory driver runs only kvstore's registered scripts (it has no Lua); "
-        "use a Redis server for other scripts"
-    )
+def _engine(ks: Keyspace) -> LuaEngine:
+    assert ks.lua is not None, "the driver sets the Lua engine"
+    return ks.lua
 
 
-def _run(ks: Keyspace, script: Script, args: list[bytes]) -> Reply:
-    """Run ``script`` with ``args`` = numkeys, keys..., argv... as EVAL does."""
+def _run(ks: Keyspace, sha: str, args: list[bytes]) -> Reply:
+    """Run the loaded script ``sha`` with ``args`` = numkeys, keys..., argv... as EVAL does."""
     try:
         numkeys = int(args[0])
     except ValueError:
@@ -43,32 +40,41 @@ def _run(ks: Keyspace, script: Script, args: list[bytes]) -> Reply:
         raise ReplyError("ERR Number of keys can't be negative")
     if numkeys > len(args) - 1:
         raise ReplyError("ERR Number of keys can't be greater than number of args")
-    assert ks.script_call is not None, "the driver sets script_call"
+    keys = args[1 : 1 + numkeys]
+    ks.script_keys = frozenset(keys)
     try:
-        return script.twin(ks.script_call, args[1 : 1 + numkeys], args[1 + numkeys :])
+        return _engine(ks).run(sha, keys, args[1 + numkeys :])
+    except CommandError as exc:
+        raise ReplyError(exc.message) from None
+    finally:
+        ks.script_keys = None
+
+
+def _load(ks: Keyspace, source: bytes) -> str:
+    try:
+        return _engine(ks).load(source)
     except CommandError as exc:
         raise ReplyError(exc.message) from None
 
 
 def evalsha(ks: Keyspace, args: list[bytes]) -> Reply:
-    script = registered_script(args[0].decode("ascii", errors="replace"))
-    if script is None:
-        raise ReplyError(_NOSCRIPT)
-    return _run(ks, script, args[1:])
+    sha = args[0].decode("ascii", errors="replace").lower()
+    if not _engine(ks).known(sha):
+        script = registered_script(sha)
+        if script is None:
+            raise ReplyError(_NOSCRIPT)
+        _load(ks, script.lua.encode())
+    return _run(ks, sha, args[1:])
 
 
 def eval_(ks: Keyspace, args: list[bytes]) -> Reply:
-    script = registered_script(hashlib.sha1(args[0]).hexdigest())
-    if script is None:
-        raise _unknown_source()
-    return _run(ks, script, args[1:])
+    return _run(ks, _load(ks, args[0]), args[1:])
 
 
 _SCRIPT_ARITY = {b"LOAD": 3, b"EXISTS": -3, b"FLUSH": -2}
 
 
 def script(ks: Keyspace, args: list[bytes]) -> Reply:
-    del ks
     sub = args[0].upper()
     arity = _SCRIPT_ARITY.get(sub)
     if arity is None:
@@ -79,16 +85,18 @@ def script(ks: Keyspace, args: list[bytes]) -> Reply:
         raise ReplyError(
             f"ERR wrong number of arguments for 'script|{sub.decode().lower()}' command"
         )
+    engine = _engine(ks)
     if sub == b"LOAD":
-        found = registered_script(hashlib.sha1(args[1]).hexdigest())
-        if found is None:
-            raise _unknown_source()
-        return found.sha.encode()
+        return _load(ks, args[1]).encode()
     if sub == b"EXISTS":
-        return [int(registered_script(a.decode(errors="replace")) is not None) for a in args[1:]]
+        return [
+            int(engine.known(a.decode(errors="replace")) or bool(registered_script(a.decode(errors="replace"))))
+            for a in args[1:]
+        ]
     if len(args) > 2 or (len(args) == 2 and args[1].upper() not in (b"SYNC", b"ASYNC")):
         raise ReplyError("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
-    return b"OK"  # registered scripts live as long as the process: nothing to forget
+    engine.forget_all()
+    return b"OK"
 
 
 HANDLERS = {"EVAL": eval_, "EVALSHA": evalsha, "SCRIPT": script}

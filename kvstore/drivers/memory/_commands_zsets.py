@@ -295,19 +295,32 @@ def zrevrangebylex(ks: Keyspace, args: list[bytes]) -> Reply:
     return _zrange(ks, args, By.LEX, True)
 
 
+def zlexcount(ks: Keyspace, args: list[bytes]) -> Reply:
+    low, high = parse_lex_range(args[1], args[2])
+    zset = ks.read(args[0], ZSet)
+    if zset is None:
+        return 0
+    start, stop = zset.lex_span(low, high, reverse=False)
+    return stop - start
+
+
 def _zremrange(ks: Keyspace, args: list[bytes], by: By) -> Reply:
     if by is By.RANK:
         start, end = parse_int(args[1]), parse_int(args[2])
-    else:
+    elif by is By.SCORE:
         scores = parse_score_range(args[1], args[2])
+    else:
+        lex = parse_lex_range(args[1], args[2])
     key = args[0]
     zset = ks.read(key, ZSet)
     if zset is None:
         return 0
     if by is By.RANK:
         first, stop = _rank_span(len(zset), start, end)
-    else:
+    elif by is By.SCORE:
         first, stop = zset.score_span(scores)
+    else:
+        first, stop = zset.lex_span(*lex, reverse=False)
     removed = zset.delete_positions(first, stop)
     if not zset:
         ks.delete(key)
@@ -322,6 +335,10 @@ def zremrangebyscore(ks: Keyspace, args: list[bytes]) -> Reply:
     return _zremrange(ks, args, By.SCORE)
 
 
+def zremrangebylex(ks: Keyspace, args: list[bytes]) -> Reply:
+    return _zremrange(ks, args, By.LEX)
+
+
 HANDLERS = {
     "ZADD": zadd,
     "ZINCRBY": zincrby,
@@ -330,6 +347,7 @@ HANDLERS = {
     "ZMSCORE": zmscore,
     "ZCARD": zcard,
     "ZCOUNT": zcount,
+    "ZLEXCOUNT": zlexcount,
     "ZRANK": zrank,
     "ZREVRANK": zrevrank,
     "ZRANGE": zrange,
@@ -340,4 +358,5 @@ HANDLERS = {
     "ZREVRANGEBYLEX": zrevrangebylex,
     "ZREMRANGEBYRANK": zremrangebyrank,
     "ZREMRANGEBYSCORE": zremrangebyscore,
+    "ZREMRANGEBYLEX": zremrangebylex,
 }

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from kvstore.drivers.base import Arg, Command, Driver, Reply, Script, encode_arg
+from kvstore.drivers._commandspec import command_keys
+from kvstore.drivers.base import Arg, Command, Driver, Reply, encode_arg
 from kvstore.drivers.memory._aof import AppendOnlyFile, FsyncPolicy, check_policy, parse_url
 from kvstore.drivers.memory._errors import ReplyError, arity_error, unknown_command_error
 from kvstore.drivers.memory._journal import Journal, absolute_form
 from kvstore.drivers.memory._keyspace import Keyspace
+from kvstore.drivers.memory._lua import LuaEngine
 from kvstore.drivers.memory._table import Implementation, resolve
 from kvstore.errors import BatchError, CommandError, TransactionAbortedError, UnsupportedError
 
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
 __all__ = ["MemoryDriver"]
+
+
+# Commands a script may not run, as in Redis.
+_NOT_FROM_SCRIPTS = frozenset({"EVAL", "EVALSHA", "SCRIPT"})
 
 
 def _wall_clock_ms() -> int:
@@ -96,7 +102,7 @@ class MemoryDriver(Driver):
     ) -> None:
         check_policy(fsync)
         self._keyspace = Keyspace()
-        self._keyspace.script_call = self._script_call
+        self._keyspace.lua = LuaEngine(self._script_call)
         self._clock = clock
         #: The persistence hook (see ._journal); None costs nothing on the write path.
         self._journal: Journal | None = None
@@ -265,45 +271,33 @@ class MemoryDriver(Driver):
         """
         journal(absolute_form(impl.name, args, self._keyspace.now, reply))
 
-    async def run(
-        self,
-        script: Script,
-        keys: Sequence[Arg],
-        args: Sequence[Arg] = (),
-        *,
-        idempotent: bool = False,
-    ) -> Reply:
-        """Run the script's Python twin atomically (see :class:`Driver`).
+    def _script_call(self, command: list[bytes]) -> Reply:
+        """``redis.call`` for scripts; runs under the lock taken by :meth:`execute`.
 
-        The twin's ``call`` runs one command and returns its reply, or raises
-        :class:`CommandError` with Redis's message; an error ends the script, and the
-        writes made before it stay, as in Redis. Unknown commands and wrong arities get
-        the messages Redis gives inside scripts. Redis appends the script's sha and line
-        to an error raised by ``redis.call``; the memory driver cannot know the line, so
-        its message stops before that suffix.
-
-        Raises:
-            CommandError: the script raised, or a command inside it failed.
+        A command touching a key the script did not declare in ``KEYS`` is refused, as
+        Redis-compatible servers with key-based locking and Redis Cluster require.
         """
-        key_words, arg_words = _encode(keys), _encode(args)
-        with self._lock:
-            self._start(self._keyspace)
-            return script.twin(self._script_call, key_words, arg_words)
-
-    def _script_call(self, *command: Arg) -> Reply:
-        """``redis.call`` for script twins; runs under the lock taken by :meth:`run`."""
-        if not command:
-            raise CommandError("ERR Please specify at least one argument for this redis lib call")
         impl = resolve(command[0])
-        args = _encode(command[1:])
+        args = command[1:]
         if impl is None:
             raise CommandError(
                 "ERR Unknown Redis command called from script", command=_display_name(command[0])
             )
+        if impl.name in _NOT_FROM_SCRIPTS:
+            raise CommandError("ERR This Redis command is not allowed from script", command=impl.name)
         if not impl.accepts(len(args)):
             raise CommandError(
                 "ERR Wrong number of args calling Redis command from script", command=impl.name
             )
+        declared = self._keyspace.script_keys
+        if declared is not None:
+            for key in command_keys(command):
+                if key not in declared:
+                    raise CommandError(
+                        "ERR Script attempted to access a key not declared in KEYS: "
+                        + key.decode("utf-8", errors="replace"),
+                        command=impl.name,
+                    )
         try:
             reply = impl.handler(self._keyspace, args)
         except ReplyError as exc:

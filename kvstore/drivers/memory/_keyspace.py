@@ -35,7 +35,7 @@ from kvstore.drivers.memory._stream import Stream
 from kvstore.drivers.memory._zset import ZSet
 
 if TYPE_CHECKING:
-    from kvstore.drivers.base import ScriptCall
+    from kvstore.drivers.memory._lua import LuaEngine
 
 __all__ = ["TYPE_NAMES", "Keyspace", "Value"]
 
@@ -67,10 +67,20 @@ class Keyspace:
         data: Every live key and its value.
         expires: Deadlines (milliseconds since the epoch) of the keys that have one.
         now: The frozen clock of the batch being run, in milliseconds.
-        script_call: ``redis.call`` for script twins run by ``EVALSHA`` (set by the driver).
+        lua: Runs scripts for ``EVAL`` and ``EVALSHA`` (set by the driver).
+        script_keys: While a script runs, the keys it declared; None otherwise.
     """
 
-    __slots__ = ("_deadlines", "_scan_order", "data", "expired", "expires", "now", "script_call")
+    __slots__ = (
+        "_deadlines",
+        "_scan_order",
+        "data",
+        "expired",
+        "expires",
+        "lua",
+        "now",
+        "script_keys",
+    )
 
     def __init__(self) -> None:
         self.data: dict[bytes, Value] = {}
@@ -78,7 +88,8 @@ class Keyspace:
         self.now = 0
         #: The keys the last :meth:`purge` deleted.
         self.expired: list[bytes] = []
-        self.script_call: ScriptCall | None = None
+        self.lua: LuaEngine | None = None
+        self.script_keys: frozenset[bytes] | None = None
         # (deadline, key) pairs; entries go stale when a deadline changes or a key goes,
         # and are checked against `expires` when popped.
         self._deadlines: list[tuple[int, bytes]] = []
