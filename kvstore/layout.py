@@ -115,8 +115,7 @@ class StoreLayout:
             found = _decode(stored)  # type: ignore[arg-type]
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise LayoutError(
-                f"namespace {self.namespace!r} has an unreadable layout record at "
-                f"{probe.layout!r}",
+                f"namespace {self.namespace!r} has an unreadable layout record at {probe.layout!r}",
                 found={"raw": repr(stored)[:200]},
             ) from None
         recorded = msgspec.structs.asdict(found)

@@ -201,33 +201,36 @@ LIST_INDEX = script(
     "list_index",
     """
 -- KEYS[1] a lex index, KEYS[2..] hashes of the records it lists (by id)
--- ARGV: min, max, offset, count, reverse ('1': highest first), with records ('1' or '0')
--- Returns {total, member, member, ...}, or with records {total, member, values, member,
--- values, ...} where values holds the member's field in each hash (false where missing).
+-- ARGV: min, max, offset, count, reverse ('1': highest first), then the ranks within this
+--       page (from, to: 0-based, to excluded) whose records to read
+-- Returns {total, member, values, member, values, ...}: values holds the member's field in
+-- each hash (false where missing), or is false for a member outside the ranks asked for.
 local total, members = lex_page(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]),
   tonumber(ARGV[4]), ARGV[5])
-local out = {total}
-if ARGV[6] ~= '1' or #members == 0 then
-  for _, member in ipairs(members) do
-    out[#out + 1] = member
-  end
-  return out
-end
-local ids = {}
-for i, member in ipairs(members) do
-  ids[i] = id_of(member)
-end
+local from = math.min(tonumber(ARGV[6]), #members)
+local to = math.min(tonumber(ARGV[7]), #members)
 local columns = {}
-for k = 2, #KEYS do
-  columns[k - 1] = redis.call('HMGET', KEYS[k], unpack(ids))
-end
-for i, member in ipairs(members) do
-  local values = {}
-  for k = 1, #columns do
-    values[k] = columns[k][i]
+if to > from and #KEYS > 1 then
+  local ids = {}
+  for i = from + 1, to do
+    ids[#ids + 1] = id_of(members[i])
   end
+  for k = 2, #KEYS do
+    columns[k - 1] = redis.call('HMGET', KEYS[k], unpack(ids))
+  end
+end
+local out = {total}
+for i, member in ipairs(members) do
   out[#out + 1] = member
-  out[#out + 1] = values
+  if i > from and i <= to and #KEYS > 1 then
+    local values = {}
+    for k = 1, #columns do
+      values[k] = columns[k][i - from]
+    end
+    out[#out + 1] = values
+  else
+    out[#out + 1] = false
+  end
 end
 return out
 """,
@@ -252,13 +255,15 @@ async def list_index(
     offset: int,
     count: int,
     newest_first: bool,
-) -> tuple[int, list[list[bytes | None]]]:
+) -> tuple[int, list[tuple[str, list[bytes | None]]]]:
     """One page of a lex index across ``buckets``, with each member's record.
 
-    One round trip with one bucket (``count + 3`` commands, and one more per extra
-    column); with several, one round trip for the candidates (one script per bucket, in one
-    batch: one batch per node on a cluster) and one for the page's records (one ``HMGET``
-    per bucket and column that has some).
+    With one bucket: one script, ``count + 3`` commands (one more per extra column).
+    With several: one script per bucket in one batch (one batch per node on a cluster),
+    each returning its first ``offset + count`` members (the candidates, merged here) and
+    the records of those around where the page is likely to fall in it (the page's share
+    of the bucket, and some slack). A page record that falls outside every window (a very
+    uneven spread) is read in a second round trip, one ``HMGET`` per bucket and column.
 
     Args:
         columns: The hashes to read each member's id from; a member whose id is missing
@@ -266,7 +271,8 @@ async def list_index(
 
     Returns:
         How many members lie between the bounds in all buckets, and for each member of the
-        page in order, its value in each column.
+        page in order, the key of its record (the first column's hash in its bucket, for
+        errors) and its value in each column.
     """
     low, high = bounds
     reverse = "1" if newest_first else "0"
@@ -275,40 +281,53 @@ async def list_index(
         reply = await driver.run(
             LIST_INDEX,
             [index(bucket), *(c(bucket) for c in columns)],
-            [low, high, offset, count, reverse, "1"],
+            [low, high, offset, count, reverse, 0, count],
             idempotent=True,
         )
         total, *flat = as_list(reply)
-        return total, [v for v in flat[1::2] if v[0] is not None]
+        where = columns[0](bucket)
+        return total, [(where, v) for v in flat[1::2] if v[0] is not None]
+    share = count // len(buckets)
+    slack = max(4, share)
+    first = max(0, offset // len(buckets) - slack)
+    last = (offset + count) // len(buckets) + slack
     replies = await driver.execute(
         [
-            LIST_INDEX.command([index(b)], [low, high, 0, offset + count, reverse, "0"])
+            LIST_INDEX.command(
+                [index(b), *(c(b) for c in columns)],
+                [low, high, 0, offset + count, reverse, first, last],
+            )
             for b in buckets
         ],
         idempotent=True,
     )
     total = 0
-    runs: list[list[tuple[bytes, int]]] = []
+    runs: list[list[tuple[bytes, int, list[bytes | None] | None]]] = []
     for position, reply in enumerate(replies):
-        bucket_total, *members = as_list(reply)
+        bucket_total, *flat = as_list(reply)
         total += bucket_total
-        runs.append([(m, position) for m in members])
-    merged = list(heapq.merge(*runs, reverse=newest_first))[offset : offset + count]
-    if not merged:
-        return total, []
-    wanted: dict[int, list[bytes]] = {}
-    for member, position in merged:
-        wanted.setdefault(position, []).append(_id_of(member))
-    requests = [(p, c) for p in wanted for c in columns]
-    fetched = await driver.execute(
-        [("HMGET", c(buckets[p]), *wanted[p]) for p, c in requests], idempotent=True
-    )
-    values: dict[tuple[int, bytes], list[bytes | None]] = {}
-    for (p, _), reply in zip(requests, fetched, strict=True):
-        for record_id, value in zip(wanted[p], as_list(reply), strict=True):
-            values.setdefault((p, record_id), []).append(value)
-    rows = [values[(p, _id_of(m))] for m, p in merged]
-    return total, [row for row in rows if row[0] is not None]
+        runs.append([(flat[i], position, flat[i + 1]) for i in range(0, len(flat), 2)])
+    merged = list(heapq.merge(*runs, key=lambda e: e[0], reverse=newest_first))
+    page = merged[offset : offset + count]
+    missing: dict[int, list[bytes]] = {}
+    for member, position, values in page:
+        if values is None:
+            missing.setdefault(position, []).append(_id_of(member))
+    fetched: dict[tuple[int, bytes], list[bytes | None]] = {}
+    if missing:
+        requests = [(p, c) for p in missing for c in columns]
+        replies = await driver.execute(
+            [("HMGET", c(buckets[p]), *missing[p]) for p, c in requests], idempotent=True
+        )
+        for (p, _), reply in zip(requests, replies, strict=True):
+            for record_id, value in zip(missing[p], as_list(reply), strict=True):
+                fetched.setdefault((p, record_id), []).append(value)
+    rows: list[tuple[str, list[bytes | None]]] = []
+    for member, position, values in page:
+        row = values if values is not None else fetched[(position, _id_of(member))]
+        if row[0] is not None:
+            rows.append((columns[0](buckets[position]), row))
+    return total, rows
 
 
 # -- walks for export ----------------------------------------------------------------------
@@ -355,7 +374,7 @@ async def walk_index(
     low, high = lex_bounds(prefix)
     commands: list[Sequence[Arg]] = [
         LIST_INDEX.command(
-            [index(bucket), *(c(bucket) for c in columns)], [low, high, rank, count, "0", "1"]
+            [index(bucket), *(c(bucket) for c in columns)], [low, high, rank, count, "0", 0, count]
         )
     ]
     commands += [("ZLEXCOUNT", index(b), low, high) for b in buckets]
@@ -363,11 +382,7 @@ async def walk_index(
     _, *flat = as_list(chunk)
     sizes = [int(n) for n in counts]  # type: ignore[arg-type]
     where = columns[0](bucket)
-    items = [
-        decode(row, f"{where}[{_id_of(member).decode(errors='replace')}]")
-        for member, row in zip(flat[::2], flat[1::2], strict=True)
-        if row[0] is not None
-    ]
+    items = [decode(row, where) for row in flat[1::2] if row[0] is not None]
     next_cursor: str | None = None
     if rank + count < sizes[position]:
         next_cursor = f"{position}:{rank + count}"

@@ -77,7 +77,7 @@ class EvalStore(Domain):
         )
         if packed is None:
             return None
-        return self._scores.unpack(packed, f"{bucket.scores}[{score_id}]")  # type: ignore[arg-type]
+        return self._scores.unpack(packed, bucket.scores)  # type: ignore[arg-type]
 
     async def list_scores(
         self,
@@ -142,7 +142,7 @@ class EvalStore(Domain):
             count=per_page,
             newest_first=True,
         )
-        items = [self._scores.unpack(row[0], "scores") for row in rows]  # type: ignore[arg-type]
+        items = [self._scores.unpack(row[0], where) for where, row in rows]  # type: ignore[arg-type]
         return make_page(items, total, page, per_page)
 
     async def delete_score(self, score_id: str) -> bool:

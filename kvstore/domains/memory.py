@@ -138,7 +138,9 @@ class MemoryStore(Domain):
         (packed,) = await self._driver.execute(
             [("HGET", bucket.threads, lex_escape(thread_id))], idempotent=True
         )
-        return None if packed is None else self._thread(packed, bucket)  # type: ignore[arg-type]
+        if packed is None:
+            return None
+        return self._threads.unpack(packed, bucket.threads)  # type: ignore[arg-type]
 
     async def list_threads(
         self,
@@ -170,7 +172,7 @@ class MemoryStore(Domain):
             count=per_page,
             newest_first=direction == "desc",
         )
-        threads = [self._thread(row[0], None) for row in found]  # type: ignore[arg-type]
+        threads = [self._threads.unpack(row[0], where) for where, row in found]  # type: ignore[arg-type]
         return make_page(threads, total, page, per_page)
 
     async def update_thread(
@@ -206,7 +208,7 @@ class MemoryStore(Domain):
         )
         if packed is None:
             raise NotFoundError(f"no thread {thread_id!r}")
-        return self._thread(packed, bucket)  # type: ignore[arg-type]
+        return self._threads.unpack(packed, bucket.threads)  # type: ignore[arg-type]
 
     async def delete_thread(self, thread_id: str) -> bool:
         """Delete a thread and all its messages. Returns whether the thread existed.
@@ -220,7 +222,9 @@ class MemoryStore(Domain):
         bucket = thread.bucket
         script_keys = [bucket.threads, bucket.thread_index, bucket.pointers, thread.messages]
         t = lex_escape(thread_id)
-        existed, left = as_list(await self._driver.run(scripts.DELETE_THREAD, script_keys, [t, "1"]))
+        existed, left = as_list(
+            await self._driver.run(scripts.DELETE_THREAD, script_keys, [t, "1"])
+        )
         while left:
             _, left = as_list(await self._driver.run(scripts.DELETE_THREAD, script_keys, [t, "0"]))
         return existed == 1
@@ -301,7 +305,9 @@ class MemoryStore(Domain):
             for i in range(0, len(rest), 3):
                 moved[rest[i]] = _Location(rest[i + 1].decode(), rest[i + 2].decode())
         for reply in replies[len(plans) :]:
-            for m, pointer in zip((lex_escape(i).encode() for i in by_id), as_list(reply), strict=True):
+            for m, pointer in zip(
+                (lex_escape(i).encode() for i in by_id), as_list(reply), strict=True
+            ):
                 if pointer is not None:
                     moved[m] = _location(pointer)
         if moved:
@@ -420,7 +426,11 @@ class MemoryStore(Domain):
         keys = await self._keys()
         located = await self._locate(keys, wanted)
         members = await self._read_members(keys, located)
-        by_id = {m.id: m for m in self._decode_members(list(members.values()), "get_messages")}
+        by_id = {}
+        for m, member in members.items():
+            where = keys.thread(_unescape(located[m].thread.encode())).messages
+            (message,) = self._decode_members([member], where)
+            by_id[message.id] = message
         return [by_id[i] for i in wanted if i in by_id]
 
     async def _locate(self, keys: Keys, ids: list[str]) -> dict[bytes, _Location]:
@@ -441,7 +451,9 @@ class MemoryStore(Domain):
         found: dict[bytes, bytes] = {}
         if not commands:
             return found
-        for m, reply in zip(order, await self._driver.execute(commands, idempotent=True), strict=True):
+        for m, reply in zip(
+            order, await self._driver.execute(commands, idempotent=True), strict=True
+        ):
             for member in as_list(reply):
                 if member[_SEQ : _SEQ + len(m) + 1] == m + b"\x00":
                     found[m] = member
@@ -470,8 +482,9 @@ class MemoryStore(Domain):
         keys = await self._keys()
         located = await self._locate(keys, [p.id for p in valid])
         now = utc_now()
-        plans: dict[int, tuple[Bucket, dict[str, list[Arg]]]] = {}
-        order: list[bytes] = []
+        # bucket -> thread -> escaped message id -> [score, fields...]; several patches of
+        # one message merge, the later ones winning.
+        plans: dict[int, tuple[Bucket, dict[str, dict[bytes, list[Arg]]]]] = {}
         for patch in valid:
             m = lex_escape(patch.id).encode()
             where = located.get(m)
@@ -486,14 +499,15 @@ class MemoryStore(Domain):
                 fields += codec.merged_fields("metadata", patch.metadata)
             thread_id = _unescape(where.thread.encode())
             bucket = keys.bucket_of(thread_id)
-            plan = plans.setdefault(bucket.number, (bucket, {}))
-            plan[1].setdefault(thread_id, []).extend((m, where.score, len(fields) // 2, *fields))
-            order.append(m)
+            by_thread = plans.setdefault(bucket.number, (bucket, {}))[1]
+            by_thread.setdefault(thread_id, {}).setdefault(m, [where.score]).extend(fields)
         commands = []
         for bucket, by_thread in plans.values():
             args: list[Arg] = [lex_time(micros(now)), codec.encode(now), len(by_thread)]
-            for thread_id, entries in by_thread.items():
-                args += (lex_escape(thread_id), _count_patches(entries), *entries)
+            for thread_id, patched in by_thread.items():
+                args += (lex_escape(thread_id), len(patched))
+                for m, (score, *fields) in patched.items():
+                    args += (m, score, len(fields) // 2, *fields)
             commands.append(
                 scripts.PATCH_MESSAGES.command(
                     [
@@ -505,13 +519,17 @@ class MemoryStore(Domain):
                     args,
                 )
             )
-        new_members: list[bytes] = []
-        for reply in await self._driver.execute(commands):
+        by_id: dict[str, Message] = {}
+        replies = await self._driver.execute(commands)
+        for (_, by_thread), reply in zip(plans.values(), replies, strict=True):
             status, *members = as_list(reply)
             if status == 0:
                 raise NotFoundError(f"no message {_unescape(members[0])!r}")
-            new_members += members
-        return self._decode_members(new_members, "update_messages")
+            where = [keys.thread(t).messages for t, patched in by_thread.items() for _ in patched]
+            for member, key in zip(members, where, strict=True):
+                (message,) = self._decode_members([member], key)
+                by_id[message.id] = message
+        return [by_id[i] for i in dict.fromkeys(p.id for p in valid)]
 
     async def delete_messages(self, ids: Iterable[str]) -> int:
         """Delete messages from their threads. Returns how many existed.
@@ -538,9 +556,7 @@ class MemoryStore(Domain):
             plan[1].setdefault(thread_id, []).extend((m, where.score))
         if not plans:
             return 0
-        head: list[Arg] = (
-            [lex_time(micros(now)), self._format.encode(now)] if touch else ["", b""]
-        )
+        head: list[Arg] = [lex_time(micros(now)), self._format.encode(now)] if touch else ["", b""]
         commands = []
         for bucket, by_thread in plans.values():
             args: list[Arg] = [*head, len(by_thread)]
@@ -571,7 +587,7 @@ class MemoryStore(Domain):
         )
         if packed is None:
             return None
-        return self._resources.unpack(packed, f"{bucket.resources}[{resource_id}]")  # type: ignore[arg-type]
+        return self._resources.unpack(packed, bucket.resources)  # type: ignore[arg-type]
 
     async def save_resource(self, resource: Resource | Mapping[str, Any]) -> Resource:
         """Create or replace a resource (``updated_at`` is set to now when not given)."""
@@ -596,7 +612,7 @@ class MemoryStore(Domain):
             count=per_page,
             newest_first=True,
         )
-        resources = [self._resources.unpack(row[0], "resources") for row in found]  # type: ignore[arg-type]
+        resources = [self._resources.unpack(row[0], where) for where, row in found]  # type: ignore[arg-type]
         return make_page(resources, total, page, per_page)
 
     async def _write_resources(
@@ -674,7 +690,7 @@ class MemoryStore(Domain):
             [bucket.resources, bucket.resource_index],
             [lex_escape(resource_id), now_key, new, b"updated_at", codec.encode(now), *fields],
         )
-        return codec.unpack(packed, f"{bucket.resources}[{resource_id}]")  # type: ignore[arg-type]
+        return codec.unpack(packed, bucket.resources)  # type: ignore[arg-type]
 
     # -- export and restore ----------------------------------------------------------------
 
@@ -856,10 +872,6 @@ class MemoryStore(Domain):
 
     # -- decoding ---------------------------------------------------------------------------
 
-    def _thread(self, packed: bytes, bucket: Bucket | None) -> Thread:
-        where = "threads" if bucket is None else bucket.threads
-        return self._threads.unpack(packed, where)
-
     def _decode_members(self, members: Sequence[bytes], where: str) -> list[Message]:
         """Decode message members (``<seq><M>\\0<packed record>``), in order.
 
@@ -924,14 +936,6 @@ def _merge_pointers(ids: Sequence[str], replies: Sequence[Reply]) -> dict[bytes,
     return located
 
 
-def _count_patches(entries: list[Arg]) -> int:
-    count, pos = 0, 0
-    while pos < len(entries):
-        pos += 3 + 2 * int(entries[pos + 2])  # type: ignore[arg-type]
-        count += 1
-    return count
-
-
 def _score_window(date_range: DateRange | None) -> tuple[str, str] | None:
     """``ZRANGE BYSCORE`` bounds of a date range, or None for the whole thread."""
     if date_range is None:
@@ -939,11 +943,15 @@ def _score_window(date_range: DateRange | None) -> tuple[str, str] | None:
     window = validate(date_range, DateRange, where="date_range")
     if window.start is None and window.end is None:
         return None
-    low = "-inf" if window.start is None else ("(" if window.start_exclusive else "") + str(
-        micros(window.start)
+    low = (
+        "-inf"
+        if window.start is None
+        else ("(" if window.start_exclusive else "") + str(micros(window.start))
     )
-    high = "+inf" if window.end is None else ("(" if window.end_exclusive else "") + str(
-        micros(window.end)
+    high = (
+        "+inf"
+        if window.end is None
+        else ("(" if window.end_exclusive else "") + str(micros(window.end))
     )
     return low, high
 
@@ -960,7 +968,9 @@ def _page_commands(
     scores after each when ``with_scores``)."""
     scores = ("WITHSCORES",) if with_scores else ()
     if window is None:
-        start, stop = (-last, -1) if last is not None else (page * per_page, (page + 1) * per_page - 1)
+        start, stop = (
+            (-last, -1) if last is not None else (page * per_page, (page + 1) * per_page - 1)
+        )
         return [("ZCARD", key), ("ZRANGE", key, start, stop, *scores)]
     low, high = window
     count: Command = ("ZCOUNT", key, low, high)
@@ -976,4 +986,3 @@ def _offset_cursor(cursor: Any) -> int:
     if not isinstance(cursor, str) or not cursor.isascii() or not cursor.isdigit():
         raise ValidationError("expected a cursor returned by the same method", field="cursor")
     return int(cursor)
-

@@ -52,7 +52,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from kvstore.codec import FormatName, RecordCodec, pack_fields, record_codec, unpack_fields, validate
+from kvstore.codec import (
+    FormatName,
+    RecordCodec,
+    pack_fields,
+    record_codec,
+    unpack_fields,
+    validate,
+)
 from kvstore.domains import _trace_scripts as scripts
 from kvstore.domains._base import (
     Domain,
@@ -174,7 +181,9 @@ class TraceStore(Domain):
         for trace_id, trace_spans in by_trace.items():
             bucket = keys.bucket_of(trace_id)
             plan = plans.setdefault(bucket.number, (bucket, [], []))
-            plan[1].extend((keys.trace_spans(bucket, trace_id), keys.trace_span_ids(bucket, trace_id)))
+            plan[1].extend(
+                (keys.trace_spans(bucket, trace_id), keys.trace_span_ids(bucket, trace_id))
+            )
             plan[2].extend(self._trace_args(trace_id, trace_spans))
             for span in trace_spans:
                 plan[2].extend(
@@ -281,7 +290,7 @@ class TraceStore(Domain):
             count=per_page,
             newest_first=True,
         )
-        items = [self._summary(row[0], "traces") for row in rows]  # type: ignore[arg-type]
+        items = [self._summary(row[0], where) for where, row in rows]  # type: ignore[arg-type]
         return make_page(items, total, page, per_page)
 
     async def delete_traces(self, trace_ids: Iterable[str]) -> int:
@@ -345,7 +354,9 @@ class TraceStore(Domain):
         found = as_list(following)
         if found:
             next_trace = _unescape(found[0][found[0].rindex(b"\x00") + 1 :])
-            return Chunk(items=items, cursor=_cursor(position, next_rank, next_trace, ""), total=total)
+            return Chunk(
+                items=items, cursor=_cursor(position, next_rank, next_trace, ""), total=total
+            )
         if position + 1 < len(buckets):
             return Chunk(items=items, cursor=f"{position + 1}:0", total=total)
         return Chunk(items=items, cursor=None, total=total)
@@ -385,7 +396,16 @@ class TraceStore(Domain):
                     for b in pending
                     for cmd in (
                         ("HGET", b.traces, scripts.TOTAL_FIELD),
-                        ("ZRANGE", b.trace_index, low, "(T\x01", "BYLEX", "LIMIT", 0, RETENTION_SLICE),
+                        (
+                            "ZRANGE",
+                            b.trace_index,
+                            low,
+                            "(T\x01",
+                            "BYLEX",
+                            "LIMIT",
+                            0,
+                            RETENTION_SLICE,
+                        ),
                     )
                 ],
                 idempotent=True,
@@ -438,7 +458,9 @@ class TraceStore(Domain):
         for trace_id in trace_ids:
             bucket = keys.bucket_of(trace_id)
             plan = plans.setdefault(bucket.number, (bucket, [], []))
-            plan[1].extend((keys.trace_spans(bucket, trace_id), keys.trace_span_ids(bucket, trace_id)))
+            plan[1].extend(
+                (keys.trace_spans(bucket, trace_id), keys.trace_span_ids(bucket, trace_id))
+            )
             plan[2].append(lex_escape(trace_id))
         replies = await self._driver.execute(
             [

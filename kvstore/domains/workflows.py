@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
-from kvstore.codec import FormatName, RecordCodec, pack_fields, record_codec, unpack_fields, validate
+from kvstore.codec import (
+    FormatName,
+    RecordCodec,
+    pack_fields,
+    record_codec,
+    unpack_fields,
+    validate,
+)
 from kvstore.domains import _workflow_scripts as scripts
 from kvstore.domains._base import (
     Domain,
@@ -184,7 +191,7 @@ class WorkflowStore(Domain):
         )
         if data is None:
             return None
-        where = f"{bucket.run_snapshots}[{member}]"
+        where = bucket.run_snapshots
         if not isinstance(data, bytes):
             raise CorruptRecordError(where, f"expected a string reply, got {type(data).__name__}")
         try:
@@ -215,7 +222,7 @@ class WorkflowStore(Domain):
             )
             if packed is None:
                 return None
-            return self._decode([packed, snapshot], f"{bucket.runs}[{member}]")  # type: ignore[list-item]
+            return self._decode([packed, snapshot], bucket.runs)  # type: ignore[list-item]
         _, rows = await list_index(
             self._driver,
             [bucket],
@@ -226,7 +233,7 @@ class WorkflowStore(Domain):
             count=1,
             newest_first=True,
         )
-        return self._decode(rows[0], bucket.runs) if rows else None
+        return self._decode(rows[0][1], rows[0][0]) if rows else None
 
     async def list_runs(
         self,
@@ -274,7 +281,7 @@ class WorkflowStore(Domain):
             count=per_page,
             newest_first=True,
         )
-        runs = [self._decode(row, "runs") for row in rows]
+        runs = [self._decode(row, where) for where, row in rows]
         return make_page(runs, total, page, per_page)
 
     async def update_run(
@@ -317,7 +324,8 @@ class WorkflowStore(Domain):
             status=status,
             expected_version=expected_version,
         )
-        return self._decode(reply[2:4], f"runs[{Keys.run_member(workflow_name, run_id)}]")
+        keys = await self._keys()
+        return self._decode(reply[2:4], keys.bucket_of(run_id).runs)
 
     async def delete_run(self, workflow_name: str, run_id: str) -> bool:
         """Delete a run and its index entries. Returns whether it existed.
@@ -391,7 +399,9 @@ class WorkflowStore(Domain):
             bucket = keys.bucket_of(run.run_id)
             plan = plans.setdefault(bucket.number, (bucket, []))
             snapshot = self._encode(run.snapshot, f"runs[{i}].snapshot")
-            plan[1].extend((Keys.run_member(run.workflow_name, run.run_id), pack_fields(fields), snapshot))
+            plan[1].extend(
+                (Keys.run_member(run.workflow_name, run.run_id), pack_fields(fields), snapshot)
+            )
         await self._driver.execute(
             [
                 scripts.RESTORE_RUNS.command(
@@ -439,7 +449,12 @@ class WorkflowStore(Domain):
         ]
         fields = [*fields, b"updated_at", codec.encode(now)]
         if resource_id is not None:
-            fields += (b"resource_id", codec.encode(resource_id), b"_r", lex_escape(resource_id).encode())
+            fields += (
+                b"resource_id",
+                codec.encode(resource_id),
+                b"_r",
+                lex_escape(resource_id).encode(),
+            )
         if status is not None:
             fields += (b"status", codec.encode(status), b"_s", lex_escape(status).encode())
         keys = await self._keys()

@@ -10,14 +10,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kvstore.drivers._commandspec import command_name
+from kvstore.drivers.base import encode_arg, registered_script
 from kvstore.errors import BatchError, CommandError, TransactionAbortedError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from kvstore.drivers.base import Command, Reply
+    from kvstore.drivers.base import Arg, Command, Reply
 
-__all__ = ["label", "raise_for_errors", "transaction_aborted"]
+__all__ = [
+    "as_eval",
+    "label",
+    "missing_scripts",
+    "raise_for_errors",
+    "script_source",
+    "transaction_aborted",
+]
 
 
 def label(
@@ -62,3 +70,33 @@ def transaction_aborted(
         entries = [cause] * len(commands)
     labelled = label(commands, entries)
     return TransactionAbortedError([r for r in labelled if isinstance(r, CommandError)], labelled)
+
+
+def script_source(command: Command) -> bytes | None:
+    """The source of the registered script an ``EVALSHA`` command runs, else None."""
+    if len(command) < 2 or encode_arg(command[0]).upper() != b"EVALSHA":
+        return None
+    script = registered_script(encode_arg(command[1]).decode("ascii", errors="replace"))
+    return None if script is None else script.lua.encode()
+
+
+def missing_scripts(
+    commands: Sequence[Command], replies: Sequence[Reply | CommandError]
+) -> list[int]:
+    """Positions of ``EVALSHA`` commands of registered scripts that met ``NOSCRIPT``: the
+    server lost its script cache, did not run them, and needs their source."""
+    return [
+        i
+        for i, (command, reply) in enumerate(zip(commands, replies, strict=True))
+        if isinstance(reply, CommandError)
+        and reply.code == "NOSCRIPT"
+        and script_source(command) is not None
+    ]
+
+
+def as_eval(command: Command) -> list[Arg]:
+    """The ``EVAL`` twin of an ``EVALSHA`` of a registered script (``EVAL`` also caches it,
+    so later calls are ``EVALSHA`` again)."""
+    source = script_source(command)
+    assert source is not None, "only for registered scripts"
+    return [b"EVAL", source, *command[2:]]

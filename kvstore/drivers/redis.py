@@ -16,10 +16,17 @@ one is refused with ``ValueError`` when the driver is made. Percent-encode a pas
 
 A batch travels as one write of all commands followed by one read of all replies, on one
 pooled connection; replies are read raw (no redis-py response callbacks) so that they come
-back in the normalised shape of :mod:`kvstore.drivers.base`. On a cluster, a batch is sent
-to the primary that owns its single hash slot; a batch whose keys span several slots is
-refused before anything is sent, and ``MOVED``/``ASK`` replies refresh the slot map and
-resend the batch (which the server did not run).
+back in the normalised shape of :mod:`kvstore.drivers.base`. On a cluster, redis-py's slot
+map routes each command to the primary that owns its hash slot, and a batch becomes one
+batch per node, sent concurrently; a command (or a script) whose own keys span slots, or an
+atomic batch that does, is refused before anything is sent. ``MOVED``/``ASK`` replies
+refresh the slot map and resend the commands they refused (which the server did not run).
+
+Scripts: the first batch that sends a script to a server carries a ``SCRIPT LOAD`` of its
+source ahead of it, in the same round trip, so the script runs in its place in the batch
+(and ahead of ``MULTI`` in an atomic one). An ``EVALSHA`` that still meets ``NOSCRIPT`` (the
+server lost its scripts since, by a restart or ``SCRIPT FLUSH``) is sent again with its
+source in one more round trip; commands after it in the same batch ran before it then.
 
 redis-py's asyncio client runs on asyncio only, so this driver does too; under trio use the
 memory or Upstash driver.
@@ -34,9 +41,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 from kvstore._extras import require
 from kvstore.drivers._commandspec import command_keys, command_name
-from kvstore.drivers._replies import label, raise_for_errors, transaction_aborted
+from kvstore.drivers._replies import (
+    as_eval,
+    label,
+    missing_scripts,
+    raise_for_errors,
+    script_source,
+    transaction_aborted,
+)
 from kvstore.drivers._retry import RetryPolicy
-from kvstore.drivers.base import Arg, Command, Driver, Reply, Script, encode_arg
+from kvstore.drivers.base import Command, Driver, Reply, encode_arg
 from kvstore.errors import (
     CommandError,
     ConnectionFailedError,
@@ -46,6 +60,7 @@ from kvstore.errors import (
 
 require("redis", "redis")
 
+import anyio  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402 - after the friendly import check
 from redis.asyncio.cluster import RedisCluster  # noqa: E402
 from redis.crc import key_slot  # noqa: E402
@@ -72,6 +87,9 @@ if TYPE_CHECKING:
 __all__ = ["RedisDriver"]
 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+#: Buckets a new store spreads over on a cluster (see kvstore.keys): several per node of a
+#: 3 to 5 node cluster, few enough that a listing's one script per bucket stays cheap.
+CLUSTER_BUCKETS = 16
 # Replies that mean "this node does not serve the slot (yet)": the command did not run.
 _REDIRECT_CODES = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 _REDIRECT_ATTEMPTS = 5
@@ -108,7 +126,7 @@ class RedisDriver(Driver):
         retry: How idempotent requests are retried after a connection failure.
     """
 
-    __slots__ = ("_client", "_cluster_ready", "_owns_client", "_retry")
+    __slots__ = ("_client", "_cluster_ready", "_loaded", "_owns_client", "_retry")
 
     def __init__(
         self,
@@ -130,6 +148,8 @@ class RedisDriver(Driver):
         self._owns_client = owns_client
         self._retry = retry or RetryPolicy()
         self._cluster_ready = False
+        #: The scripts each server (by node name; "" for a single server) has loaded.
+        self._loaded: dict[str, set[bytes]] = {}
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisDriver:
@@ -177,6 +197,11 @@ class RedisDriver(Driver):
         """Whether the backend is a Redis Cluster."""
         return isinstance(self._client, RedisCluster)
 
+    @property
+    def default_buckets(self) -> int:
+        """16 on a cluster (a namespace spreads over the nodes), else 1."""
+        return CLUSTER_BUCKETS if self.is_cluster else 1
+
     async def execute(
         self, commands: Sequence[Command], *, atomic: bool = False, idempotent: bool = False
     ) -> list[Reply]:
@@ -185,31 +210,30 @@ class RedisDriver(Driver):
         wire = [[encode_arg(a) for a in c] for c in commands]
 
         async def attempt() -> list[Reply | CommandError]:
-            return await self._roundtrip(wire, atomic=atomic)
+            return await self._send(wire, atomic=atomic)
 
         return raise_for_errors(await self._retry.call(attempt, idempotent=idempotent))
 
-    async def run(
-        self,
-        script: Script,
-        keys: Sequence[Arg],
-        args: Sequence[Arg] = (),
-        *,
-        idempotent: bool = False,
-    ) -> Reply:
-        tail = [encode_arg(len(keys)), *map(encode_arg, keys), *map(encode_arg, args)]
+    async def execute_steps(
+        self, steps: Sequence[Sequence[Command]], *, idempotent: bool = False
+    ) -> list[list[Reply]]:
+        client = self._client
+        if not isinstance(client, RedisCluster):
+            return await super().execute_steps(steps, idempotent=idempotent)
+        wires = [[[encode_arg(a) for a in c] for c in step] for step in steps]
+        await self._ensure_cluster(client)
+        nodes = {self._node_for(client, _slot(cmd)).name for wire in wires for cmd in wire}
+        if len(nodes) <= 1:
+            # One node keeps the order of one pipeline: one round trip.
+            return await super().execute_steps(steps, idempotent=idempotent)
+        out: list[list[Reply]] = []
+        for wire in wires:
 
-        async def attempt() -> Reply | CommandError:
-            (reply,) = await self._roundtrip([[b"EVALSHA", script.sha.encode(), *tail]])
-            if isinstance(reply, CommandError) and reply.code == "NOSCRIPT":
-                # EVAL runs the script and caches it, so later calls are EVALSHA again.
-                (reply,) = await self._roundtrip([[b"EVAL", script.lua.encode(), *tail]])
-            return reply
+            async def attempt(wire: list[list[bytes]] = wire) -> list[Reply | CommandError]:
+                return await self._send(wire, atomic=False)
 
-        reply = await self._retry.call(attempt, idempotent=idempotent)
-        if isinstance(reply, CommandError):
-            raise CommandError(reply.message, command=f"script {script.name}")
-        return reply
+            out.append(raise_for_errors(await self._retry.call(attempt, idempotent=idempotent)))
+        return out
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -217,51 +241,119 @@ class RedisDriver(Driver):
 
     # -- one round trip -------------------------------------------------------------------
 
-    async def _roundtrip(
-        self, wire: list[list[bytes]], *, atomic: bool = False
-    ) -> list[Reply | CommandError]:
-        """Send ``wire`` on one connection and read every reply, errors in place."""
+    async def _send(self, wire: list[list[bytes]], *, atomic: bool) -> list[Reply | CommandError]:
+        """One round trip (one per node on a cluster), then one more for scripts the server
+        did not have; errors in place, labelled."""
+        results = await self._roundtrip(wire, atomic)
+        missing = missing_scripts(wire, results)
+        if missing:
+            for scripts in self._loaded.values():
+                scripts.difference_update(wire[i][1] for i in missing)
+            again = await self._roundtrip(
+                [[encode_arg(a) for a in as_eval(wire[i])] for i in missing], False
+            )
+            for i, reply in zip(missing, again, strict=True):
+                results[i] = reply
+        return label(wire, results)
+
+    async def _roundtrip(self, wire: list[list[bytes]], atomic: bool) -> list[Reply | CommandError]:
+        """Send ``wire`` and read every reply, errors in place."""
         _refuse_trio()
         if not isinstance(self._client, RedisCluster):
             pool = self._client.connection_pool
             conn = await _translate(pool.get_connection())  # type: ignore[no-untyped-call]
             try:
-                return await self._exchange(conn, wire, atomic)
+                return await self._exchange(conn, wire, atomic, "")
             finally:
                 await pool.release(conn)
         return await self._cluster_roundtrip(self._client, wire, atomic)
 
-    async def _cluster_roundtrip(
-        self, cluster: RedisCluster, wire: list[list[bytes]], atomic: bool
-    ) -> list[Reply | CommandError]:
-        slot = _single_slot(wire)
+    async def _ensure_cluster(self, cluster: RedisCluster) -> None:
         if not self._cluster_ready:
             await _translate(cluster.initialize())
             self._cluster_ready = True
+
+    @staticmethod
+    def _node_for(cluster: RedisCluster, slot: int | None) -> Any:
+        try:
+            if slot is None:
+                return cluster.get_default_node()
+            return cluster.nodes_manager.get_node_from_slot(slot)
+        except (RedisClusterException, RedisConnectionError) as exc:
+            # No node serves the slot (cluster down).
+            raise ConnectionFailedError(f"cannot reach Redis: {exc}") from exc
+
+    async def _cluster_roundtrip(
+        self, cluster: RedisCluster, wire: list[list[bytes]], atomic: bool
+    ) -> list[Reply | CommandError]:
+        slots = [_slot(cmd) for cmd in wire]
+        if atomic:
+            _refuse_cross_slot(wire)
+        # Keyless commands (PING, a malformed command the server will refuse) travel with
+        # the batch's first keyed command, so that an atomic batch stays on one node.
+        anchor = next((slot for slot in slots if slot is not None), None)
+        slots = [anchor if slot is None else slot for slot in slots]
+        await self._ensure_cluster(cluster)
+        results: list[Reply | CommandError] = [None] * len(wire)
+        pending = list(range(len(wire)))
         for _ in range(_REDIRECT_ATTEMPTS):
-            try:
-                if slot is None:
-                    node = cluster.get_default_node()
-                else:
-                    node = cluster.nodes_manager.get_node_from_slot(slot)
-                conn = node.acquire_connection()
-            except (RedisClusterException, RedisConnectionError) as exc:
-                # No node serves the slot (cluster down) or the node's pool is exhausted.
-                raise ConnectionFailedError(f"cannot reach Redis: {exc}") from exc
-            try:
-                results = await self._exchange(conn, wire, atomic)
-            finally:
-                node.release(conn)
-            if not any(isinstance(r, CommandError) and r.code in _REDIRECT_CODES for r in results):
+            groups: dict[str, tuple[Any, list[int]]] = {}
+            for i in pending:
+                node = self._node_for(cluster, slots[i])
+                groups.setdefault(node.name, (node, []))[1].append(i)
+
+            async def one_node(node: Any, indexes: list[int]) -> None:
+                try:
+                    conn = node.acquire_connection()
+                except (RedisClusterException, RedisConnectionError) as exc:
+                    # The node's pool is exhausted, or the node is gone.
+                    raise ConnectionFailedError(f"cannot reach Redis: {exc}") from exc
+                try:
+                    replies = await self._exchange(
+                        conn, [wire[i] for i in indexes], atomic, node.name
+                    )
+                finally:
+                    node.release(conn)
+                for i, reply in zip(indexes, replies, strict=True):
+                    results[i] = reply
+
+            if len(groups) == 1:
+                ((node, indexes),) = groups.values()
+                await one_node(node, indexes)
+            else:
+                try:
+                    async with anyio.create_task_group() as tasks:
+                        for node, indexes in groups.values():
+                            tasks.start_soon(one_node, node, indexes)
+                except BaseExceptionGroup as group:
+                    # A transport failure on any node is the batch's failure.
+                    failures = group.subgroup(ConnectionFailedError)
+                    if failures is not None:
+                        raise failures.exceptions[0] from None
+                    raise
+            pending = [
+                i
+                for i in pending
+                if isinstance(reply := results[i], CommandError) and reply.code in _REDIRECT_CODES
+            ]
+            if not pending:
                 break
-            # The slot moved (resharding or failover) and nothing ran: refresh the map, resend.
+            # A slot moved (resharding or failover) and those commands did not run:
+            # refresh the map and resend them.
             await _translate(cluster.nodes_manager.initialize())
         return results
 
     async def _exchange(
-        self, conn: AbstractConnection, wire: list[list[bytes]], atomic: bool
+        self, conn: AbstractConnection, wire: list[list[bytes]], atomic: bool, server: str
     ) -> list[Reply | CommandError]:
-        framed = [[b"MULTI"], *wire, [b"EXEC"]] if atomic else wire
+        loaded = self._loaded.setdefault(server, set())
+        sources = {
+            cmd[1]: src
+            for cmd in wire
+            if cmd[1:2] and cmd[1] not in loaded and (src := script_source(cmd))
+        }
+        loads = [[b"SCRIPT", b"LOAD", src] for src in sources.values()]
+        framed = [*loads, [b"MULTI"], *wire, [b"EXEC"]] if atomic else [*loads, *wire]
         replies: list[Reply | CommandError] = []
         try:
             await conn.send_packed_command(_pack(conn, framed))
@@ -272,14 +364,19 @@ class RedisDriver(Driver):
                     replies.append(CommandError(_error_message(exc)))
         except _TRANSPORT_ERRORS as exc:
             await conn.disconnect()
-            raise ConnectionFailedError(f"Redis request failed: {exc}") from exc
+            raise ConnectionFailedError(
+                f"Redis request failed: {exc}; the request may have been applied"
+            ) from exc
         except BaseException:
             # A cancelled read leaves unread replies on the socket: never reuse it.
             await conn.disconnect()
             raise
+        if all(not isinstance(r, CommandError) for r in replies[: len(loads)]):
+            loaded.update(sources)
+        replies = replies[len(loads) :]
         if atomic:
             replies = _unwrap_transaction(wire, replies)
-        return label(wire, replies)
+        return replies
 
 
 def _cluster_from_url(scheme: str, rest: str, kwargs: dict[str, Any]) -> RedisCluster:
@@ -359,19 +456,33 @@ def _unwrap_transaction(
     raise transaction_aborted(wire, refused, cause)
 
 
-def _single_slot(wire: list[list[bytes]]) -> int | None:
-    """The one hash slot every key of the batch lives in (None for a keyless batch)."""
-    slots: dict[int, list[str]] = {}
+def _slot(cmd: list[bytes]) -> int | None:
+    """The one hash slot of a command's keys (None for a keyless command).
+
+    Raises:
+        CrossSlotError: the command's own keys span slots (a multi-key command or a script).
+        UnsupportedError: the command is not in kvstore's table, so it cannot be routed.
+    """
+    try:
+        keys = command_keys(cmd)
+    except KeyError:
+        raise UnsupportedError(
+            f"{command_name(cmd)} is not in kvstore's command table, so it cannot be "
+            "routed on a Redis Cluster"
+        ) from None
+    if not keys:
+        return None
+    slot = key_slot(keys[0])
+    if any(key_slot(key) != slot for key in keys[1:]):
+        _refuse_cross_slot([cmd])
+    return slot
+
+
+def _refuse_cross_slot(wire: list[list[bytes]]) -> None:
+    """Raise CrossSlotError naming the keys of ``wire`` by slot, if they span several."""
+    by_slot: dict[int, list[str]] = {}
     for cmd in wire:
-        try:
-            keys = command_keys(cmd)
-        except KeyError:
-            raise UnsupportedError(
-                f"{command_name(cmd)} is not in kvstore's command table, so it cannot be "
-                "routed on a Redis Cluster"
-            ) from None
-        for key in keys:
-            slots.setdefault(key_slot(key), []).append(key.decode(errors="replace"))
-    if len(slots) > 1:
-        raise CrossSlotError(slots)
-    return next(iter(slots), None)
+        for key in command_keys(cmd):
+            by_slot.setdefault(key_slot(key), []).append(key.decode(errors="replace"))
+    if len(by_slot) > 1:
+        raise CrossSlotError(by_slot)

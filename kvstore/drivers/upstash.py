@@ -64,10 +64,17 @@ import msgspec
 
 from kvstore._extras import require
 from kvstore.drivers._commandspec import COMMANDS, command_name
-from kvstore.drivers._replies import label, raise_for_errors, transaction_aborted
+from kvstore.drivers._replies import (
+    as_eval,
+    label,
+    missing_scripts,
+    raise_for_errors,
+    script_source,
+    transaction_aborted,
+)
 from kvstore.drivers._retry import RetryPolicy
 from kvstore.drivers._urls import shown_scheme
-from kvstore.drivers.base import Arg, Command, Driver, Reply, Script, encode_arg
+from kvstore.drivers.base import Command, Driver, Reply, encode_arg
 from kvstore.errors import (
     BatchError,
     CommandError,
@@ -125,7 +132,7 @@ class UpstashDriver(Driver):
         ValueError: for a URL that is not http(s), carries credentials, or an empty token.
     """
 
-    __slots__ = ("_client", "_closed", "_retry", "_timeout", "_token", "_url")
+    __slots__ = ("_client", "_closed", "_loaded", "_retry", "_timeout", "_token", "_url")
 
     binary_safe = False
 
@@ -144,6 +151,8 @@ class UpstashDriver(Driver):
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._closed = False
+        #: The scripts the server is known to have (see execute).
+        self._loaded: set[str] = set()
         # SDK retries off: they sleep with asyncio (broken under trio) and would retry
         # requests that are not idempotent. Callers of .client get no retries either.
         self._client = UpstashClient(
@@ -208,11 +217,34 @@ class UpstashDriver(Driver):
     ) -> list[Reply]:
         if not commands:
             return []
-        body = _json_body(commands)
+        # The first batch that sends a script carries its source ahead of it (one request).
+        sources = {
+            sha: source
+            for command in commands
+            if (source := script_source(command)) and (sha := str(command[1])) not in self._loaded
+        }
+        loads = [("SCRIPT", "LOAD", source) for source in sources.values()]
+        body = _json_body([*loads, *commands])
         path = "/multi-exec" if atomic else "/pipeline"
 
         async def attempt() -> list[Reply | CommandError]:
-            return await self._roundtrip(path, body, len(commands), idempotent=idempotent)
+            results = await self._roundtrip(
+                path, body, len(loads) + len(commands), idempotent=idempotent
+            )
+            if not any(isinstance(r, CommandError) for r in results[: len(loads)]):
+                self._loaded.update(sources)
+            results = results[len(loads) :]
+            missing = missing_scripts(commands, results)
+            if missing:
+                # The server lost its scripts since: send their source.
+                self._loaded.difference_update(str(commands[i][1]) for i in missing)
+                again = _json_body([as_eval(commands[i]) for i in missing])
+                replies = await self._roundtrip(
+                    "/pipeline", again, len(missing), idempotent=idempotent
+                )
+                for i, reply in zip(missing, replies, strict=True):
+                    results[i] = reply
+            return results
 
         try:
             results = await self._retry.call(attempt, idempotent=idempotent)
@@ -225,33 +257,6 @@ class UpstashDriver(Driver):
             errors = [r for r in labelled if isinstance(r, CommandError)]
             raise BatchError(errors, labelled) from None
         return raise_for_errors(label(commands, results))
-
-    async def run(
-        self,
-        script: Script,
-        keys: Sequence[Arg],
-        args: Sequence[Arg] = (),
-        *,
-        idempotent: bool = False,
-    ) -> Reply:
-        tail = [len(keys), *keys, *args]
-        by_sha = _json_body([("EVALSHA", script.sha, *tail)])
-
-        async def attempt() -> Reply | CommandError:
-            (reply,) = await self._roundtrip("/pipeline", by_sha, 1, idempotent=idempotent)
-            if isinstance(reply, CommandError) and reply.code == "NOSCRIPT":
-                # EVAL runs the script and caches it, so later calls are EVALSHA again.
-                by_source = _json_body([("EVAL", script.lua, *tail)])
-                (reply,) = await self._roundtrip("/pipeline", by_source, 1, idempotent=idempotent)
-            return reply
-
-        try:
-            reply = await self._retry.call(attempt, idempotent=idempotent)
-        except _RefusedError as refused:
-            raise CommandError(refused.message, command=f"script {script.name}") from None
-        if isinstance(reply, CommandError):
-            raise CommandError(reply.message, command=f"script {script.name}")
-        return reply
 
     async def aclose(self) -> None:
         if not self._closed:

@@ -14,6 +14,7 @@ import pytest
 
 from kvstore import CorruptRecordError, Score, Storage, ValidationError
 from tests.support.counting import CountingDriver
+from tests.support.walks import assert_bucket_order, walk_all
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -164,7 +165,9 @@ class EvalsSuite:
 
     async def test_evals_each_call_is_one_round_trip(self, store: Storage) -> None:
         counting = CountingDriver(store.driver)
-        evals = Storage(counting, namespace=store.keys.namespace).evals
+        storage = Storage(counting, namespace=store.namespace)
+        await storage.keys()  # the layout check, once per Storage
+        evals = storage.evals
         calls: list[Any] = [
             lambda: evals.save_score(score("s1", run_id="r", entity_type="a", entity_id="b")),
             lambda: evals.get_score("s1"),
@@ -253,8 +256,8 @@ class EvalsSuite:
     async def test_evals_corrupt_record_names_its_key(self, store: Storage) -> None:
         await store.evals.save_score(score("good", 0, run_id="r"))
         await store.evals.save_score(score("bad", 1, run_id="r"))
-        key = store.keys.score("bad")
-        await store.driver.execute([("HSET", key, "score", b'"not a number"')])
+        key = (await store.keys()).bucket_of("bad").scores
+        await store.driver.execute([("HSET", key, "bad", b'\x00{"score": "not a number"}')])
         with pytest.raises(CorruptRecordError) as caught:
             await store.evals.get_score("bad")
         assert caught.value.key == key
@@ -267,16 +270,10 @@ class EvalsSuite:
 
     async def test_evals_export_scores_walks_every_score(self, store: Storage) -> None:
         saved = [await store.evals.save_score(score(f"s{i}", 10 - i, run_id="r")) for i in range(5)]
-        walked = []
-        cursor = None
-        while True:
-            chunk = await store.evals.export_scores(cursor=cursor, count=2)
-            assert chunk.total == 5
-            walked += chunk.items
-            cursor = chunk.cursor
-            if cursor is None:
-                break
-        assert walked == saved[::-1]
+        walked, totals = await walk_all(store.evals.export_scores, count=2)
+        assert totals == {5}
+        assert sorted(walked, key=lambda s: s.created_at) == saved[::-1]
+        await assert_bucket_order(store, walked, lambda s: s.id, lambda s: s.created_at)
 
     async def test_evals_restore_scores_replaces_by_id_with_index_entries(
         self, store: Storage

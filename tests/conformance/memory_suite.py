@@ -26,6 +26,7 @@ from kvstore import (
     ValidationError,
 )
 from tests.support.counting import CountingDriver
+from tests.support.walks import assert_bucket_order, walk_all
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -382,27 +383,32 @@ class MemorySuite:
 
     async def test_memory_each_call_is_one_round_trip(self, store: Storage) -> None:
         counting = CountingDriver(store.driver)
-        mem = Storage(counting, namespace=store.keys.namespace).memory
-        calls: list[Any] = [
-            lambda: mem.save_thread(Thread(id="t", resource_id="alice")),
-            lambda: mem.get_thread("t"),
-            lambda: mem.list_threads("alice", order_by="updated_at"),
-            lambda: mem.update_thread("t", title="x", metadata={"k": 1}),
-            lambda: mem.save_messages([msg("m1", "t", 1), msg("m2", "t", 2), msg("m3", "t", 3)]),
-            lambda: mem.list_messages("t", last=2, include=[Include("m1", before=1, after=1)]),
-            lambda: mem.list_messages("t", page=1, per_page=1, date_range=DateRange(start=at(0))),
-            lambda: mem.get_messages(["m1", "m2", "missing"]),
-            lambda: mem.update_messages([MessagePatch(id="m1", content="y", metadata={"k": 2})]),
-            lambda: mem.delete_messages(["m2"]),
-            lambda: mem.save_resource(Resource(id="alice", working_memory="notes")),
-            lambda: mem.get_resource("alice"),
-            lambda: mem.update_resource("alice", working_memory="more", metadata={"k": 3}),
-            lambda: mem.delete_thread("t"),
+        storage = Storage(counting, namespace=store.namespace)
+        await storage.keys()  # the layout check, once per Storage
+        mem = storage.memory
+        # Calls that start from message ids alone first read where the messages live.
+        calls: list[tuple[Any, int]] = [
+            (lambda: mem.save_thread(Thread(id="t", resource_id="alice")), 1),
+            (lambda: mem.get_thread("t"), 1),
+            (lambda: mem.list_threads("alice", order_by="updated_at"), 1),
+            (lambda: mem.update_thread("t", title="x", metadata={"k": 1}), 1),
+            (lambda: mem.save_messages([msg("m1", "t", 1), msg("m2", "t", 2), msg("m3", "t", 3)]), 1),
+            (lambda: mem.list_messages("t", last=2), 1),
+            (lambda: mem.list_messages("t", page=1, per_page=1, date_range=DateRange(start=at(0))), 1),
+            (lambda: mem.list_messages("t", last=2, include=[Include(message_id="m1", before=1, after=1)]), 2),
+            (lambda: mem.get_messages(["m1", "m2", "missing"]), 2),
+            (lambda: mem.update_messages([MessagePatch(id="m1", content="y", metadata={"k": 2})]), 2),
+            (lambda: mem.delete_messages(["m2"]), 2),
+            (lambda: mem.save_resource(Resource(id="alice", working_memory="notes")), 1),
+            (lambda: mem.get_resource("alice"), 1),
+            (lambda: mem.update_resource("alice", working_memory="more", metadata={"k": 3}), 1),
+            (lambda: mem.list_resources(), 1),
+            (lambda: mem.delete_thread("t"), 1),
         ]
-        for call in calls:
+        for call, round_trips in calls:
             before = counting.round_trips
             await call()
-            assert counting.round_trips == before + 1
+            assert counting.round_trips == before + round_trips
         assert await store.memory.get_thread("t") is None
 
     # -- bad input --------------------------------------------------------------------------
@@ -460,14 +466,24 @@ class MemorySuite:
     async def test_corrupt_record_names_its_key(self, store: Storage) -> None:
         await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
         await store.memory.save_messages([msg("m1", "t1"), msg("m2", "t1", 1)])
-        key = store.keys.message("m2")
-        await store.driver.execute([("HSET", key, "content", b"{not json")])
+        keys = await store.keys()
+        key = keys.thread("t1").messages
+        # Break m2's stored record, keeping its place in the thread.
+        (members,) = await store.driver.execute([("ZRANGE", key, 0, -1, "WITHSCORES")])
+        member, score = members[2], members[3]
+        broken = member[: member.index(b"\x00", 12) + 2] + b"{not json"
+        await store.driver.execute([("ZREM", key, member), ("ZADD", key, score, broken)])
         with pytest.raises(CorruptRecordError) as caught:
             await store.memory.list_messages("t1")
         assert caught.value.key == key
         with pytest.raises(CorruptRecordError):
             await store.memory.get_messages(["m2"])
         assert await store.memory.get_messages(["m1"]) == [msg("m1", "t1")]
+        threads = keys.bucket_of("t1").threads
+        await store.driver.execute([("HSET", threads, "t1", b"\x00[oops")])
+        with pytest.raises(CorruptRecordError) as caught:
+            await store.memory.get_thread("t1")
+        assert caught.value.key == threads
 
     # -- export and restore -----------------------------------------------------------------
 
@@ -477,19 +493,12 @@ class MemorySuite:
             await store.memory.save_thread(
                 Thread(id=id_, resource_id=f"r{i % 2}", created_at=at(10 - i))
             )
-        seen: list[str] = []
-        cursor = None
-        totals = set()
-        while True:
-            chunk = await store.memory.export_threads(cursor=cursor, count=2)
-            seen += [t.id for t in chunk.items]
-            totals.add(chunk.total)
-            cursor = chunk.cursor
-            if cursor is None:
-                break
-        assert seen == ids[::-1]
+        walked, totals = await walk_all(store.memory.export_threads, count=2)
+        assert sorted(t.id for t in walked) == sorted(ids)
         assert totals == {5}
-        assert [t.id for t in (await store.memory.export_threads()).items] == ids[::-1]
+        await assert_bucket_order(store, walked, lambda t: t.id, lambda t: t.created_at)
+        whole, _ = await walk_all(store.memory.export_threads)
+        assert whole == walked
         empty = await Storage(store.driver, namespace="empty").memory.export_threads()
         assert (empty.items, empty.cursor, empty.total) == ([], None, 0)
 
@@ -525,12 +534,12 @@ class MemorySuite:
             for i in range(3)
         ]
         await store.memory.update_resource("late", working_memory="made by an update")
-        chunk = await store.memory.export_resources(count=3)
-        assert chunk.items == saved
-        assert (chunk.total, chunk.cursor is not None) == (4, True)
-        rest = await store.memory.export_resources(cursor=chunk.cursor, count=3)
-        assert [r.id for r in rest.items] == ["late"]
-        assert rest.cursor is None
+        walked, totals = await walk_all(store.memory.export_resources, count=3)
+        assert totals == {4}
+        assert sorted(r.id for r in walked) == sorted([*(r.id for r in saved), "late"])
+        assert [r for r in walked if r.id != "late"] == [r for r in walked if r in saved]
+        assert all(r in walked for r in saved)
+        await assert_bucket_order(store, walked, lambda r: r.id, lambda r: r.created_at)
 
     async def test_export_rejects_bad_cursors_and_counts(self, store: Storage) -> None:
         for call in (
@@ -564,7 +573,8 @@ class MemorySuite:
         assert (await store.memory.list_threads("alice")).total == 0
         by_update = await store.memory.list_threads("bob", order_by="updated_at")
         assert [t.id for t in by_update.items] == ["t1", "t{2}"]
-        assert [t.id for t in (await store.memory.export_threads()).items] == ["t1", "t{2}"]
+        walked, _ = await walk_all(store.memory.export_threads)
+        assert sorted(t.id for t in walked) == ["t1", "t{2}"]
         assert await store.memory.restore_threads([]) == []
         with pytest.raises(ValidationError) as caught:
             await store.memory.restore_threads([threads[0], {"id": "t3"}])
@@ -605,7 +615,8 @@ class MemorySuite:
         ]
         assert await store.memory.restore_resources(resources) == resources
         assert [await store.memory.get_resource(r.id) for r in resources] == resources
-        assert (await store.memory.export_resources()).items == resources
+        walked, _ = await walk_all(store.memory.export_resources)
+        assert sorted(walked, key=lambda r: r.created_at) == resources
         with pytest.raises(ValidationError) as caught:
             await store.memory.restore_resources([{"id": ""}])
         assert caught.value.field == "resources[0].id"

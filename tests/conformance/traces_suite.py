@@ -232,16 +232,18 @@ class TracesSuite:
 
     async def test_traces_each_call_is_one_round_trip(self, store: Storage) -> None:
         counting = CountingDriver(store.driver)
-        traces = Storage(
+        storage = Storage(
             counting,
-            namespace=store.keys.namespace,
-            trace_retention=TraceRetention(max_spans=100, max_age=timedelta(days=1)),
-        ).traces
+            namespace=store.namespace,
+            trace_retention=TraceRetention(max_spans=100, max_age=timedelta(days=1000)),
+        )
+        await storage.keys()  # the layout check, once per Storage
+        traces = storage.traces
         calls: list[Any] = [
             lambda: traces.save_spans(trace("t1", 0) + trace("t2", 5)),
             lambda: traces.get_trace("t1"),
             lambda: traces.list_traces(name="x", scope="y", attributes={"a": 1}, from_date=T0),
-            traces.apply_retention,
+            traces.apply_retention,  # looks, finds nothing due
             lambda: traces.delete_traces(["t1", "t2"]),
         ]
         for call in calls:
@@ -251,27 +253,45 @@ class TracesSuite:
 
     # -- retention and deletion -------------------------------------------------------------
 
-    async def test_traces_retention_by_count(self, store: Storage) -> None:
+    async def test_traces_retention_by_count_drops_whole_traces_oldest_first(
+        self, store: Storage
+    ) -> None:
+        # One bucket, so the limit is exact for the namespace.
         traces = Storage(
-            store.driver,
-            namespace=store.keys.namespace,
-            trace_retention=TraceRetention(max_spans=6),
+            store.driver, namespace="one-bucket", buckets=1, trace_retention=TraceRetention(max_spans=6)
         ).traces
         await traces.save_spans(trace("t1", 0))
         await traces.save_spans(trace("t2", 10))
-        # The stream keeps the 6 newest entries: t1 lost the 2 saved first.
-        survivors = await traces.get_trace("t1")
-        assert [s.span_id for s in survivors] == ["t1-root", "t1-child-a"]
-        listed = await traces.list_traces()
-        assert [(t.trace_id, t.span_count) for t in listed.items] == [("t2", 4), ("t1", 2)]
-        await traces.save_spans(trace("t3", 20))
+        # 8 spans > 6: the oldest trace goes, whole.
         assert await traces.get_trace("t1") == []
         listed = await traces.list_traces()
-        assert [(t.trace_id, t.span_count) for t in listed.items] == [("t3", 4), ("t2", 2)]
-        assert listed.total == 2
+        assert [(t.trace_id, t.span_count) for t in listed.items] == [("t2", 4)]
+        await traces.save_spans(trace("t3", 20))
+        listed = await traces.list_traces()
+        assert [(t.trace_id, t.span_count) for t in listed.items] == [("t3", 4)]
+        assert listed.total == 1
         assert (await traces.list_traces(name="op-t1-root")).total == 0
-        (length,) = await store.driver.execute([("XLEN", store.keys.spans)])
-        assert length == 6
+        assert (await traces.list_traces(name="op-t2-root")).total == 0
+
+    async def test_traces_retention_by_count_keeps_each_bucket_within_its_share(
+        self, store: Storage
+    ) -> None:
+        storage = Storage(
+            store.driver, namespace="four-buckets", buckets=4, trace_retention=TraceRetention(max_spans=8)
+        )
+        traces = storage.traces
+        for i in range(20):
+            await traces.save_spans([span(f"t{i:02}", "root", i)])
+        listed = await traces.list_traces(per_page=100)
+        assert 0 < listed.total <= 8
+        kept = {t.trace_id for t in listed.items}
+        keys = await storage.keys()
+        # In every bucket, the traces kept are newer than the traces dropped.
+        for bucket in keys.all_buckets:
+            mine = [f"t{i:02}" for i in range(20) if keys.bucket_of(f"t{i:02}") is bucket]
+            flags = [t in kept for t in mine]
+            assert flags == sorted(flags)
+            assert sum(flags) <= 2
 
     async def test_traces_retention_by_age(self, store: Storage) -> None:
         now = datetime.now(UTC)
@@ -282,7 +302,7 @@ class TracesSuite:
         assert (await store.traces.list_traces()).total == 3
         aged = Storage(
             store.driver,
-            namespace=store.keys.namespace,
+            namespace=store.namespace,
             trace_retention=TraceRetention(max_age=timedelta(hours=2)),
         ).traces
         assert await aged.apply_retention() == 4
@@ -290,38 +310,44 @@ class TracesSuite:
         assert [t.trace_id for t in (await aged.list_traces()).items] == ["fresh", "middle"]
         stricter = Storage(
             store.driver,
-            namespace=store.keys.namespace,
+            namespace=store.namespace,
             trace_retention=TraceRetention(max_age=timedelta(hours=1)),
         ).traces
-        # Saving applies retention too: the new trace stays, "middle" goes.
+        # Saving applies retention to the buckets it writes to; apply_retention to all.
         await stricter.save_spans(trace("new", 0, base=now - timedelta(minutes=1)))
+        await stricter.apply_retention()
         listed = await stricter.list_traces()
         assert [t.trace_id for t in listed.items] == ["new", "fresh"]
         assert listed.total == 2
         assert await stricter.get_trace("middle") == []
         assert len(await stricter.get_trace("fresh")) == 4
 
-    async def test_traces_retention_keeps_going_after_the_trim(self, store: Storage) -> None:
+    async def test_traces_retention_after_a_trace_grows(self, store: Storage) -> None:
         traces = Storage(
-            store.driver,
-            namespace=store.keys.namespace,
-            trace_retention=TraceRetention(max_spans=3),
+            store.driver, namespace="one-bucket", buckets=1, trace_retention=TraceRetention(max_spans=8)
         ).traces
         await traces.save_spans(trace("t1", 0))
         await traces.save_spans(trace("t2", 10))
-        # Saving more spans to a trace that lost some keeps the summary consistent.
+        # A late span of t2 makes 9 spans: t1 goes, and t2's summary counts its 5.
         await traces.save_spans([span("t2", "late", 12, "t2-root")])
-        spans = await traces.get_trace("t2")
-        assert len(spans) == 3
+        assert await traces.get_trace("t1") == []
+        assert len(await traces.get_trace("t2")) == 5
         (summary,) = (await traces.list_traces()).items
-        assert (summary.trace_id, summary.span_count) == ("t2", 3)
+        assert (summary.trace_id, summary.span_count) == ("t2", 5)
 
-    async def test_traces_readers_skip_entries_that_point_at_nothing(self, store: Storage) -> None:
-        await store.traces.save_spans(trace("t1", 0))
-        # Remove one entry behind the store's back, as an outside XTRIM would.
-        (first,) = await store.driver.execute([("XRANGE", store.keys.spans, "-", "+", "COUNT", 1)])
-        await store.driver.execute([("XDEL", store.keys.spans, first[0][0])])
-        assert len(await store.traces.get_trace("t1")) == 3
+    async def test_traces_readers_skip_what_was_removed_behind_their_back(
+        self, store: Storage
+    ) -> None:
+        await store.traces.save_spans(trace("t1", 0) + trace("t2", 5))
+        keys = await store.keys()
+        # A summary removed by hand leaves its index entries pointing at nothing.
+        await store.driver.execute([("HDEL", keys.bucket_of("t1").traces, "t1")])
+        listed = await store.traces.list_traces()
+        assert [t.trace_id for t in listed.items] == ["t2"]
+        # A stream removed by hand: the trace has no spans left to show.
+        bucket = keys.bucket_of("t2")
+        await store.driver.execute([("DEL", keys.trace_spans(bucket, "t2"))])
+        assert await store.traces.get_trace("t2") == []
 
     async def test_traces_delete_traces(self, store: Storage) -> None:
         await store.traces.save_spans(trace("t1", 0, name="a") + trace("t2", 5, name="a"))
@@ -332,8 +358,12 @@ class TracesSuite:
         listed = await store.traces.list_traces(name="a")
         assert ([t.trace_id for t in listed.items], listed.total) == (["t2"], 1)
         assert len(await store.traces.get_trace("t2")) == 4
-        (length,) = await store.driver.execute([("XLEN", store.keys.spans)])
-        assert length == 4
+        keys = await store.keys()
+        for gone in ("t1", "t3"):
+            bucket = keys.bucket_of(gone)
+            assert await store.driver.execute(
+                [("EXISTS", keys.trace_spans(bucket, gone), keys.trace_span_ids(bucket, gone))]
+            ) == [0]
         # A deleted trace can be saved again.
         await store.traces.save_spans(trace("t1", 0))
         assert len(await store.traces.get_trace("t1")) == 4
@@ -438,19 +468,18 @@ class TracesSuite:
 
     async def test_traces_corrupt_records_name_their_key(self, store: Storage) -> None:
         await store.traces.save_spans(trace("t1", 0))
-        key = store.keys.trace("t1")
-        await store.driver.execute([("HSET", key, "name", b"{broken")])
+        keys = await store.keys()
+        key = keys.bucket_of("t1").traces
+        await store.driver.execute([("HSET", key, "t1", b"\x01broken")])
         with pytest.raises(CorruptRecordError) as caught:
             await store.traces.list_traces()
         assert caught.value.key == key
         # A stream entry that does not decode.
-        (entry_id,) = await store.driver.execute(
-            [("XADD", store.keys.spans, "*", "_t", "t2", "_s", "s", "name", b"[oops")]
-        )
-        await store.driver.execute([("HSET", store.keys.trace_spans("t2"), "s", entry_id)])
+        stream = keys.trace_spans(keys.bucket_of("t2"), "t2")
+        await store.driver.execute([("XADD", stream, "*", "s", "s", "d", b"\x00[oops")])
         with pytest.raises(CorruptRecordError) as caught:
             await store.traces.get_trace("t2")
-        assert caught.value.key == store.keys.spans
+        assert caught.value.key == stream
 
     # -- export -------------------------------------------------------------------------------
 
@@ -473,7 +502,14 @@ class TracesSuite:
         # Saving spans again (the write side of an export) stores the same records.
         other = Storage(store.driver, namespace="copy")
         await other.traces.save_spans(walked)
-        assert (await other.traces.export_spans(count=100)).items == walked
+        again: list[Span] = []
+        cursor = None
+        while True:
+            chunk = await other.traces.export_spans(cursor=cursor, count=100)
+            again += chunk.items
+            if (cursor := chunk.cursor) is None:
+                break
+        assert sorted(again, key=key) == sorted(walked, key=key)
         with pytest.raises(ValidationError) as caught:
             await store.traces.export_spans(cursor="not-an-id")
         assert caught.value.field == "cursor"

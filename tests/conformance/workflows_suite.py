@@ -389,7 +389,9 @@ class WorkflowsSuite:
 
     async def test_workflows_each_call_is_one_round_trip(self, store: Storage) -> None:
         counting = CountingDriver(store.driver)
-        wf = Storage(counting, namespace=store.keys.namespace).workflows
+        storage = Storage(counting, namespace=store.namespace)
+        await storage.keys()  # the layout check, once per Storage
+        wf = storage.workflows
         calls: list[Any] = [
             lambda: wf.persist_snapshot("w", "r", {"a": 1}, resource_id="u", status="s"),
             lambda: wf.load_snapshot("w", "r"),
@@ -474,22 +476,29 @@ class WorkflowsSuite:
         wf = store.workflows
         await wf.persist_snapshot("checkout", "good", 1, created_at=at(0))
         await wf.persist_snapshot("checkout", "bad", 2, created_at=at(1))
-        key = store.keys.workflow_run("checkout", "bad")
-        await store.driver.execute([("HSET", key, "snapshot", b"{not json")])
+        keys = await store.keys()
+        bucket = keys.bucket_of("bad")
+        member = keys.run_member("checkout", "bad")
+        await store.driver.execute([("HSET", bucket.run_snapshots, member, b"{not json")])
         with pytest.raises(CorruptRecordError) as caught:
             await wf.load_snapshot("checkout", "bad")
-        assert caught.value.key == key
+        assert caught.value.key == bucket.run_snapshots
         with pytest.raises(CorruptRecordError) as caught:
             await wf.get_run("bad")
-        assert caught.value.key == key
+        assert caught.value.key == bucket.runs
         with pytest.raises(CorruptRecordError) as caught:
             await wf.list_runs("checkout")
-        assert caught.value.key == key
+        assert caught.value.key == bucket.runs
         assert await wf.load_snapshot("checkout", "good") == 1
-        await store.driver.execute([("HSET", key, "snapshot", b"2", "_v", b"two")])
+        # A version that is not a number.
+        await store.driver.execute([("HSET", bucket.run_snapshots, member, b"2")])
+        (packed,) = await store.driver.execute([("HGET", bucket.runs, member)])
+        broken = packed.replace(b"_v00000001" + b"1", b"_v00000003two")
+        assert broken != packed
+        await store.driver.execute([("HSET", bucket.runs, member, broken)])
         with pytest.raises(CorruptRecordError) as caught:
             await wf.get_run("bad", "checkout")
-        assert caught.value.key == key
+        assert caught.value.key == bucket.runs
 
     # -- export and restore -----------------------------------------------------------------
 

@@ -20,6 +20,10 @@ class CountingDriver(Driver):
     def binary_safe(self) -> bool:
         return self.inner.binary_safe
 
+    @property
+    def default_buckets(self) -> int:
+        return self.inner.default_buckets
+
     def count(self) -> None:
         """Count one round trip (a subclass may refuse it instead)."""
         self.round_trips += 1
@@ -29,6 +33,12 @@ class CountingDriver(Driver):
     ) -> list[Reply]:
         self.count()
         return await self.inner.execute(commands, atomic=atomic, idempotent=idempotent)
+
+    async def execute_steps(
+        self, steps: Sequence[Sequence[Command]], *, idempotent: bool = False
+    ) -> list[list[Reply]]:
+        self.count()
+        return await self.inner.execute_steps(steps, idempotent=idempotent)
 
     async def run(
         self,

@@ -114,7 +114,7 @@ class LuaEngine:
             whatever lock makes a script atomic.
     """
 
-    __slots__ = ("_call", "_compile", "_functions", "_runtime", "_run")
+    __slots__ = ("_call", "_compile", "_functions", "_run", "_runtime")
 
     def __init__(self, call: Callable[[list[bytes]], Reply]) -> None:
         self._call = call
