@@ -145,6 +145,8 @@ class Bucket:
         number: The bucket's number, from 0.
         root: What every key of the bucket starts with: ``<namespace>:{<tag>}:``.
         threads: hash, thread id -> thread record (packed fields, see :mod:`kvstore.codec`).
+        thread_activity: hash, thread id -> the thread's message sequence, update time and
+            resource, in a form scripts read without parsing.
         thread_index: lex index of the bucket's threads.
         pointers: hash, message id -> the id of the thread holding that message, for the
             message ids whose digest falls in this bucket.
@@ -162,6 +164,7 @@ class Bucket:
     number: int
     root: str
     threads: str
+    thread_activity: str
     thread_index: str
     pointers: str
     resources: str
@@ -226,6 +229,7 @@ class Keys:
             number=number,
             root=root,
             threads=root + "threads",
+            thread_activity=root + "thread_activity",
             thread_index=root + "thread_index",
             pointers=root + "message_threads",
             resources=root + "resources",

@@ -4,13 +4,15 @@ Conventions (see :mod:`kvstore.domains.memory` for the key schema):
 
 * ``T``, ``R``, ``M`` are a thread, resource and message id escaped for lex members
   (:func:`kvstore.keys.lex_escape`); they name records in their bucket's hashes.
-* A thread record is a packed field list (:mod:`kvstore.domains._lua`) whose internal fields
-  are ``_r`` (its resource, escaped), ``_c`` and ``_u`` (creation and last-update sort keys)
-  and ``_q`` (the last message sequence number given out in the thread).
+* A thread is two values: its record (a packed field list, see :mod:`kvstore.domains._lua`:
+  the document and the attributes ``update_thread`` set), which changes rarely, and its
+  *activity*, which every message write changes and scripts read without parsing:
+  ``<12 hex: last message sequence><created sort key><updated sort key><R>\0<stored
+  updated_at>``. A thread exists if and only if it has an activity.
 * A message is a member of its thread's sorted set, scored by its creation time:
-  ``<12 hex digits: sequence><M>\\0<packed record>``. The sequence orders messages of equal
+  ``<12 hex digits: sequence><M>\0<packed record>``. The sequence orders messages of equal
   timestamps by when they were first saved; a message saved again keeps its sequence.
-* The bucket's pointers hash maps ``M`` to ``<T>\\0<score>`` for every message of the
+* The bucket's pointers hash maps ``M`` to ``<T>\0<score>`` for every message of the
   bucket's threads: how a message is found by its id.
 """
 
@@ -35,39 +37,41 @@ SEQ_DIGITS = 12
 #: Messages a script deletes at most in one call (a larger thread is deleted in slices).
 DELETE_SLICE = 1000
 
-
-# Thread index entries: by resource (c: created, u: updated) and across the namespace
-# (C, U). Keeping the four in one helper keeps writers and deleters in step.
 _THREAD_LUA = r"""
+local function activity_of(value)
+  local nul = string.find(value, '\0', 45, true)
+  return tonumber(string.sub(value, 1, 12), 16), string.sub(value, 13, 28),
+    string.sub(value, 29, 44), string.sub(value, 45, nul - 1), string.sub(value, nul + 1)
+end
+
+local function activity(seq, c, u, r, updated_at)
+  return string.format('%012x', seq) .. c .. u .. r .. '\0' .. updated_at
+end
+
+-- A thread's index entries: by resource (c: created, u: updated) and across the
+-- namespace (C, U).
 local function thread_entries(r, c, u, t)
   return {'c\0' .. r .. '\0' .. c .. '\0' .. t, 'u\0' .. r .. '\0' .. u .. '\0' .. t,
           'C\0' .. c .. '\0' .. t, 'U\0' .. u .. '\0' .. t}
 end
 
-local function reindex(index, old, new)
-  if old then
-    redis.call('ZREM', index, unpack(old))
-  end
+local function add_entries(index, entries)
   local args = {}
-  for _, member in ipairs(new) do
+  for _, member in ipairs(entries) do
     args[#args + 1] = 0
     args[#args + 1] = member
   end
   redis.call('ZADD', index, unpack(args))
 end
 
--- Bumps a thread's update time: its record (updated_at and _u) and its u/U entries.
-local function touch(threads, index, t, packed, u, updated_at)
-  local _, values = fields_of(packed)
-  if values['_u'] == u then
-    return packed
+-- A thread's activity after a write at the update key u: its u and U entries move.
+local function touch(index, t, value, seq, u, updated_at)
+  local _, c, old_u, r = activity_of(value)
+  if u ~= old_u then
+    redis.call('ZREM', index, 'u\0' .. r .. '\0' .. old_u .. '\0' .. t, 'U\0' .. old_u .. '\0' .. t)
+    redis.call('ZADD', index, 0, 'u\0' .. r .. '\0' .. u .. '\0' .. t, 0, 'U\0' .. u .. '\0' .. t)
   end
-  local old = thread_entries(values['_r'], values['_c'], values['_u'], t)
-  packed = set_fields(packed, {'updated_at', updated_at, '_u', u}, 1, 4)
-  redis.call('ZREM', index, old[2], old[4])
-  redis.call('ZADD', index, 0, 'u\0' .. values['_r'] .. '\0' .. u .. '\0' .. t,
-    0, 'U\0' .. u .. '\0' .. t)
-  return packed
+  return activity(seq, c, u, r, updated_at)
 end
 
 local function seq_of(member)
@@ -89,30 +93,44 @@ local function split_pointer(pointer)
   local nul = string.find(pointer, '\0', 1, true)
   return string.sub(pointer, 1, nul - 1), string.sub(pointer, nul + 1)
 end
+
+-- Bumps the threads a write touched (a table of T -> true) to the update key u.
+local function touch_all(activities, index, touched, u, updated_at)
+  if u == '' then
+    return
+  end
+  for t, _ in pairs(touched) do
+    local value = redis.call('HGET', activities, t)
+    if value then
+      local seq = activity_of(value)
+      redis.call('HSET', activities, t, touch(index, t, value, seq, u, updated_at))
+    end
+  end
+end
 """
 
 WRITE_THREADS = script(
     "write_threads",
     _THREAD_LUA
     + r"""
--- KEYS: the bucket's threads hash, its thread index
--- ARGV: count, then per thread: T, R, created key, updated key, packed record
+-- KEYS: the bucket's threads hash, its activities hash, its thread index
+-- ARGV: count, then per thread: T, R, created key, updated key, stored updated_at, record
 -- Creates or replaces each thread; a thread saved again keeps its message sequence.
 local pos = 2
 for _ = 1, tonumber(ARGV[1]) do
-  local t, r, c, u, packed = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4]
-  pos = pos + 5
-  local old = redis.call('HGET', KEYS[1], t)
-  local old_entries = nil
+  local t, r, c, u, updated_at, record = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2],
+    ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5]
+  pos = pos + 6
+  local seq = 0
+  local old = redis.call('HGET', KEYS[2], t)
   if old then
-    local _, values = fields_of(old)
-    old_entries = thread_entries(values['_r'], values['_c'], values['_u'], t)
-    if values['_q'] then
-      packed = set_fields(packed, {'_q', values['_q']}, 1, 2)
-    end
+    local old_seq, old_c, old_u, old_r = activity_of(old)
+    seq = old_seq
+    redis.call('ZREM', KEYS[3], unpack(thread_entries(old_r, old_c, old_u, t)))
   end
-  redis.call('HSET', KEYS[1], t, packed)
-  reindex(KEYS[2], old_entries, thread_entries(r, c, u, t))
+  redis.call('HSET', KEYS[1], t, record)
+  redis.call('HSET', KEYS[2], t, activity(seq, c, u, r, updated_at))
+  add_entries(KEYS[3], thread_entries(r, c, u, t))
 end
 return 1
 """,
@@ -122,16 +140,23 @@ UPDATE_THREAD = script(
     "update_thread",
     _THREAD_LUA
     + r"""
--- KEYS: the bucket's threads hash, its thread index
--- ARGV: T, updated key, the stored updated_at value, then the fields to set (name, value...)
--- Returns the thread's packed record after the update, or false if there is no thread.
-local packed = redis.call('HGET', KEYS[1], ARGV[1])
-if not packed then
+-- KEYS: the bucket's threads hash, its activities hash, its thread index
+-- ARGV: T, updated key, stored updated_at, then the record fields to set (name, value...)
+-- Returns {record, activity} after the update, or false if there is no thread.
+local t = ARGV[1]
+local value = redis.call('HGET', KEYS[2], t)
+if not value then
   return false
 end
-packed = touch(KEYS[1], KEYS[2], ARGV[1], set_fields(packed, ARGV, 4, #ARGV), ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[1], ARGV[1], packed)
-return packed
+local record = redis.call('HGET', KEYS[1], t)
+if #ARGV > 3 then
+  record = set_fields(record, ARGV, 4, #ARGV)
+  redis.call('HSET', KEYS[1], t, record)
+end
+local seq = activity_of(value)
+value = touch(KEYS[3], t, value, seq, ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[2], t, value)
+return {record, value}
 """,
 )
 
@@ -139,41 +164,43 @@ DELETE_THREAD = script(
     "delete_thread",
     _THREAD_LUA
     + r"""
--- KEYS: the bucket's threads hash, its thread index, its pointers hash, the thread's messages
--- ARGV: T, '1' to delete the thread record (the first slice) or '0' (a later slice)
--- Deletes the record, then up to 1000 of the thread's messages and their pointers.
+-- KEYS: the bucket's threads hash, its activities hash, its thread index, its pointers
+--       hash, the thread's messages
+-- ARGV: T, '1' to delete the thread itself (the first slice) or '0' (a later slice)
+-- Deletes the thread, then up to 1000 of its messages and their pointers.
 -- Returns {existed (1/0), messages left}.
+local t = ARGV[1]
 local existed = 1
 if ARGV[2] == '1' then
-  local packed = redis.call('HGET', KEYS[1], ARGV[1])
-  if not packed then
+  local value = redis.call('HGET', KEYS[2], t)
+  if not value then
     existed = 0
   else
-    local _, values = fields_of(packed)
-    redis.call('ZREM', KEYS[2], unpack(thread_entries(values['_r'], values['_c'], values['_u'],
-      ARGV[1])))
-    redis.call('HDEL', KEYS[1], ARGV[1])
+    local _, c, u, r = activity_of(value)
+    redis.call('ZREM', KEYS[3], unpack(thread_entries(r, c, u, t)))
+    redis.call('HDEL', KEYS[1], t)
+    redis.call('HDEL', KEYS[2], t)
   end
 end
-local members = redis.call('ZRANGE', KEYS[4], 0, 999)
+local members = redis.call('ZRANGE', KEYS[5], 0, 999)
 if #members > 0 then
   local ids = {}
   for i, member in ipairs(members) do
     ids[i] = string.sub(member, 13, string.find(member, '\0', 13, true) - 1)
   end
-  local pointers = redis.call('HMGET', KEYS[3], unpack(ids))
+  local pointers = redis.call('HMGET', KEYS[4], unpack(ids))
   local stale = {}
   for i, id in ipairs(ids) do
-    if pointers[i] and split_pointer(pointers[i]) == ARGV[1] then
+    if pointers[i] and split_pointer(pointers[i]) == t then
       stale[#stale + 1] = id
     end
   end
   if #stale > 0 then
-    redis.call('HDEL', KEYS[3], unpack(stale))
+    redis.call('HDEL', KEYS[4], unpack(stale))
   end
-  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, #members - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[5], 0, #members - 1)
 end
-return {existed, redis.call('ZCARD', KEYS[4])}
+return {existed, redis.call('ZCARD', KEYS[5])}
 """,
 )
 
@@ -181,8 +208,8 @@ SAVE_MESSAGES = script(
     "save_messages",
     _THREAD_LUA
     + r"""
--- KEYS: the bucket's threads hash, its thread index, its pointers hash, then the messages
---       key of each thread, in the order of ARGV
+-- KEYS: the bucket's activities hash, its thread index, its pointers hash, then the
+--       messages key of each thread, in the order of ARGV
 -- ARGV: updated key ('' leaves the threads' update time alone, for a restore), the stored
 --       updated_at value, thread count, then per thread: T, message count, then per
 --       message: M, score, packed record
@@ -194,26 +221,22 @@ local threads = {}
 local pos = 4
 for i = 1, tonumber(ARGV[3]) do
   local t, n = ARGV[pos], tonumber(ARGV[pos + 1])
-  threads[i] = {t, pos + 2, n, KEYS[3 + i]}
+  local value = redis.call('HGET', KEYS[1], t)
+  if not value then
+    return {0, t}
+  end
+  threads[i] = {t, pos + 2, n, KEYS[3 + i], value}
   pos = pos + 2 + 3 * n
 end
-local records = {}
-for i, thread in ipairs(threads) do
-  records[i] = redis.call('HGET', KEYS[1], thread[1])
-  if not records[i] then
-    return {0, thread[1]}
-  end
-end
 local out = {1}
-for i, thread in ipairs(threads) do
-  local t, first, n, messages = thread[1], thread[2], thread[3], thread[4]
+for _, thread in ipairs(threads) do
+  local t, first, n, messages, value = thread[1], thread[2], thread[3], thread[4], thread[5]
   local ids = {}
   for j = 1, n do
     ids[j] = ARGV[first + 3 * (j - 1)]
   end
   local pointers = redis.call('HMGET', KEYS[3], unpack(ids))
-  local _, values = fields_of(records[i])
-  local seq = tonumber(values['_q'] or '0')
+  local seq = activity_of(value)
   local members, links = {}, {}
   for j = 1, n do
     local at = first + 3 * (j - 1)
@@ -244,11 +267,13 @@ for i, thread in ipairs(threads) do
   end
   redis.call('ZADD', messages, unpack(members))
   redis.call('HSET', KEYS[3], unpack(links))
-  local record = set_fields(records[i], {'_q', tostring(seq)}, 1, 2)
   if u ~= '' then
-    record = touch(KEYS[1], KEYS[2], t, record, u, updated_at)
+    value = touch(KEYS[2], t, value, seq, u, updated_at)
+  else
+    local _, c, old_u, r, old_at = activity_of(value)
+    value = activity(seq, c, old_u, r, old_at)
   end
-  redis.call('HSET', KEYS[1], t, record)
+  redis.call('HSET', KEYS[1], t, value)
 end
 return out
 """,
@@ -258,19 +283,18 @@ PATCH_MESSAGES = script(
     "patch_messages",
     _THREAD_LUA
     + r"""
--- KEYS: the bucket's threads hash, its thread index, its pointers hash, then the messages
---       key of each thread, in the order of ARGV
+-- KEYS: the bucket's activities hash, its thread index, then the messages key of each
+--       thread, in the order of ARGV
 -- ARGV: updated key, the stored updated_at value, thread count, then per thread: T, patch
 --       count, then per patch: M, score, field count, fields (name, value, ...)
 -- Returns {0, M} when a message is not where its pointer said (nothing written), else
 -- {1, member, member, ...} with each patched message's new member, in order.
-local u, updated_at = ARGV[1], ARGV[2]
 local plan = {}
 local pos = 4
 for i = 1, tonumber(ARGV[3]) do
   local t, n = ARGV[pos], tonumber(ARGV[pos + 1])
   pos = pos + 2
-  local messages = KEYS[3 + i]
+  local messages = KEYS[2 + i]
   for _ = 1, n do
     local m, score, nfields = ARGV[pos], ARGV[pos + 1], tonumber(ARGV[pos + 2])
     local member = find_member(messages, m, score)
@@ -286,19 +310,13 @@ local touched = {}
 for _, p in ipairs(plan) do
   local member = p[3]
   local cut = string.find(member, '\0', 13, true)
-  local packed = set_fields(string.sub(member, cut + 1), ARGV, p[5], p[6])
-  local new = string.sub(member, 1, cut) .. packed
+  local new = string.sub(member, 1, cut) .. set_fields(string.sub(member, cut + 1), ARGV, p[5], p[6])
   redis.call('ZREM', p[2], member)
   redis.call('ZADD', p[2], p[4], new)
   out[#out + 1] = new
   touched[p[1]] = true
 end
-for t, _ in pairs(touched) do
-  local record = redis.call('HGET', KEYS[1], t)
-  if record then
-    redis.call('HSET', KEYS[1], t, touch(KEYS[1], KEYS[2], t, record, u, updated_at))
-  end
-end
+touch_all(KEYS[1], KEYS[2], touched, ARGV[1], ARGV[2])
 return out
 """,
 )
@@ -307,40 +325,34 @@ DELETE_MESSAGES = script(
     "delete_messages",
     _THREAD_LUA
     + r"""
--- KEYS: the bucket's threads hash, its thread index, its pointers hash, then the messages
---       key of each thread, in the order of ARGV
--- ARGV: updated key, the stored updated_at value, thread count, then per thread: T, id
---       count, then per id: M, score
+-- KEYS: the bucket's activities hash, its thread index, its pointers hash, then the
+--       messages key of each thread, in the order of ARGV
+-- ARGV: updated key ('' leaves the threads alone), the stored updated_at value, thread
+--       count, then per thread: T, id count, then per id: M, score
 -- Returns how many of the messages were found and deleted.
-local u, updated_at = ARGV[1], ARGV[2]
 local deleted = 0
+local touched = {}
 local pos = 4
 for i = 1, tonumber(ARGV[3]) do
   local t, n = ARGV[pos], tonumber(ARGV[pos + 1])
   pos = pos + 2
   local messages = KEYS[3 + i]
-  local found = 0
   for _ = 1, n do
     local m, score = ARGV[pos], ARGV[pos + 1]
     pos = pos + 2
     local member = find_member(messages, m, score)
     if member then
       redis.call('ZREM', messages, member)
-      found = found + 1
+      deleted = deleted + 1
+      touched[t] = true
     end
     local pointer = redis.call('HGET', KEYS[3], m)
     if pointer and pointer == t .. '\0' .. score then
       redis.call('HDEL', KEYS[3], m)
     end
   end
-  if found > 0 then
-    deleted = deleted + found
-    local record = redis.call('HGET', KEYS[1], t)
-    if record then
-      redis.call('HSET', KEYS[1], t, touch(KEYS[1], KEYS[2], t, record, u, updated_at))
-    end
-  end
 end
+touch_all(KEYS[1], KEYS[2], touched, ARGV[1], ARGV[2])
 return deleted
 """,
 )

@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from kvstore.codec import FormatName, RecordCodec, pack_fields, record_codec, validate
+from kvstore.codec import (
+    FormatName,
+    RecordCodec,
+    pack_fields,
+    record_codec,
+    unpack_fields,
+    validate,
+)
 from kvstore.domains import _memory_scripts as scripts
 from kvstore.domains._base import (
     Domain,
@@ -76,10 +83,16 @@ __all__ = ["MemoryStore"]
 DEFAULT_MESSAGES_PER_PAGE = 40
 
 _SEQ = scripts.SEQ_DIGITS
+# An activity starts with fixed-width fields: the sequence, the created and updated keys.
+_ACTIVITY_FIXED = _SEQ + 16 + 16
 
 
 def _threads(bucket: Bucket) -> str:
     return bucket.threads
+
+
+def _thread_activity(bucket: Bucket) -> str:
+    return bucket.thread_activity
 
 
 def _thread_index(bucket: Bucket) -> str:
@@ -135,12 +148,13 @@ class MemoryStore(Domain):
         check_id(thread_id, "thread_id")
         keys = await self._keys()
         bucket = keys.bucket_of(thread_id)
-        (packed,) = await self._driver.execute(
-            [("HGET", bucket.threads, lex_escape(thread_id))], idempotent=True
+        t = lex_escape(thread_id)
+        record, activity = await self._driver.execute(
+            [("HGET", bucket.threads, t), ("HGET", bucket.thread_activity, t)], idempotent=True
         )
-        if packed is None:
+        if activity is None:
             return None
-        return self._threads.unpack(packed, bucket.threads)  # type: ignore[arg-type]
+        return self._thread([record, activity], bucket.threads)  # type: ignore[list-item]
 
     async def list_threads(
         self,
@@ -166,13 +180,13 @@ class MemoryStore(Domain):
             self._driver,
             keys.all_buckets,
             _thread_index,
-            [_threads],
+            [_threads, _thread_activity],
             lex_bounds(("c" if order_by == "created_at" else "u", resource_id)),
             offset=page * per_page,
             count=per_page,
             newest_first=direction == "desc",
         )
-        threads = [self._threads.unpack(row[0], where) for where, row in found]  # type: ignore[arg-type]
+        threads = [self._thread(row, where) for where, row in found]
         return make_page(threads, total, page, per_page)
 
     async def update_thread(
@@ -201,14 +215,14 @@ class MemoryStore(Domain):
         now = utc_now()
         keys = await self._keys()
         bucket = keys.bucket_of(thread_id)
-        packed = await self._driver.run(
+        reply = await self._driver.run(
             scripts.UPDATE_THREAD,
-            [bucket.threads, bucket.thread_index],
+            [bucket.threads, bucket.thread_activity, bucket.thread_index],
             [lex_escape(thread_id), lex_time(micros(now)), codec.encode(now), *fields],
         )
-        if packed is None:
+        if reply is None:
             raise NotFoundError(f"no thread {thread_id!r}")
-        return self._threads.unpack(packed, bucket.threads)  # type: ignore[arg-type]
+        return self._thread(as_list(reply), bucket.threads)
 
     async def delete_thread(self, thread_id: str) -> bool:
         """Delete a thread and all its messages. Returns whether the thread existed.
@@ -220,7 +234,13 @@ class MemoryStore(Domain):
         keys = await self._keys()
         thread = keys.thread(thread_id)
         bucket = thread.bucket
-        script_keys = [bucket.threads, bucket.thread_index, bucket.pointers, thread.messages]
+        script_keys = [
+            bucket.threads,
+            bucket.thread_activity,
+            bucket.thread_index,
+            bucket.pointers,
+            thread.messages,
+        ]
         t = lex_escape(thread_id)
         existed, left = as_list(
             await self._driver.run(scripts.DELETE_THREAD, script_keys, [t, "1"])
@@ -281,7 +301,7 @@ class MemoryStore(Domain):
             plan[2].extend((lex_escape(thread_id), len(entries) // 3, *entries))
         commands = [
             scripts.SAVE_MESSAGES.command(
-                [bucket.threads, bucket.thread_index, bucket.pointers, *messages_keys],
+                [bucket.thread_activity, bucket.thread_index, bucket.pointers, *messages_keys],
                 [*head, len(messages_keys), *args],
             )
             for bucket, messages_keys, args in plans.values()
@@ -317,7 +337,7 @@ class MemoryStore(Domain):
     async def _require_threads(self, keys: Keys, thread_ids: list[str]) -> None:
         """Check that every thread exists, before a write that spans buckets."""
         found = await self._driver.execute(
-            [("HEXISTS", keys.bucket_of(t).threads, lex_escape(t)) for t in thread_ids],
+            [("HEXISTS", keys.bucket_of(t).thread_activity, lex_escape(t)) for t in thread_ids],
             idempotent=True,
         )
         for thread_id, exists in zip(thread_ids, found, strict=True):
@@ -511,9 +531,8 @@ class MemoryStore(Domain):
             commands.append(
                 scripts.PATCH_MESSAGES.command(
                     [
-                        bucket.threads,
+                        bucket.thread_activity,
                         bucket.thread_index,
-                        bucket.pointers,
                         *(keys.thread(t).messages for t in by_thread),
                     ],
                     args,
@@ -565,7 +584,7 @@ class MemoryStore(Domain):
             commands.append(
                 scripts.DELETE_MESSAGES.command(
                     [
-                        bucket.threads,
+                        bucket.thread_activity,
                         bucket.thread_index,
                         bucket.pointers,
                         *(keys.thread(t).messages for t in by_thread),
@@ -709,9 +728,9 @@ class MemoryStore(Domain):
             self._driver,
             keys,
             _thread_index,
-            [_threads],
+            [_threads, _thread_activity],
             ("C",),
-            lambda row, where: self._threads.unpack(row[0], where),  # type: ignore[arg-type]
+            self._thread,
             cursor=cursor,
             count=count,
         )
@@ -813,26 +832,22 @@ class MemoryStore(Domain):
         plans: dict[int, tuple[Bucket, list[Arg]]] = {}
         for thread in valid:
             bucket = keys.bucket_of(thread.id)
-            created = lex_time(micros(thread.created_at))
-            updated = lex_time(micros(thread.updated_at or now))
-            r = lex_escape(thread.resource_id)
-            packed = pack_fields(
-                [
-                    *self._threads.to_fields(thread),
-                    b"_r",
-                    r.encode(),
-                    b"_c",
-                    created.encode(),
-                    b"_u",
-                    updated.encode(),
-                ]
-            )
             plan = plans.setdefault(bucket.number, (bucket, []))
-            plan[1].extend((lex_escape(thread.id), r, created, updated, packed))
+            plan[1].extend(
+                (
+                    lex_escape(thread.id),
+                    lex_escape(thread.resource_id),
+                    lex_time(micros(thread.created_at)),
+                    lex_time(micros(thread.updated_at or now)),
+                    self._threads.encode(thread.updated_at or now),
+                    self._threads.pack(thread),
+                )
+            )
         await self._driver.execute(
             [
                 scripts.WRITE_THREADS.command(
-                    [bucket.threads, bucket.thread_index], [len(args) // 5, *args]
+                    [bucket.threads, bucket.thread_activity, bucket.thread_index],
+                    [len(args) // 6, *args],
                 )
                 for bucket, args in plans.values()
             ],
@@ -871,6 +886,18 @@ class MemoryStore(Domain):
         return await self._write_resources(resources, "resources[{}]")
 
     # -- decoding ---------------------------------------------------------------------------
+
+    def _thread(self, row: Sequence[bytes | None], where: str) -> Thread:
+        """A thread from its record and its activity, which holds its ``updated_at``."""
+        record, activity = row
+        if record is None or activity is None:
+            raise CorruptRecordError(where, "a thread without its record or its activity")
+        try:
+            flat = unpack_fields(record)
+        except ValueError as exc:
+            raise CorruptRecordError(where, str(exc)) from None
+        updated_at = activity[activity.index(b"\x00", _ACTIVITY_FIXED) + 1 :]
+        return self._threads.from_hash([*flat, b"updated_at", updated_at], where)
 
     def _decode_members(self, members: Sequence[bytes], where: str) -> list[Message]:
         """Decode message members (``<seq><M>\\0<packed record>``), in order.

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from kvstore.drivers._commandspec import command_keys
 from kvstore.drivers.base import Arg, Command, Driver, Reply, encode_arg
 from kvstore.drivers.memory._aof import AppendOnlyFile, FsyncPolicy, check_policy, parse_url
 from kvstore.drivers.memory._errors import ReplyError, arity_error, unknown_command_error
@@ -293,7 +292,7 @@ class MemoryDriver(Driver):
             )
         declared = self._keyspace.script_keys
         if declared is not None:
-            for key in command_keys(command):
+            for key in impl.keys(args):
                 if key not in declared:
                     raise CommandError(
                         "ERR Script attempted to access a key not declared in KEYS: "

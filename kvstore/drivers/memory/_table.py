@@ -37,10 +37,22 @@ class Implementation(NamedTuple):
     min_args: int
     max_args: int
     write: bool
+    #: Where the keys are among the arguments after the name: ``keys[first:last:step]``
+    #: (``last`` None: to the end; ``step`` 0: no keys). Scripts' declared keys are
+    #: checked against these.
+    first_key: int
+    last_key: int | None
+    key_step: int
 
     def accepts(self, args: int) -> bool:
         """Whether ``args`` arguments (after the name) pass Redis's arity check."""
         return self.min_args <= args <= self.max_args
+
+    def keys(self, args: list[bytes]) -> list[bytes]:
+        """The key arguments among ``args`` (the arguments after the name)."""
+        if not self.key_step:
+            return []
+        return args[self.first_key : self.last_key : self.key_step]
 
 
 def _build() -> dict[bytes, Implementation]:
@@ -58,7 +70,17 @@ def _build() -> dict[bytes, Implementation]:
             spec = COMMANDS[name]
             low = abs(spec.arity) - 1
             high = low if spec.arity > 0 else sys.maxsize
-            table[name.encode()] = Implementation(name, handler, low, high, spec.write)
+            last = None if spec.last_key == -1 else spec.last_key
+            table[name.encode()] = Implementation(
+                name,
+                handler,
+                low,
+                high,
+                spec.write,
+                spec.first_key - 1,
+                last,
+                spec.step if spec.first_key else 0,
+            )
     return table
 
 
