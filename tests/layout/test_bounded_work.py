@@ -1,0 +1,87 @@
+"""No script's work grows with the data stored: large deletes go in slices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kvstore import Message, Span, Storage, Thread, TraceRetention
+from kvstore.drivers import MemoryDriver
+from kvstore.drivers.base import Arg, Command, Reply, Script
+from tests.support.counting import CountingDriver
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Watching(CountingDriver):
+    """Counts round trips and, after each, how many members ``watched`` holds."""
+
+    def __init__(self, inner: MemoryDriver) -> None:
+        super().__init__(inner)
+        self.watched: str | None = None
+        self.sizes: list[int] = []
+
+    async def execute(
+        self, commands: Sequence[Command], *, atomic: bool = False, idempotent: bool = False
+    ) -> list[Reply]:
+        replies = await super().execute(commands, atomic=atomic, idempotent=idempotent)
+        await self._watch()
+        return replies
+
+    async def run(
+        self, script: Script, keys: Sequence[Arg], args: Sequence[Arg] = (), *, idempotent: bool = False
+    ) -> Reply:
+        reply = await super().run(script, keys, args, idempotent=idempotent)
+        await self._watch()
+        return reply
+
+    async def _watch(self) -> None:
+        if self.watched is not None:
+            (size,) = await self.inner.execute([("ZCARD", self.watched)])
+            self.sizes.append(int(size))  # type: ignore[arg-type]
+
+
+async def test_a_long_thread_is_deleted_a_thousand_messages_at_a_time() -> None:
+    driver = Watching(MemoryDriver())
+    store = Storage(driver, namespace="big")
+    await store.memory.save_thread(Thread(id="t", resource_id="r"))
+    for start in range(0, 2500, 500):
+        await store.memory.save_messages(
+            [
+                Message(id=f"m{i}", thread_id="t", role="user", content="x", created_at=T0)
+                for i in range(start, start + 500)
+            ]
+        )
+    driver.watched = (await store.keys()).thread("t").messages
+    before = driver.round_trips
+    assert await store.memory.delete_thread("t") is True
+    assert driver.round_trips - before == 3
+    # The thread went with the first call; its messages went 1000 at a time.
+    assert driver.sizes == [1500, 500, 0]
+    assert await store.memory.get_thread("t") is None
+    assert await store.memory.get_messages(["m0", "m2499"]) == []
+
+
+async def test_retention_drops_traces_a_hundred_at_a_time() -> None:
+    driver = CountingDriver(MemoryDriver())
+    store = Storage(driver, namespace="big")
+    old = T0 - timedelta(days=30)
+    await store.traces.save_spans(
+        [Span(trace_id=f"x{i}", span_id="s", name="op", start_time=old) for i in range(250)]
+    )
+    aged = Storage(driver, namespace="big", trace_retention=TraceRetention(max_age=timedelta(days=1)))
+    await aged.keys()
+    before = driver.round_trips
+    assert await aged.apply_retention() == 250
+    # Look and drop 100, look and drop 100, look and drop 50: each call bounded.
+    assert driver.round_trips - before == 6
+    assert (await aged.traces.list_traces()).total == 0
