@@ -81,7 +81,7 @@ async def test_retention_drops_traces_a_hundred_at_a_time() -> None:
     aged = Storage(driver, namespace="big", trace_retention=TraceRetention(max_age=timedelta(days=1)))
     await aged.keys()
     before = driver.round_trips
-    assert await aged.apply_retention() == 250
+    assert await aged.traces.apply_retention() == 250
     # Look and drop 100, look and drop 100, look and drop 50: each call bounded.
     assert driver.round_trips - before == 6
     assert (await aged.traces.list_traces()).total == 0
