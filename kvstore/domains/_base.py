@@ -339,9 +339,9 @@ def _walk_cursor(cursor: Any, buckets: int) -> tuple[int, int]:
         return 0, 0
     if isinstance(cursor, str):
         bucket, sep, rank = cursor.partition(":")
-        if sep and bucket.isascii() and bucket.isdigit() and rank.isascii() and rank.isdigit():
-            if int(bucket) < buckets:
-                return int(bucket), int(rank)
+        digits = bucket.isascii() and bucket.isdigit() and rank.isascii() and rank.isdigit()
+        if sep and digits and int(bucket) < buckets:
+            return int(bucket), int(rank)
     raise ValidationError("expected a cursor returned by the same method", field="cursor")
 
 
@@ -350,9 +350,9 @@ async def walk_index(
     keys: Keys,
     index: Callable[[Bucket], str],
     columns: Columns,
+    *,
     prefix: Sequence[str],
     decode: Callable[[list[bytes | None], str], T],
-    *,
     cursor: Any,
     count: Any,
 ) -> Chunk[T]:

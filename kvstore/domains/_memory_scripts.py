@@ -310,7 +310,8 @@ local touched = {}
 for _, p in ipairs(plan) do
   local member = p[3]
   local cut = string.find(member, '\0', 13, true)
-  local new = string.sub(member, 1, cut) .. set_fields(string.sub(member, cut + 1), ARGV, p[5], p[6])
+  local packed = set_fields(string.sub(member, cut + 1), ARGV, p[5], p[6])
+  local new = string.sub(member, 1, cut) .. packed
   redis.call('ZREM', p[2], member)
   redis.call('ZADD', p[2], p[4], new)
   out[#out + 1] = new

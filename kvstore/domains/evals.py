@@ -174,8 +174,8 @@ class EvalStore(Domain):
             keys,
             _score_index,
             [_scores],
-            ("all",),
-            lambda row, where: self._scores.unpack(row[0], where),  # type: ignore[arg-type]
+            prefix=("all",),
+            decode=lambda row, where: self._scores.unpack(row[0], where),  # type: ignore[arg-type]
             cursor=cursor,
             count=count,
         )

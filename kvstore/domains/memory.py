@@ -247,7 +247,7 @@ class MemoryStore(Domain):
         )
         while left:
             _, left = as_list(await self._driver.run(scripts.DELETE_THREAD, script_keys, [t, "0"]))
-        return existed == 1
+        return bool(existed == 1)
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -390,7 +390,14 @@ class MemoryStore(Domain):
         window = _score_window(date_range)
         keys = await self._keys()
         thread = keys.thread(thread_id)
-        commands = _page_commands(thread.messages, window, last, page, per_page, bool(includes))
+        commands = _page_commands(
+            thread.messages,
+            window,
+            last=last,
+            page=page,
+            per_page=per_page,
+            with_scores=bool(includes),
+        )
         include_ids = [i.message_id for i in includes]
         if includes:
             commands += _pointer_reads(keys, include_ids)
@@ -427,7 +434,7 @@ class MemoryStore(Domain):
                         [lex_escape(inc.message_id), location.score, inc.before, inc.after],
                     )
                 )
-        merged = dict((member, score) for score, member in page)
+        merged = {member: score for score, member in page}
         if commands:
             for reply in await self._driver.execute(commands, idempotent=True):
                 flat = as_list(reply)
@@ -510,17 +517,17 @@ class MemoryStore(Domain):
             where = located.get(m)
             if where is None:
                 raise NotFoundError(f"no message {patch.id!r}")
-            fields: list[bytes] = []
+            patch_fields: list[Arg] = []
             if patch.content is not msgspec.UNSET:
-                fields += (b"content", codec.encode(patch.content))
+                patch_fields += (b"content", codec.encode(patch.content))
             if patch.role is not msgspec.UNSET:
-                fields += (b"role", codec.encode(patch.role))
+                patch_fields += (b"role", codec.encode(patch.role))
             if patch.metadata is not msgspec.UNSET:
-                fields += codec.merged_fields("metadata", patch.metadata)
+                patch_fields += codec.merged_fields("metadata", patch.metadata)
             thread_id = _unescape(where.thread.encode())
             bucket = keys.bucket_of(thread_id)
             by_thread = plans.setdefault(bucket.number, (bucket, {}))[1]
-            by_thread.setdefault(thread_id, {}).setdefault(m, [where.score]).extend(fields)
+            by_thread.setdefault(thread_id, {}).setdefault(m, [where.score]).extend(patch_fields)
         commands = []
         for bucket, by_thread in plans.values():
             args: list[Arg] = [lex_time(micros(now)), codec.encode(now), len(by_thread)]
@@ -544,8 +551,10 @@ class MemoryStore(Domain):
             status, *members = as_list(reply)
             if status == 0:
                 raise NotFoundError(f"no message {_unescape(members[0])!r}")
-            where = [keys.thread(t).messages for t, patched in by_thread.items() for _ in patched]
-            for member, key in zip(members, where, strict=True):
+            member_keys = [
+                keys.thread(t).messages for t, patched in by_thread.items() for _ in patched
+            ]
+            for member, key in zip(members, member_keys, strict=True):
                 (message,) = self._decode_members([member], key)
                 by_id[message.id] = message
         return [by_id[i] for i in dict.fromkeys(p.id for p in valid)]
@@ -592,7 +601,8 @@ class MemoryStore(Domain):
                     args,
                 )
             )
-        return sum(int(n) for n in await self._driver.execute(commands))  # type: ignore[arg-type]
+        replies = await self._driver.execute(commands)
+        return sum(n for n in replies if isinstance(n, int))
 
     # -- resources --------------------------------------------------------------------------
 
@@ -729,8 +739,8 @@ class MemoryStore(Domain):
             keys,
             _thread_index,
             [_threads, _thread_activity],
-            ("C",),
-            self._thread,
+            prefix=("C",),
+            decode=self._thread,
             cursor=cursor,
             count=count,
         )
@@ -795,8 +805,8 @@ class MemoryStore(Domain):
             keys,
             _resource_index,
             [_resources],
-            ("C",),
-            lambda row, where: self._resources.unpack(row[0], where),  # type: ignore[arg-type]
+            prefix=("C",),
+            decode=lambda row, where: self._resources.unpack(row[0], where),  # type: ignore[arg-type]
             cursor=cursor,
             count=count,
         )
@@ -986,6 +996,7 @@ def _score_window(date_range: DateRange | None) -> tuple[str, str] | None:
 def _page_commands(
     key: str,
     window: tuple[str, str] | None,
+    *,
     last: int | None,
     page: int,
     per_page: int,

@@ -55,7 +55,6 @@ import msgspec
 from kvstore.codec import (
     FormatName,
     RecordCodec,
-    pack_fields,
     record_codec,
     unpack_fields,
     validate,
@@ -277,8 +276,8 @@ class TraceStore(Domain):
             if value is not None
         ]
         prefix: list[str] = ["".join(tag for tag, _ in present) or "T"]
-        for _, value in present:
-            prefix += value if isinstance(value, tuple) else (value,)
+        for _, filter_value in present:
+            prefix += filter_value if isinstance(filter_value, tuple) else (filter_value,)
         keys = await self._keys()
         total, rows = await list_index(
             self._driver,
@@ -338,7 +337,7 @@ class TraceStore(Domain):
                 ("ZRANGE", bucket.trace_index, low, high, "BYLEX", "LIMIT", rank + 1, 1),
             ]
         replies = await self._driver.execute(commands, idempotent=True)
-        total = sum(int(r or 0) for r in replies[: len(buckets)])  # type: ignore[call-overload]
+        total = sum(int(r) for r in replies[: len(buckets)] if isinstance(r, bytes))
         rest = replies[len(buckets) :]
         items: list[Span] = []
         if trace is None:
@@ -383,7 +382,6 @@ class TraceStore(Domain):
 
     async def _trim(self, keys: Keys, buckets: list[Bucket]) -> int:
         """Drop traces from ``buckets`` until they are within the limits, in slices."""
-        retention = self._retention
         low, _ = lex_bounds(("T",))
         dropped = 0
         pending = list(buckets)
@@ -577,9 +575,12 @@ def _span_cursor(cursor: Any, buckets: int) -> tuple[int, int, str | None, str]:
         return 0, 0, None, ""
     if isinstance(cursor, str):
         parts = cursor.split(":", 3)
-        if len(parts) == 2 and all(p.isascii() and p.isdigit() for p in parts):
-            if int(parts[0]) < buckets:
-                return int(parts[0]), int(parts[1]), None, ""
+        if (
+            len(parts) == 2
+            and all(p.isascii() and p.isdigit() for p in parts)
+            and int(parts[0]) < buckets
+        ):
+            return int(parts[0]), int(parts[1]), None, ""
         if len(parts) == 4 and all(p.isascii() and p.isdigit() for p in parts[:2]):
             after = parts[2]
             if int(parts[0]) < buckets and (not after or _is_stream_id(after)):

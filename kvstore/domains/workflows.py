@@ -361,8 +361,8 @@ class WorkflowStore(Domain):
             keys,
             _run_index,
             [_runs, _run_snapshots],
-            ("all",),
-            self._decode,
+            prefix=("all",),
+            decode=self._decode,
             cursor=cursor,
             count=count,
         )
