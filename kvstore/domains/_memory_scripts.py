@@ -21,6 +21,7 @@ __all__ = [
     "DELETE_MESSAGES",
     "DELETE_THREAD",
     "LIST_MESSAGES",
+    "POP_MESSAGE",
     "SAVE_MESSAGES",
     "UPDATE_MESSAGES",
     "UPDATE_RESOURCE",
@@ -520,6 +521,67 @@ def _delete_messages(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> 
 
 
 DELETE_MESSAGES = Script("delete_messages", _DELETE_MESSAGES, _delete_messages)
+
+# TEMP (issue 11): the atomic pop behind the openai-agents session's pop_item. The lead
+# re-implements it on key layout v2; its contract is tested in
+# tests/conformance/memory_pop_suite.py through the public API only.
+
+# How many members without a record (there are none on this layout) a pop skips, at most.
+_POP_SKIP_LIMIT = 16
+
+_POP_MESSAGE = (
+    _TOUCH_THREADS_LUA
+    + """
+-- KEYS[1] the thread's messages key
+-- ARGV: message prefix, thread prefix, by-updated prefix, thread id, now score, now as a
+--       stored updated_at value
+-- Removes the thread's newest message (the last member of its sorted set) and returns
+-- {member, fields}, or nil when the thread has no message.
+for _ = 1, 16 do
+  local members = redis.call('ZRANGE', KEYS[1], -1, -1)
+  local member = members[1]
+  if not member then
+    return false
+  end
+  local key = ARGV[1] .. string.sub(member, 17)
+  local fields = redis.call('HGETALL', key)
+  redis.call('ZREM', KEYS[1], member)
+  if #fields > 0 then
+    redis.call('DEL', key)
+    touch({[ARGV[4]] = true}, ARGV[2], ARGV[3], ARGV[5], ARGV[6])
+    return {member, fields}
+  end
+end
+return false
+"""
+)
+
+
+def _pop_message(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
+    mp, tp, up, tid, now_score, now_field = args
+    for _ in range(_POP_SKIP_LIMIT):
+        members = call("ZRANGE", keys[0], -1, -1)
+        if not members:
+            return None
+        member = members[0]
+        key = mp + member[SEQ_DIGITS:]
+        fields = call("HGETALL", key)
+        call("ZREM", keys[0], member)
+        if fields:
+            call("DEL", key)
+            _touch_threads(
+                call,
+                touched={tid: None},
+                thread_prefix=tp,
+                by_updated=up,
+                now_score=now_score,
+                now_field=now_field,
+            )
+            return [member, fields]
+    return None
+
+
+POP_MESSAGE = Script("pop_message", _POP_MESSAGE, _pop_message)
 
 # -- resources ------------------------------------------------------------------------------
 

@@ -409,6 +409,42 @@ class MemoryStore(Domain):
         )
         return int(deleted)  # type: ignore[arg-type]
 
+    async def pop_message(self, thread_id: str) -> Message | None:
+        """Remove a thread's newest message and return it, atomically.
+
+        The newest message is the last one :meth:`list_messages` returns: the greatest
+        ``created_at``, and among equal timestamps the one first saved last. Like
+        :meth:`delete_messages`, it bumps the thread's ``updated_at``. Concurrent callers
+        never get the same message: each message is popped at most once.
+
+        One round trip: one script of a constant number of commands, however long the
+        thread is.
+
+        Returns:
+            The message removed, or None when the thread has no messages (or does not
+            exist).
+        """
+        keys = self._keys
+        check_id(thread_id, "thread_id")
+        now = utc_now()
+        reply = await self._driver.run(
+            scripts.POP_MESSAGE,
+            [keys.thread_messages(thread_id)],
+            [
+                keys.message.prefix,
+                keys.thread.prefix,
+                keys.resource_threads_by_updated.prefix,
+                thread_id,
+                micros(now),
+                self._format.encode(now),
+            ],
+        )
+        if reply is None:
+            return None
+        member, fields = as_list(reply)
+        message_id = member[scripts.SEQ_DIGITS :].decode(errors="replace")
+        return self._messages.from_hash(as_list(fields), keys.message(message_id))
+
     # -- resources --------------------------------------------------------------------------
 
     async def get_resource(self, resource_id: str) -> Resource | None:
