@@ -33,8 +33,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Self, cast
 
 from kvstore._extras import require
-from kvstore.errors import NotFoundError
-from kvstore.records import Message, Role, Thread, new_id, utc_now
+from kvstore.integrations import _thread
+from kvstore.records import Message, Role, Thread, new_id
 from kvstore.storage import Storage
 
 require("agents", "openai-agents")
@@ -46,7 +46,6 @@ from agents.memory.session_settings import (  # noqa: E402
 )
 
 if TYPE_CHECKING:
-    from datetime import datetime
     from types import TracebackType
 
     from agents.items import TResponseInputItem
@@ -57,23 +56,6 @@ __all__ = ["DEFAULT_RESOURCE_ID", "ITEM_TYPE", "KVStoreSession"]
 DEFAULT_RESOURCE_ID = "openai-agents"
 #: The ``type`` of the messages that hold session items.
 ITEM_TYPE = "openai-agents-item"
-
-# list_messages returns at most this many messages per call.
-_PAGE = 1000
-# add_items retries this often when the thread disappears (clear_session) meanwhile.
-_ATTEMPTS = 3
-
-_last_stamp: datetime | None = None
-
-
-def _stamp() -> datetime:
-    """Now, but never earlier than the previous stamp of this process (clocks step back)."""
-    global _last_stamp  # noqa: PLW0603 - one clock for every session of the process
-    now = utc_now()
-    if _last_stamp is not None and now < _last_stamp:
-        now = _last_stamp
-    _last_stamp = now
-    return now
 
 
 def _role(item: Mapping[str, Any]) -> Role:
@@ -189,35 +171,15 @@ class KVStoreSession:
         """
         self._check_open()
         wanted = resolve_session_limit(limit, self.session_settings)
-        if wanted is not None and wanted <= 0:
-            return []
-        memory = self._store.memory
-        first = _PAGE if wanted is None else min(wanted, _PAGE)
-        page = await memory.list_messages(self.session_id, last=first)
-        if not page.has_more or (wanted is not None and wanted <= _PAGE):
-            return [_item(m) for m in page.items]
-        # More than one page: read the pages that hold the newest `wanted` messages.
-        start = 0 if wanted is None else max(0, page.total - wanted)
-        messages: list[Message] = []
-        number = start // _PAGE
-        while True:
-            chunk = await memory.list_messages(self.session_id, page=number, per_page=_PAGE)
-            messages += chunk.items
-            if not chunk.has_more:
-                break
-            number += 1
-        skip = start - (start // _PAGE) * _PAGE
-        kept = messages[skip:]
-        if wanted is not None:
-            kept = kept[-wanted:]
-        return [_item(m) for m in kept]
+        messages = await _thread.newest(self._store.memory, self.session_id, wanted)
+        return [_item(m) for m in messages]
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append items to the session, in the order given (one round trip)."""
         self._check_open()
         if not items:
             return
-        stamp = _stamp()
+        stamp = _thread.stamp()
         messages = []
         for i, item in enumerate(items):
             if not isinstance(item, Mapping):
@@ -233,22 +195,10 @@ class KVStoreSession:
                     created_at=stamp,
                 )
             )
-        memory = self._store.memory
-        for attempt in range(_ATTEMPTS):
-            try:
-                await memory.save_messages(messages)
-                return
-            except NotFoundError:
-                if attempt == _ATTEMPTS - 1:
-                    raise
-            # The session's first items: create its thread, then save them.
-            await memory.save_thread(
-                Thread(
-                    id=self.session_id,
-                    resource_id=self.resource_id,
-                    metadata={"source": "openai-agents"},
-                )
-            )
+        thread = Thread(
+            id=self.session_id, resource_id=self.resource_id, metadata={"source": "openai-agents"}
+        )
+        await _thread.append(self._store.memory, thread, messages)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove the newest item and return it (None when the session is empty).
