@@ -25,6 +25,7 @@ __all__ = [
     "DELETE_THREAD",
     "NEIGHBOURS",
     "PATCH_MESSAGES",
+    "POP_MESSAGE",
     "SAVE_MESSAGES",
     "UPDATE_RESOURCE",
     "UPDATE_THREAD",
@@ -355,6 +356,32 @@ for i = 1, tonumber(ARGV[3]) do
 end
 touch_all(KEYS[1], KEYS[2], touched, ARGV[1], ARGV[2])
 return deleted
+""",
+)
+
+POP_MESSAGE = script(
+    "pop_message",
+    _THREAD_LUA
+    + r"""
+-- KEYS: the bucket's activities hash, its thread index, its pointers hash, the thread's
+--       messages
+-- ARGV: T, updated key, the stored updated_at value
+-- Removes the thread's newest message (the last in its order) and returns its member, or
+-- false when the thread has none.
+local t = ARGV[1]
+local newest = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
+if not newest[1] then
+  return false
+end
+local member, score = newest[1], newest[2]
+redis.call('ZREM', KEYS[4], member)
+local m = string.sub(member, 13, string.find(member, '\0', 13, true) - 1)
+local pointer = redis.call('HGET', KEYS[3], m)
+if pointer and split_pointer(pointer) == t then
+  redis.call('HDEL', KEYS[3], m)
+end
+touch_all(KEYS[1], KEYS[2], {[t] = true}, ARGV[2], ARGV[3])
+return member
 """,
 )
 

@@ -604,6 +604,37 @@ class MemoryStore(Domain):
         replies = await self._driver.execute(commands)
         return sum(n for n in replies if isinstance(n, int))
 
+    async def pop_message(self, thread_id: str) -> Message | None:
+        """Remove a thread's newest message and return it, atomically.
+
+        The newest message is the last one :meth:`list_messages` returns: the greatest
+        ``created_at``, and among equal timestamps the one first saved last. Like
+        :meth:`delete_messages`, it bumps the thread's ``updated_at``. Concurrent callers
+        never get the same message: each message is popped at most once. Not retried after
+        a lost reply, so that a message is never popped twice.
+
+        One round trip: one script of a constant number of commands, however long the
+        thread is.
+
+        Returns:
+            The message removed, or None when the thread has no messages (or does not
+            exist).
+        """
+        check_id(thread_id, "thread_id")
+        keys = await self._keys()
+        thread = keys.thread(thread_id)
+        bucket = thread.bucket
+        now = utc_now()
+        member = await self._driver.run(
+            scripts.POP_MESSAGE,
+            [bucket.thread_activity, bucket.thread_index, bucket.pointers, thread.messages],
+            [lex_escape(thread_id), lex_time(micros(now)), self._format.encode(now)],
+        )
+        if member is None:
+            return None
+        (message,) = self._decode_members([member], thread.messages)  # type: ignore[list-item]
+        return message
+
     # -- resources --------------------------------------------------------------------------
 
     async def get_resource(self, resource_id: str) -> Resource | None:

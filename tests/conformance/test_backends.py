@@ -17,6 +17,7 @@ from kvstore.upstash_server import UpstashServer
 from tests.conformance import drivers
 from tests.conformance.driver_suite import DriverSuite
 from tests.conformance.evals_suite import EvalsSuite
+from tests.conformance.memory_pop_suite import MemoryPopSuite
 from tests.conformance.memory_suite import MemorySuite
 from tests.conformance.traces_suite import TracesSuite
 from tests.conformance.workflows_suite import WorkflowsSuite
@@ -24,7 +25,9 @@ from tests.conformance.workflows_suite import WorkflowsSuite
 pytestmark = pytest.mark.anyio
 
 
-class BackendSuite(DriverSuite, MemorySuite, WorkflowsSuite, EvalsSuite, TracesSuite, ABC):
+class BackendSuite(
+    DriverSuite, MemorySuite, MemoryPopSuite, WorkflowsSuite, EvalsSuite, TracesSuite, ABC
+):
     @pytest.fixture
     @abstractmethod
     async def driver(self) -> AsyncIterator[Driver]:
