@@ -45,6 +45,7 @@ CONVERSIONS = Script(
     """,
 )
 
+
 class DriverSuite:
     """Tests of the driver contract; needs a ``driver`` fixture."""
 
@@ -166,7 +167,15 @@ class DriverSuite:
         assert await driver.execute([("GET", K + "x")]) == [b"written-before-the-error"]
 
     async def test_lua_values_convert_as_redis_converts_them(self, driver: Driver) -> None:
-        assert await driver.run(CONVERSIONS, [K + "none"]) == [3, -2, 1, 1, b"FINE", [1, b"a", [2]], 7]
+        assert await driver.run(CONVERSIONS, [K + "none"]) == [
+            3,
+            -2,
+            1,
+            1,
+            b"FINE",
+            [1, b"a", [2]],
+            7,
+        ]
 
     async def test_scripts_and_commands_share_a_batch(self, driver: Driver) -> None:
         replies = await driver.execute(

@@ -392,17 +392,37 @@ class MemorySuite:
             (lambda: mem.get_thread("t"), 1),
             (lambda: mem.list_threads("alice", order_by="updated_at"), 1),
             (lambda: mem.update_thread("t", title="x", metadata={"k": 1}), 1),
-            (lambda: mem.save_messages([msg("m1", "t", 1), msg("m2", "t", 2), msg("m3", "t", 3)]), 1),
+            (
+                lambda: mem.save_messages(
+                    [msg("m1", "t", 1), msg("m2", "t", 2), msg("m3", "t", 3)]
+                ),
+                1,
+            ),
             (lambda: mem.list_messages("t", last=2), 1),
-            (lambda: mem.list_messages("t", page=1, per_page=1, date_range=DateRange(start=at(0))), 1),
-            (lambda: mem.list_messages("t", last=2, include=[Include(message_id="m1", before=1, after=1)]), 2),
+            (
+                lambda: mem.list_messages(
+                    "t", page=1, per_page=1, date_range=DateRange(start=at(0))
+                ),
+                1,
+            ),
+            (
+                lambda: mem.list_messages(
+                    "t", last=2, include=[Include(message_id="m1", before=1, after=1)]
+                ),
+                2,
+            ),
             (lambda: mem.get_messages(["m1", "m2", "missing"]), 2),
-            (lambda: mem.update_messages([MessagePatch(id="m1", content="y", metadata={"k": 2})]), 2),
+            (
+                lambda: mem.update_messages(
+                    [MessagePatch(id="m1", content="y", metadata={"k": 2})]
+                ),
+                2,
+            ),
             (lambda: mem.delete_messages(["m2"]), 2),
             (lambda: mem.save_resource(Resource(id="alice", working_memory="notes")), 1),
             (lambda: mem.get_resource("alice"), 1),
             (lambda: mem.update_resource("alice", working_memory="more", metadata={"k": 3}), 1),
-            (lambda: mem.list_resources(), 1),
+            (mem.list_resources, 1),
             (lambda: mem.delete_thread("t"), 1),
         ]
         for call, round_trips in calls:

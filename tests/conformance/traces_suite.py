@@ -258,7 +258,10 @@ class TracesSuite:
     ) -> None:
         # One bucket, so the limit is exact for the namespace.
         traces = Storage(
-            store.driver, namespace="one-bucket", buckets=1, trace_retention=TraceRetention(max_spans=6)
+            store.driver,
+            namespace="one-bucket",
+            buckets=1,
+            trace_retention=TraceRetention(max_spans=6),
         ).traces
         await traces.save_spans(trace("t1", 0))
         await traces.save_spans(trace("t2", 10))
@@ -277,7 +280,10 @@ class TracesSuite:
         self, store: Storage
     ) -> None:
         storage = Storage(
-            store.driver, namespace="four-buckets", buckets=4, trace_retention=TraceRetention(max_spans=8)
+            store.driver,
+            namespace="four-buckets",
+            buckets=4,
+            trace_retention=TraceRetention(max_spans=8),
         )
         traces = storage.traces
         for i in range(20):
@@ -324,7 +330,10 @@ class TracesSuite:
 
     async def test_traces_retention_after_a_trace_grows(self, store: Storage) -> None:
         traces = Storage(
-            store.driver, namespace="one-bucket", buckets=1, trace_retention=TraceRetention(max_spans=8)
+            store.driver,
+            namespace="one-bucket",
+            buckets=1,
+            trace_retention=TraceRetention(max_spans=8),
         ).traces
         await traces.save_spans(trace("t1", 0))
         await traces.save_spans(trace("t2", 10))

@@ -38,7 +38,12 @@ class Watching(CountingDriver):
         return replies
 
     async def run(
-        self, script: Script, keys: Sequence[Arg], args: Sequence[Arg] = (), *, idempotent: bool = False
+        self,
+        script: Script,
+        keys: Sequence[Arg],
+        args: Sequence[Arg] = (),
+        *,
+        idempotent: bool = False,
     ) -> Reply:
         reply = await super().run(script, keys, args, idempotent=idempotent)
         await self._watch()
@@ -78,7 +83,9 @@ async def test_retention_drops_traces_a_hundred_at_a_time() -> None:
     await store.traces.save_spans(
         [Span(trace_id=f"x{i}", span_id="s", name="op", start_time=old) for i in range(250)]
     )
-    aged = Storage(driver, namespace="big", trace_retention=TraceRetention(max_age=timedelta(days=1)))
+    aged = Storage(
+        driver, namespace="big", trace_retention=TraceRetention(max_age=timedelta(days=1))
+    )
     await aged.keys()
     before = driver.round_trips
     assert await aged.traces.apply_retention() == 250

@@ -161,7 +161,9 @@ async def test_a_message_moved_to_a_thread_in_another_bucket_leaves_the_old_one(
 ) -> None:
     keys = await store.keys()
     a = "move-a"
-    b = next(f"move-{i}" for i in range(100) if keys.bucket_of(f"move-{i}") is not keys.bucket_of(a))
+    b = next(
+        f"move-{i}" for i in range(100) if keys.bucket_of(f"move-{i}") is not keys.bucket_of(a)
+    )
     for t in (a, b):
         await store.memory.save_thread(Thread(id=t, resource_id="r"))
     await store.memory.save_messages([Message(id="m", thread_id=a, role="user", content="1")])

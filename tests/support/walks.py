@@ -28,7 +28,10 @@ async def walk_all(
 
 
 async def assert_bucket_order(
-    store: Storage, walked: Sequence[Any], owner: Callable[[Any], str], when: Callable[[Any], datetime]
+    store: Storage,
+    walked: Sequence[Any],
+    owner: Callable[[Any], str],
+    when: Callable[[Any], datetime],
 ) -> None:
     """Items of the same bucket come oldest first, and buckets one after another."""
     keys = await store.keys()
