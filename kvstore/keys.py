@@ -48,7 +48,6 @@ __all__ = [
     "SLOTS",
     "Bucket",
     "Keys",
-    "MessageKeys",
     "ThreadKeys",
     "key_slot",
     "lex_escape",
@@ -196,14 +195,6 @@ class ThreadKeys:
     message_ids: str
 
 
-@dataclass(frozen=True, slots=True)
-class MessageKeys:
-    """Where a message id's pointer lives: the pointers hash of the id's bucket."""
-
-    id: str
-    bucket: Bucket
-
-
 class Keys:
     """The keys of one namespace, spread over ``buckets`` buckets.
 
@@ -265,9 +256,11 @@ class Keys:
             message_ids=bucket.root + "message_ids:" + thread_id,
         )
 
-    def message(self, message_id: str) -> MessageKeys:
-        """Where the pointer from a message id to its thread lives."""
-        return MessageKeys(id=message_id, bucket=self.bucket_of(message_id))
+    def message_home(self, message_id: str) -> str:
+        """string, with several buckets: where a message id last went (``<thread
+        id>\0<score>``), in the id's own bucket, so that saving the id under a thread of
+        another bucket finds the thread it leaves (see :mod:`kvstore.domains.memory`)."""
+        return self.bucket_of(message_id).root + "message:" + message_id
 
     @staticmethod
     def run_member(workflow_name: str, run_id: str) -> str:

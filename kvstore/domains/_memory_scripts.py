@@ -35,8 +35,9 @@ __all__ = [
 
 #: Hex digits of a message's sequence number at the start of its member.
 SEQ_DIGITS = 12
-#: Messages a script deletes at most in one call (a larger thread is deleted in slices).
-DELETE_SLICE = 1000
+#: Messages a script deletes at most in one call (a larger thread is deleted in slices):
+#: about a millisecond of Redis's time each.
+DELETE_SLICE = 250
 
 _THREAD_LUA = r"""
 local function activity_of(value)
@@ -167,9 +168,10 @@ DELETE_THREAD = script(
     + r"""
 -- KEYS: the bucket's threads hash, its activities hash, its thread index, its pointers
 --       hash, the thread's messages
--- ARGV: T, '1' to delete the thread itself (the first slice) or '0' (a later slice)
--- Deletes the thread, then up to 1000 of its messages and their pointers.
--- Returns {existed (1/0), messages left}.
+-- ARGV: T, '1' to delete the thread itself (the first slice) or '0' (a later slice), the
+--       slice size
+-- Deletes the thread, then up to a slice of its messages and their pointers.
+-- Returns {existed (1/0), messages left, M...} with the ids of the messages deleted.
 local t = ARGV[1]
 local existed = 1
 if ARGV[2] == '1' then
@@ -183,9 +185,9 @@ if ARGV[2] == '1' then
     redis.call('HDEL', KEYS[2], t)
   end
 end
-local members = redis.call('ZRANGE', KEYS[5], 0, 999)
+local members = redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[3]) - 1)
+local ids = {}
 if #members > 0 then
-  local ids = {}
   for i, member in ipairs(members) do
     ids[i] = string.sub(member, 13, string.find(member, '\0', 13, true) - 1)
   end
@@ -201,7 +203,7 @@ if #members > 0 then
   end
   redis.call('ZREMRANGEBYRANK', KEYS[5], 0, #members - 1)
 end
-return {existed, redis.call('ZCARD', KEYS[5])}
+return {existed, redis.call('ZCARD', KEYS[5]), unpack(ids)}
 """,
 )
 

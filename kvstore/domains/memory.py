@@ -227,8 +227,9 @@ class MemoryStore(Domain):
     async def delete_thread(self, thread_id: str) -> bool:
         """Delete a thread and all its messages. Returns whether the thread existed.
 
-        One round trip per 1,000 messages: the thread disappears with the first one, and
-        no single call holds the server longer than deleting 1,000 messages takes.
+        One round trip per 250 messages: the thread disappears with the first one, and no
+        single call holds the server longer than deleting 250 messages takes. With several
+        buckets, one more drops the message ids' homes.
         """
         check_id(thread_id, "thread_id")
         keys = await self._keys()
@@ -242,11 +243,23 @@ class MemoryStore(Domain):
             thread.messages,
         ]
         t = lex_escape(thread_id)
-        existed, left = as_list(
-            await self._driver.run(scripts.DELETE_THREAD, script_keys, [t, "1"])
-        )
-        while left:
-            _, left = as_list(await self._driver.run(scripts.DELETE_THREAD, script_keys, [t, "0"]))
+        first = "1"
+        existed = left = None
+        gone: list[bytes] = []
+        while first == "1" or left:
+            # Each slice also drops the homes (several buckets) of the slice before it.
+            commands: list[Command] = [
+                scripts.DELETE_THREAD.command(script_keys, [t, first, scripts.DELETE_SLICE])
+            ]
+            if existed is not None and keys.buckets > 1:
+                commands += [("DEL", keys.message_home(_unescape(m))) for m in gone]
+            reply, *_ = await self._driver.execute(commands)
+            status, left, *gone = as_list(reply)
+            if existed is None:
+                existed = status
+            first = "0"
+        if gone and keys.buckets > 1:
+            await self._driver.execute([("DEL", keys.message_home(_unescape(m))) for m in gone])
         return bool(existed == 1)
 
     # -- messages ---------------------------------------------------------------------------
@@ -309,30 +322,45 @@ class MemoryStore(Domain):
         if len(plans) > 1:
             await self._require_threads(keys, list(threads))
         if keys.buckets > 1:
-            # A message may live in a thread of another bucket: find it there too.
-            ids = [lex_escape(i) for i in by_id]
-            commands += [
-                ("HMGET", b.pointers, *ids) for b in keys.all_buckets if b.number not in plans
-            ]
+            # A message may leave a thread of another bucket: its id's own bucket says
+            # where it lived, and learns where it goes.
+            commands += [("SET", keys.message_home(m.id), _home(m), "GET") for m in by_id.values()]
         replies = await self._driver.execute(commands)
+        homes = replies[len(plans) :]
         moved: dict[bytes, _Location] = {}
         for reply in replies[: len(plans)]:
             status, *rest = as_list(reply)
             if status == 0:
+                if homes:
+                    await self._restore_homes(keys, list(by_id.values()), homes)
                 raise NotFoundError(
                     f"no thread {_unescape(rest[0])!r}: save the thread before its messages"
                 )
             for i in range(0, len(rest), 3):
                 moved[rest[i]] = _Location(rest[i + 1].decode(), rest[i + 2].decode())
-        for reply in replies[len(plans) :]:
-            for m, pointer in zip(
-                (lex_escape(i).encode() for i in by_id), as_list(reply), strict=True
-            ):
-                if pointer is not None:
-                    moved[m] = _location(pointer)
+        # With several buckets, a message that left a thread of another bucket: the script
+        # saw only its own bucket's pointers, the id's home says where it was.
+        for message, previous in zip(by_id.values(), homes, strict=False):
+            if isinstance(previous, bytes):
+                old = _location(previous)
+                if old.thread != lex_escape(message.thread_id):
+                    moved.setdefault(lex_escape(message.id).encode(), old)
         if moved:
             await self._remove_messages(keys, moved, touch=touch, now=now)
         return list(by_id.values())
+
+    async def _restore_homes(
+        self, keys: Keys, messages: list[Message], homes: Sequence[Reply]
+    ) -> None:
+        """Put back the homes a refused save overwrote (nothing else of it was written)."""
+        await self._driver.execute(
+            [
+                ("SET", keys.message_home(m.id), home)
+                if isinstance(home, bytes)
+                else ("DEL", keys.message_home(m.id))
+                for m, home in zip(messages, homes, strict=True)
+            ]
+        )
 
     async def _require_threads(self, keys: Keys, thread_ids: list[str]) -> None:
         """Check that every thread exists, before a write that spans buckets."""
@@ -570,12 +598,23 @@ class MemoryStore(Domain):
             return 0
         keys = await self._keys()
         located = await self._locate(keys, wanted)
-        return await self._remove_messages(keys, located, touch=True, now=utc_now())
+        homes: list[Command] = []
+        if keys.buckets > 1:
+            homes = [("DEL", keys.message_home(_unescape(m))) for m in located]
+        return await self._remove_messages(keys, located, touch=True, now=utc_now(), also=homes)
 
     async def _remove_messages(
-        self, keys: Keys, located: Mapping[bytes, _Location], *, touch: bool, now: datetime
+        self,
+        keys: Keys,
+        located: Mapping[bytes, _Location],
+        *,
+        touch: bool,
+        now: datetime,
+        also: Sequence[Command] = (),
     ) -> int:
-        """Remove messages from the threads ``located`` names; returns how many were there."""
+        """Remove messages from the threads ``located`` names; returns how many were there.
+
+        ``also``: commands sent in the same batch (a deletion drops the ids' homes)."""
         plans: dict[int, tuple[Bucket, dict[str, list[Arg]]]] = {}
         for m, where in located.items():
             thread_id = _unescape(where.thread.encode())
@@ -601,8 +640,8 @@ class MemoryStore(Domain):
                     args,
                 )
             )
-        replies = await self._driver.execute(commands)
-        return sum(n for n in replies if isinstance(n, int))
+        replies = await self._driver.execute([*commands, *also])
+        return sum(n for n in replies[: len(commands)] if isinstance(n, int))
 
     async def pop_message(self, thread_id: str) -> Message | None:
         """Remove a thread's newest message and return it, atomically.
@@ -979,6 +1018,11 @@ def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
 def _unescape(value: bytes) -> str:
     """The id a lex-escaped value (bytes) stands for."""
     return value.decode().replace("\x01\x01", "\x00").replace("\x01\x02", "\x01")
+
+
+def _home(message: Message) -> str:
+    """Where a message lives, as its pointers spell it: ``<T>\0<score>``."""
+    return f"{lex_escape(message.thread_id)}\x00{micros(message.created_at)}"
 
 
 def _location(pointer: bytes) -> _Location:

@@ -423,12 +423,16 @@ class MemorySuite:
             (lambda: mem.get_resource("alice"), 1),
             (lambda: mem.update_resource("alice", working_memory="more", metadata={"k": 3}), 1),
             (mem.list_resources, 1),
-            (lambda: mem.delete_thread("t"), 1),
+            # With several buckets, one more drops the message ids' homes.
+            (lambda: mem.delete_thread("t"), 1 + ((await storage.keys()).buckets > 1)),
         ]
-        for call, round_trips in calls:
+        for number, (call, round_trips) in enumerate(calls):
             before = counting.round_trips
             await call()
-            assert counting.round_trips == before + round_trips
+            assert (number, counting.round_trips - before) == (number, round_trips), (
+                number,
+                counting.round_trips - before,
+            )
         assert await store.memory.get_thread("t") is None
 
     # -- bad input --------------------------------------------------------------------------
