@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks._harness import Budget
+from kvstore.drivers.base import Driver
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     import redis
 
-    from kvstore.drivers.base import Arg, Command, Driver, Reply, Script
+    from kvstore.drivers.base import Arg, Command, Reply, Script
 
 __all__ = ["Env", "Mode", "PipelinedDriver", "SkipSection", "missing"]
 
@@ -280,17 +281,16 @@ def _private_redis() -> Iterator[str]:
 # -- building large datasets fast -----------------------------------------------------------
 
 
-class PipelinedDriver:
+class PipelinedDriver(Driver):
     """Builds datasets through the real domain calls, many calls per round trip.
 
     Wraps a Redis-speaking driver. Domain calls awaited together (``asyncio.gather``) hand
     their script calls and batches here; they are sent to ``inner`` as one pipeline of
-    ``EVALSHA`` commands when the event loop next turns. Each domain call sends exactly the
-    script and arguments it would send alone, so the data written is the same; only the
-    round trips are shared. Scripts must already be loaded (make one ordinary call first).
+    ``EVALSHA`` commands (and plain commands) when the event loop next turns: one round trip
+    on a single server, one batch per node on a cluster. Each domain call sends exactly the
+    commands it would send alone, so the data written is the same; only the round trips are
+    shared. ``inner`` loads a script it has not sent yet ahead of the batch, as always.
     """
-
-    binary_safe = True
 
     def __init__(self, inner: Driver) -> None:
         self.inner = inner
@@ -298,6 +298,10 @@ class PipelinedDriver:
         self._pending: list[tuple[Command, asyncio.Future[Reply]]] = []
         # Flushes in flight, kept referenced so that they are not collected mid-way.
         self._flushing: set[asyncio.Future[None]] = set()
+
+    @property
+    def default_buckets(self) -> int:
+        return self.inner.default_buckets
 
     async def execute(
         self, commands: Sequence[Command], *, atomic: bool = False, idempotent: bool = False
