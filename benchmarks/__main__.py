@@ -29,6 +29,7 @@ SECTIONS = {
     "drivers": "drivers",
     "migration": "migration",
     "cluster": "cluster",
+    "bounded": "bounded",
 }
 HERE = Path(__file__).parent
 
