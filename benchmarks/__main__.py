@@ -30,6 +30,7 @@ SECTIONS = {
     "migration": "migration",
     "cluster": "cluster",
     "bounded": "bounded",
+    "memory_v1": "memory_v1",
 }
 HERE = Path(__file__).parent
 
