@@ -34,6 +34,8 @@ APPEND_THREAD = "thread-append"
 WORKFLOW = "weather-workflow"
 SCORER = "answer-relevancy"
 SPANS_PER_TRACE = 10
+#: Where the turns that operations append start: after every message a dataset holds.
+APPENDED = _data.EPOCH + timedelta(days=400)
 #: Resources stored besides RESOURCE, so that a page of resources is full.
 RESOURCES = 50
 
@@ -205,9 +207,15 @@ def operations(size: Dataset) -> list[Op]:
     spans = trace(0)
 
     def pair(s: Storage) -> Awaitable[Any]:
+        # A new turn, later than every message before it, as in a conversation: appended
+        # messages never share a timestamp with one another or with the delete's victims.
         i = next(n)
+        at = APPENDED + timedelta(microseconds=2 * i)
         return s.memory.save_messages(
-            [replace(user, id=f"{user.id}-{i}"), replace(answer, id=f"{answer.id}-{i}")]
+            [
+                replace(user, id=f"{user.id}-{i}", created_at=at),
+                replace(answer, id=f"{answer.id}-{i}", created_at=at + timedelta(microseconds=1)),
+            ]
         )
 
     def new_trace(s: Storage) -> Awaitable[Any]:

@@ -36,6 +36,7 @@ import itertools
 import json
 import warnings
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
@@ -53,6 +54,7 @@ from benchmarks._harness import (
     interleave,
     line_chart,
 )
+from benchmarks._workload import APPENDED
 from kvstore import Message, Storage, Thread
 from kvstore.keys import lex_escape
 
@@ -88,9 +90,16 @@ def _kvstore_peer(name: str, store: Storage, thread: str) -> Peer:
     counter = itertools.count(10_000_000)
 
     async def append() -> None:
+        # A new turn, later than every message of the thread, as in a conversation.
         i = next(counter)
+        at = APPENDED + timedelta(microseconds=2 * i)
         await store.memory.save_messages(
-            [msgspec.structs.replace(m, id=f"{m.id}-{i}") for m in template]
+            [
+                msgspec.structs.replace(
+                    m, id=f"{m.id}-{i}", created_at=at + timedelta(microseconds=k)
+                )
+                for k, m in enumerate(template)
+            ]
         )
 
     async def fill(start: int, stop: int) -> None:
