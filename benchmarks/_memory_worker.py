@@ -24,6 +24,7 @@ import gc
 import importlib.util
 import json
 import pstats
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -118,8 +119,9 @@ class _Worker:
 
     async def profile(self, name: str, calls: int) -> dict[str, Any]:
         """Where one call's time goes: timers around the driver and, where the memory driver
-        runs Lua, around the script run, the bridge and the commands scripts call; then the
-        top functions by own time under cProfile."""
+        runs Lua, around the script run, its reply's conversion, the bridge and the commands
+        scripts call (medians per call); then the top functions by own time under
+        cProfile."""
         from kvstore.drivers.memory import MemoryDriver
 
         timers = _Timers()
@@ -132,6 +134,7 @@ class _Worker:
             LuaEngine = None  # noqa: N806 - the class, when this kvstore has it
         if LuaEngine is not None:
             timers.wrap(LuaEngine, "run", "lua")
+            timers.wrap(LuaEngine, "_to_reply", "reply")
             timers.wrap(LuaEngine, "_bridge", "bridge")
             timers.wrap(MemoryDriver, "_script_call", "commands")
         try:
@@ -143,18 +146,24 @@ class _Worker:
                 if op.prepare is not None:
                     await op.prepare(store)
                 await op.call(store)
-            timers.reset()
-            total = 0
+            # Per call: the time in each part; the medians are reported, so that a call
+            # a busy machine delayed does not count.
+            per_call: dict[str, list[float]] = {k: [] for k in [*timers.spent, "total"]}
+            counts = dict.fromkeys(timers.calls, 0.0)
             for _ in range(calls):
                 if op.prepare is not None:
                     timers.paused = True
                     await op.prepare(store)
                     timers.paused = False
+                timers.reset()
                 start = time.perf_counter_ns()
                 await op.call(store)
-                total += time.perf_counter_ns() - start
-            parts = {k: v / calls / 1e3 for k, v in timers.spent.items()}
-            counts = {k: v / calls for k, v in timers.calls.items()}
+                per_call["total"].append(time.perf_counter_ns() - start)
+                for k, v in timers.spent.items():
+                    per_call[k].append(v)
+                for k, v in timers.calls.items():
+                    counts[k] += v / calls
+            parts = {k: statistics.median(v) / 1e3 for k, v in per_call.items()}
         finally:
             timers.restore()
         profiler = cProfile.Profile()
@@ -180,7 +189,7 @@ class _Worker:
             }
             for own, cum, n, k in rows
         ]
-        return {"total_us": total / calls / 1e3, "parts": parts, "counts": counts, "top": top}
+        return {"total_us": parts.pop("total"), "parts": parts, "counts": counts, "top": top}
 
 
 class _Timers:

@@ -201,14 +201,17 @@ def _profiles(
 ) -> None:
     report.heading("Where the time goes: the slowest operations by ratio")
     report.text(
-        "Per call, in µs, from timers around the driver's methods (mean of the profiled "
-        "calls; each timer adds about 0.1 µs). *Domain*: everything outside the driver "
-        "(validation, encoding the arguments, decoding the replies into records). *Driver, "
-        "outside scripts*: batching, locking, argument encoding, plain commands. *Lua*: the "
-        "script's own interpretation (its run minus its `redis.call`s). *Bridge*: turning "
-        "each `redis.call`'s Lua values into a Python command and its reply back. *Commands "
-        "from Lua*: the driver running those commands. Layout 1 had no Lua: its scripts were "
-        "Python functions, inside the driver column."
+        "Per call, in µs, from timers around the driver's methods: the median of each part "
+        "over the profiled calls (so the parts need not add up to the total exactly; each "
+        "timer adds about 0.1 µs). *Domain*: everything outside the driver (validation, "
+        "encoding the arguments, decoding the replies into records). *Driver, outside "
+        "scripts*: batching, locking, argument encoding, plain commands. *Lua*: the script's "
+        "own interpretation, with its `KEYS`/`ARGV` tables (its run minus its `redis.call`s "
+        "and its reply's conversion). *Script reply to Python*: turning the Lua table a "
+        "script returns into Python values. *Bridge*: turning each `redis.call`'s Lua "
+        "values into a Python command and its reply back. *Commands from Lua*: the driver "
+        "running those commands. Layout 1 had no Lua: its scripts were Python functions, "
+        "inside the driver column."
     )
     rows = []
     for op, by_label in profiles.items():
@@ -217,6 +220,7 @@ def _profiles(
             total = p["total_us"]
             driver = parts.get("driver", 0.0)
             lua = parts.get("lua", 0.0)
+            reply = parts.get("reply", 0.0)
             bridge = parts.get("bridge", 0.0)
             commands = parts.get("commands", 0.0)
             calls = p["counts"].get("bridge")
@@ -227,7 +231,8 @@ def _profiles(
                     f"{total:,.1f}",
                     f"{total - driver:,.1f}",
                     f"{driver - lua:,.1f}",
-                    f"{lua - bridge:,.1f}" if lua else "—",
+                    f"{lua - bridge - reply:,.1f}" if lua else "—",
+                    f"{reply:,.1f}" if lua else "—",
                     f"{bridge - commands:,.1f}" if bridge else "—",
                     f"{commands:,.1f}" if commands else "—",
                     "—" if calls is None else f"{calls:,.1f}",
@@ -235,7 +240,7 @@ def _profiles(
             )
     report.table(
         ["operation", "layout", "total", "domain", "driver, outside scripts", "Lua",
-         "bridge", "commands from Lua", "redis.calls"],
+         "script reply to Python", "bridge", "commands from Lua", "redis.calls"],
         rows,
         left=2,
     )  # fmt: skip
