@@ -33,7 +33,8 @@ sends exactly what it sends alone). Then:
   for each key it names (an `EVALSHA` for each of its `KEYS`); a key's share is the number
   of commands that name it over all commands of the slice;
 * **round trips**: in a namespace of its own on the same cluster (the dataset of the Upstash
-  section), every public operation is called once through a counting wrapper around the
+  section in `--quick`: costs per call do not depend on it), every public operation and
+  five that name several owners are called once through a counting wrapper around the
   driver. Counted: driver calls (`execute`/`run`), round trips in sequence (a batch sent
   to several nodes concurrently is one), batches sent to nodes in all, and the hash slots
   and nodes its commands named. `--quick` and full runs measure the same operations.
