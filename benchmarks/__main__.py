@@ -29,6 +29,9 @@ SECTIONS = {
     "drivers": "drivers",
     "migration": "migration",
     "sessions": "sessions",
+    "cluster": "cluster",
+    "bounded": "bounded",
+    "memory_v1": "memory_v1",
 }
 HERE = Path(__file__).parent
 

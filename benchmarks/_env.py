@@ -23,15 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks._harness import Budget
+from kvstore.drivers.base import Driver
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     import redis
 
-    from kvstore.drivers.base import Arg, Command, Driver, Reply, Script
+    from kvstore.drivers.base import Arg, Command, Reply, Script
 
-__all__ = ["Env", "Mode", "PipelinedDriver", "SkipSection", "missing"]
+__all__ = ["Env", "Mode", "PipelinedDriver", "SkipSection", "missing", "private_cluster"]
 
 FALLBACK_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 # What a counting connection itself runs: not the code under measurement.
@@ -277,20 +278,104 @@ def _private_redis() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _pong(port: int) -> bool:
+    return _answers(f"redis://127.0.0.1:{port}/0")
+
+
+def _ports_free(base: int, count: int) -> bool:
+    """Whether base..base+count-1 and their cluster bus ports (+10000) are free."""
+    for port in (p for i in range(count) for p in (base + i, base + i + 10_000)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+@contextlib.contextmanager
+def private_cluster(masters: int = 3) -> Iterator[list[tuple[str, int]]]:
+    """A Redis Cluster of ``masters`` primaries (no replicas) on free loopback ports, nothing
+    on disk, made the way ``tests/support/servers.py`` makes one (``redis-cli --cluster
+    create``: equal slot ranges); yields the nodes' (host, port) pairs.
+
+    Raises:
+        SkipSection: without ``redis-server`` and ``redis-cli`` on the PATH.
+    """
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        raise SkipSection("a cluster needs redis-server and redis-cli on the PATH")
+    base = next((b for b in range(17500, 19500, 10) if _ports_free(b, masters)), None)
+    if base is None:
+        raise RuntimeError("no free loopback ports for a private Redis Cluster")
+    ports = [base + i for i in range(masters)]
+    workdir = Path(tempfile.mkdtemp(prefix="kvstore-bench-cluster-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for port in ports:
+            node_dir = workdir / str(port)
+            node_dir.mkdir()
+            procs.append(
+                subprocess.Popen(
+                    ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                     "--save", "", "--appendonly", "no", "--dir", str(node_dir),
+                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                     "--cluster-node-timeout", "5000", "--maxmemory", "0"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+        _wait_until(lambda: all(_pong(p) for p in ports), "the cluster's nodes to start")
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, check=True, timeout=60,
+        )  # fmt: skip
+        _wait_until(lambda: all(_cluster_ok(p) for p in ports), "the cluster to agree on slots")
+        yield [("127.0.0.1", p) for p in ports]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cluster_ok(port: int) -> bool:
+    import redis
+
+    client = redis.Redis(port=port)
+    try:
+        return b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO")
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def _wait_until(ready: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
 # -- building large datasets fast -----------------------------------------------------------
 
 
-class PipelinedDriver:
+class PipelinedDriver(Driver):
     """Builds datasets through the real domain calls, many calls per round trip.
 
     Wraps a Redis-speaking driver. Domain calls awaited together (``asyncio.gather``) hand
     their script calls and batches here; they are sent to ``inner`` as one pipeline of
-    ``EVALSHA`` commands when the event loop next turns. Each domain call sends exactly the
-    script and arguments it would send alone, so the data written is the same; only the
-    round trips are shared. Scripts must already be loaded (make one ordinary call first).
+    ``EVALSHA`` commands (and plain commands) when the event loop next turns: one round trip
+    on a single server, one batch per node on a cluster. Each domain call sends exactly the
+    commands it would send alone, so the data written is the same; only the round trips are
+    shared. ``inner`` loads a script it has not sent yet ahead of the batch, as always.
     """
-
-    binary_safe = True
 
     def __init__(self, inner: Driver) -> None:
         self.inner = inner
@@ -298,6 +383,10 @@ class PipelinedDriver:
         self._pending: list[tuple[Command, asyncio.Future[Reply]]] = []
         # Flushes in flight, kept referenced so that they are not collected mid-way.
         self._flushing: set[asyncio.Future[None]] = set()
+
+    @property
+    def default_buckets(self) -> int:
+        return self.inner.default_buckets
 
     async def execute(
         self, commands: Sequence[Command], *, atomic: bool = False, idempotent: bool = False

@@ -24,7 +24,6 @@ from kvstore import Include, MessagePatch, Resource, Score, Storage, Thread
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-    from kvstore.codec import FormatName
     from kvstore.drivers.base import Driver
 
 __all__ = ["RESOURCE", "Dataset", "Op", "bulk", "operations", "populate"]
@@ -35,6 +34,10 @@ APPEND_THREAD = "thread-append"
 WORKFLOW = "weather-workflow"
 SCORER = "answer-relevancy"
 SPANS_PER_TRACE = 10
+#: Where the turns that operations append start: after every message a dataset holds.
+APPENDED = _data.EPOCH + timedelta(days=400)
+#: Resources stored besides RESOURCE, so that a page of resources is full.
+RESOURCES = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,8 @@ class Op:
         call: Runs the operation once on a store.
         prepare: Run (unmeasured) before each ``call``: makes what a delete removes.
         mastra: The Mastra operation this corresponds to, for the Upstash cost table.
+        method: The domain method called, when the operation is not named after one that
+            every kvstore version has (``available`` checks it).
     """
 
     domain: str
@@ -71,6 +76,11 @@ class Op:
     call: Callable[[Storage], Awaitable[Any]]
     prepare: Callable[[Storage], Awaitable[Any]] | None = None
     mastra: str | None = None
+    method: str | None = None
+
+    def available(self, store: Storage) -> bool:
+        """Whether this kvstore has the operation (an older checkout may lack it)."""
+        return self.method is None or hasattr(getattr(store, self.domain), self.method)
 
 
 async def bulk(
@@ -98,28 +108,26 @@ async def bulk(
         await asyncio.gather(*(call(pipelined) for call in batch))
 
 
-def pipelined_twin(store: Storage, codec: FormatName = "json") -> Storage | None:
-    """A store with the same namespace and codec that pipelines domain calls, or None for
-    drivers that cannot take ``EVALSHA`` in a batch (the memory driver runs scripts'
-    Python twins only through ``run``)."""
+def pipelined_twin(store: Storage) -> Storage | None:
+    """A store on the same namespace, codec and buckets that pipelines domain calls, or None
+    on the memory driver, where a round trip costs nothing to share."""
     from kvstore.drivers.memory import MemoryDriver
 
     if isinstance(store.driver, MemoryDriver):
         return None
     return Storage(
-        cast("Driver", PipelinedDriver(store.driver)),
-        namespace=store.keys.namespace,
-        codec=codec,
+        cast("Driver", PipelinedDriver(store.driver)), namespace=store.namespace, codec=store.codec
     )
 
 
-async def populate(store: Storage, size: Dataset, codec: FormatName = "json") -> None:
+async def populate(store: Storage, size: Dataset) -> None:
     """Store ``size``'s dataset through the domain calls (pipelined where the driver can)."""
-    twin = pipelined_twin(store, codec)
+    twin = pipelined_twin(store)
     memory = store.memory
     await bulk(
         (_save_thread(f"thread-{i:07d}", i) for i in range(size.threads)), store, pipelined=twin
     )
+    await bulk((_save_resource(i) for i in range(RESOURCES)), store, pipelined=twin)
     for thread_id in (BIG_THREAD, APPEND_THREAD):
         await memory.save_thread(Thread(id=thread_id, resource_id=RESOURCE))
     await save_messages(store, BIG_THREAD, 0, size.messages)
@@ -151,6 +159,14 @@ def _save_thread(thread_id: str, i: int) -> Callable[[Storage], Awaitable[Any]]:
     at = _data.EPOCH + timedelta(seconds=i)
     thread = Thread(id=thread_id, resource_id=RESOURCE, title=f"Chat {i}", created_at=at)
     return lambda s: s.memory.save_thread(thread)
+
+
+def _save_resource(i: int) -> Callable[[Storage], Awaitable[Any]]:
+    at = _data.EPOCH + timedelta(seconds=i)
+    resource = Resource(
+        id=f"user-{i + 2:07d}", working_memory=f"# User {i}\n- city: Zürich", created_at=at
+    )
+    return lambda s: s.memory.save_resource(resource)
 
 
 def _persist(run_id: str, snap: Any, i: int) -> Callable[[Storage], Awaitable[Any]]:
@@ -191,9 +207,15 @@ def operations(size: Dataset) -> list[Op]:
     spans = trace(0)
 
     def pair(s: Storage) -> Awaitable[Any]:
+        # A new turn, later than every message before it, as in a conversation: appended
+        # messages never share a timestamp with one another or with the delete's victims.
         i = next(n)
+        at = APPENDED + timedelta(microseconds=2 * i)
         return s.memory.save_messages(
-            [replace(user, id=f"{user.id}-{i}"), replace(answer, id=f"{answer.id}-{i}")]
+            [
+                replace(user, id=f"{user.id}-{i}", created_at=at),
+                replace(answer, id=f"{answer.id}-{i}", created_at=at + timedelta(microseconds=1)),
+            ]
         )
 
     def new_trace(s: Storage) -> Awaitable[Any]:
@@ -267,6 +289,12 @@ def operations(size: Dataset) -> list[Op]:
             ),
         ),
         Op("memory", "get_resource", lambda s: s.memory.get_resource(RESOURCE)),
+        Op(
+            "memory",
+            "list_resources (page of 20)",
+            lambda s: s.memory.list_resources(per_page=20),
+            method="list_resources",
+        ),
         Op(
             "memory",
             "update_resource",

@@ -1,10 +1,18 @@
 """Section 6: space: bytes per stored message in Redis, JSON against MessagePack.
 
 A thread of 0.7 KB messages (text and a tool call) is saved through `save_messages` with
-each codec, in its own namespace, on the private Redis. Per message: `MEMORY USAGE` of its
-hash (`SAMPLES 0`: every field counted) plus its share of the thread's sorted set, the only
-other structure that grows per message. For context, the same records as one msgspec JSON
-string each in a Redis list, which is how the list-based peers store messages.
+each codec, in its own namespace, on the private Redis. In key layout 2 two structures grow
+with each message (see `kvstore.domains.memory`):
+
+* the thread's sorted set `messages:<thread id>`, whose member *is* the message: a 12-digit
+  sequence, the id and the packed record;
+* the bucket's pointers hash `message_threads`: message id -> its thread and score, how a
+  message is found by its id alone.
+
+Per message: `MEMORY USAGE` (`SAMPLES 0`: every element counted) of each, divided by the
+number of messages (the namespace holds only this thread, so the pointers hash is all
+its). For context, the same records as one msgspec JSON string each in a Redis list, which
+is how the list-based peers store messages.
 """
 
 from __future__ import annotations
@@ -46,23 +54,22 @@ async def run(env: Env) -> Report:
             await store.memory.save_thread(Thread(id="space", resource_id="user-1"))
             for start in range(0, count, 500):
                 await store.memory.save_messages(messages[start : start + 500])
-            keys = [store.keys.message(m.id) for m in messages]
-            hashes = [await _usage(client, k) for k in keys]
-            index = await _usage(client, store.keys.thread_messages("space"))
-            fields = await client.hgetall(keys[0])
-            payload = sum(len(k) + len(v) for k, v in fields.items())
-            encoding = (await client.object("encoding", keys[0])).decode()
-            per_hash = sum(hashes) / count
-            per_index = index / count
-            totals[f"kvstore ({codec})"] = per_hash + per_index
+            keys = await store.keys()
+            thread = keys.thread("space")
+            zset = await _usage(client, thread.messages)
+            pointers = await _usage(client, thread.bucket.pointers)
+            (member,) = await client.zrange(thread.messages, 0, 0)
+            zset_encoding = (await client.object("encoding", thread.messages)).decode()
+            hash_encoding = (await client.object("encoding", thread.bucket.pointers)).decode()
+            per_zset, per_pointer = zset / count, pointers / count
+            totals[f"kvstore ({codec})"] = per_zset + per_pointer
             rows.append(
                 [
                     f"kvstore ({codec})",
-                    fmt_bytes(payload),
-                    fmt_bytes(per_hash),
-                    encoding,
-                    fmt_bytes(per_index),
-                    f"**{fmt_bytes(per_hash + per_index)}**",
+                    fmt_bytes(len(member)),
+                    f"{fmt_bytes(per_zset)} ({zset_encoding})",
+                    f"{fmt_bytes(per_pointer)} ({hash_encoding})",
+                    f"**{fmt_bytes(per_zset + per_pointer)}**",
                 ]
             )
         encoder = msgspec.json.Encoder()
@@ -73,9 +80,8 @@ async def run(env: Env) -> Report:
             [
                 "one JSON string per message, in a list",
                 fmt_bytes(len(encoder.encode(messages[0]))),
+                f"{fmt_bytes(listed)} ({(await client.object('encoding', 'space:list')).decode()})",
                 "—",
-                (await client.object("encoding", "space:list")).decode(),
-                fmt_bytes(listed),
                 f"**{fmt_bytes(listed)}**",
             ]
         )
@@ -85,19 +91,22 @@ async def run(env: Env) -> Report:
     report.table(
         [
             "stored as",
-            "payload (field names + values)",
-            "hash, MEMORY USAGE",
-            "encoding",
-            "share of the thread index",
+            "one stored message (sorted-set member / list item)",
+            "per message: the thread's sorted set (encoding)",
+            "per message: the pointers hash (encoding)",
             "bytes per message",
         ],
         rows,
     )
     report.text(
-        "Why the hash costs more than its payload: Redis keeps a hash as a compact listpack "
-        "only while every value is at most `hash-max-listpack-value` (64) bytes; a message's "
-        "`content` is larger, so each message hash becomes a real hash table (`hashtable`), "
-        "with a dict entry and an SDS string per field, plus the key itself in the keyspace."
+        "What the overhead is: a sorted set keeps a member that is longer than "
+        "`zset-max-listpack-value` (64 bytes) in a skiplist and a dict (`skiplist` encoding): "
+        "one SDS string, a skiplist node and a dict entry per message. The pointers hash "
+        "holds a short field and value per message (a `hashtable` once it has more than "
+        "`hash-max-listpack-entries`, 128, of them). `MEMORY USAGE` counts what the allocator "
+        "hands out, in jemalloc's size classes (640, 768, 896 bytes...), so members of 650 "
+        "and 750 bytes can cost the same. Layout 1 kept a hash per message (a keyspace "
+        "entry and a field per attribute) and a sorted-set entry besides."
     )
     chart = "space.png"
     bar_chart(
