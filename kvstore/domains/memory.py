@@ -445,6 +445,26 @@ class MemoryStore(Domain):
             await self._driver.execute(commands, atomic=True, idempotent=True)
         return valid
 
+    async def list_resources(self, page: int = 0, per_page: int = 20) -> Page[Resource]:
+        """One page of the namespace's resources, newest first.
+
+        TEMPORARY (studio branch): pages the ``resources`` index, which is scored by
+        creation time, so "newest" means newest created here. Key layout v2 replaces it
+        with an index by ``updated_at`` (ties by id), keeping this signature.
+
+        One round trip, ``per_page + 2`` commands, whatever the number of resources.
+        """
+        check_page(page, per_page)
+        keys = self._keys
+        total, found = await page_of_index(
+            self._driver, keys.resources, keys.resource.prefix, page=page, per_page=per_page
+        )
+        resources = [
+            self._resources.from_hash(fields, keys.resource(member.decode(errors="replace")))
+            for member, fields in found
+        ]
+        return make_page(resources, total, page, per_page)
+
     async def update_resource(
         self,
         resource_id: str,

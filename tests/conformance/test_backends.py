@@ -18,13 +18,22 @@ from tests.conformance import drivers
 from tests.conformance.driver_suite import DriverSuite
 from tests.conformance.evals_suite import EvalsSuite
 from tests.conformance.memory_suite import MemorySuite
+from tests.conformance.resources_suite import ResourceListingSuite
 from tests.conformance.traces_suite import TracesSuite
 from tests.conformance.workflows_suite import WorkflowsSuite
 
 pytestmark = pytest.mark.anyio
 
 
-class BackendSuite(DriverSuite, MemorySuite, WorkflowsSuite, EvalsSuite, TracesSuite, ABC):
+class BackendSuite(
+    DriverSuite,
+    MemorySuite,
+    ResourceListingSuite,
+    WorkflowsSuite,
+    EvalsSuite,
+    TracesSuite,
+    ABC,
+):
     @pytest.fixture
     @abstractmethod
     async def driver(self) -> AsyncIterator[Driver]:
