@@ -28,6 +28,7 @@ SECTIONS = {
     "space": "space",
     "drivers": "drivers",
     "migration": "migration",
+    "studio": "studio",
 }
 HERE = Path(__file__).parent
 

@@ -63,9 +63,16 @@ async def gather(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
     async def one(i: int, call: Callable[[], Awaitable[Any]]) -> None:
         results[i] = await call()
 
-    async with anyio.create_task_group() as group:
-        for i, call in enumerate(calls):
-            group.start_soon(one, i, call)
+    try:
+        async with anyio.create_task_group() as group:
+            for i, call in enumerate(calls):
+                group.start_soon(one, i, call)
+    except BaseExceptionGroup as group:
+        # The page fails as the first call failed (a KVStoreError picks the error page).
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
     return results
 
 
@@ -469,7 +476,7 @@ def _attribute(value: str) -> dict[str, Any]:
         parsed = json.loads(raw)
     except ValueError:
         parsed = raw
-    if not isinstance(parsed, str | int | float | bool) or parsed is None:
+    if not isinstance(parsed, str | int | float | bool):
         parsed = raw
     return {key.strip(): parsed}
 
