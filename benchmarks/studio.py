@@ -2,11 +2,13 @@
 
 Two stores on the memory driver (no network between the studio and the data, so what is
 timed is the studio's own work and the store calls it makes): a **small** one (a thread of
-100 messages, 100 runs, 100 scores, 100 traces of 10 spans) and a **large** one (a thread
-of 10^5 messages, 10^4 runs, 10^4 scores, 10^4 traces of 10 spans; 10^3 of each in
-`--quick` mode). Each page is requested in-process through the studio's ASGI app
-(httpx's ASGI transport) from both stores, interleaved in rounds; the time is the whole
-request handled by the app: the store calls, the rendering, the response. A page that reads
+1,000 messages, 500 runs, 500 scores, 500 traces of 10 spans: just enough to fill every
+page, filtered ones included, so that both stores render as much) and a **large** one (a
+thread of 10^5 messages, 10^4 runs, 10^4 scores, 10^4 traces of 10 spans; 5,000 messages
+and 2,500 of the others in `--quick` mode). Each page is requested in-process through the
+studio's ASGI app (httpx's ASGI transport) from both stores, interleaved in rounds; the
+time is the whole request handled by the app: the store calls, the rendering, the
+response. A page that reads
 only what it shows takes the same time on both: the ratio large / small stays near 1.
 The same pages through a real Redis are in the second table (their store calls are then
 round trips on loopback), when `redis-server` is there.
@@ -32,7 +34,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BIG_THREAD = "big"
 RESOURCE = "user-0"
 SPANS_PER_TRACE = 10
-SMALL = {"messages": 100, "runs": 100, "traces": 100}
+#: Small enough to be small, large enough to fill every page the studio shows (25 rows of
+#: any filtered listing, a chart of 200 scores), so both stores render the same amount.
+SMALL = {"messages": 1_000, "runs": 500, "traces": 500}
 
 #: The pages measured, one of each kind (ids that :func:`fill_large` makes).
 PAGES = [
@@ -96,7 +100,7 @@ async def fill_large(store: Storage, *, messages: int, runs: int, traces: int) -
                 version=3,
                 created_at=T0 + timedelta(seconds=i),
                 updated_at=T0 + timedelta(seconds=i),
-                resource_id=f"user-{i % 50}",
+                resource_id=f"user-{i % 4}",
                 status=statuses[i % 4],
             )
             for i in chunk
@@ -153,7 +157,7 @@ def _trace(t: int) -> list[Span]:
             name="agent.generate",
             start_time=start,
             end_time=start + timedelta(milliseconds=900),
-            attributes={"user.id": f"user-{t % 50}"},
+            attributes={"user.id": f"user-{t % 2}"},
             scope="bench",
         )
     ]
@@ -182,7 +186,7 @@ async def run(env: Env) -> Report:
 
     report = Report(NAME, TITLE, env.out)
     report.text(__doc__.split("\n\n", 1)[1])
-    large = {"messages": 1_000, "runs": 1_000, "traces": 1_000}
+    large = {"messages": 5_000, "runs": 2_500, "traces": 2_500}
     if not env.mode.quick:
         large = {"messages": 100_000, "runs": 10_000, "traces": 10_000}
     built = time.perf_counter()

@@ -153,7 +153,10 @@ def _leaf(value: Any) -> str:
 
 
 def _deep(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except RecursionError:
+        text = "… nested too deeply to show: see the raw JSON"
     return f'<span class="jv jdeep">{escape(short(text, 2000))}</span>'
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from kvstore.demo import run_demo
 from kvstore.drivers import MemoryDriver
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Callable, Iterator
 
     from playwright.sync_api import Browser, Page
 
@@ -116,8 +117,27 @@ def story_driver() -> MemoryDriver:
         await run_demo(store, io.StringIO())
         await fill_hostile(store)
 
-    anyio.run(fill)
+    run_async(fill)
     return driver
+
+
+def run_async(function: Callable[[], Awaitable[Any]]) -> Any:
+    """``anyio.run(function)`` on a thread of its own (Playwright's sync API keeps an event
+    loop on the test's thread); its result, or its exception raised here."""
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = anyio.run(function)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 @pytest.fixture(scope="session")
