@@ -97,7 +97,11 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals |= {"link": link, "statuses": STATUSES}
+    env.globals |= {
+        "link": link,
+        "statuses": STATUSES,
+        "score_link": lambda score: link("/score", id=score.id),
+    }
     env.filters |= {
         "when": render.when,
         "duration": render.duration,

@@ -155,8 +155,10 @@ def studio(story: MemoryDriver) -> Iterator[StudioServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium, for one test module: Playwright's sync API runs an event loop on this
+    thread while it is open, and async tests elsewhere need the thread's loop free."""
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
         message = f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
         if REQUIRE_BROWSER:
