@@ -321,7 +321,10 @@ async def _workflow_story(store: Storage, p: _Printer) -> None:
             "suspended",
             **{
                 "search-trains": _SEARCH,
-                "approve": {**_WAITING, "suspendPayload": {"asked": "bob"}},
+                "approve": {
+                    **_WAITING,
+                    "suspendPayload": {"question": "Book TGV 9213 for 142 EUR?", "asked": "bob"},
+                },
             },
         ),
         resource_id="bob",
