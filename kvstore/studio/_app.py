@@ -7,8 +7,8 @@ Safety, enforced here for every request:
   cookie that a first visit with ``?token=<token>`` sets (the token is then taken out of
   the address by a redirect). Compared in constant time; never logged (uvicorn's access
   log is off and the studio logs paths without their query).
-* Without a token (loopback only), the Host header must name loopback, so a web page
-  cannot reach the studio through DNS rebinding.
+* Without a token (loopback only), the Host header must name loopback (``127.0.0.1``,
+  ``localhost``, ``[::1]``), so a web page cannot reach the studio through DNS rebinding.
 * Every response carries a strict Content-Security-Policy (no inline script or style:
   the pages load one script and one stylesheet of their own), ``nosniff``, no referrer,
   no framing, and pages are not cached.
@@ -29,7 +29,6 @@ from urllib.parse import urlencode
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -68,7 +67,7 @@ _HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
-LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 STATIC = Path(__file__).parent / "static"
 
 
@@ -151,9 +150,9 @@ def create_app(
         yield
         await source.aclose()
 
-    middleware = [Middleware(_Guard, token=token, crashed=crashed)]
-    if loopback_only and token is None:
-        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS))
+    middleware = [
+        Middleware(_Guard, token=token, crashed=crashed, check_host=loopback_only and token is None)
+    ]
     return Starlette(
         routes=routes,
         middleware=middleware,
@@ -181,10 +180,17 @@ class _Guard:
     """Security headers, timing and the token check around every request; a crash
     becomes an error page (logged with its traceback, never sent)."""
 
-    def __init__(self, app: ASGIApp, token: str | None, crashed: Callable[[], Response]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        crashed: Callable[[], Response],
+        check_host: bool,
+    ) -> None:
         self.app = app
         self.token = token.encode() if token is not None else None
         self.crashed = crashed
+        self.check_host = check_host
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -229,9 +235,15 @@ class _Guard:
 
     def _check(self, scope: Scope) -> Response | None:
         """None when the request may pass; else the response that refuses or redirects it."""
+        request = Request(scope)
+        if self.check_host and _host(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
+            return HTMLResponse(
+                "<!doctype html><title>Bad host</title><h1>Bad host</h1><p>Without a token, "
+                "the studio answers only to 127.0.0.1, localhost and [::1].</p>",
+                status_code=400,
+            )
         if self.token is None:
             return None
-        request = Request(scope)
         given = request.query_params.get("token")
         if given is not None:
             if not hmac.compare_digest(given.encode(), self.token):
@@ -251,6 +263,14 @@ class _Guard:
         if cookie is not None and hmac.compare_digest(cookie.encode(), self.token):
             return None
         return _refused()
+
+
+def _host(header: str) -> str:
+    """The host name of a Host header, without its port: ``[::1]:8484`` -> ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.partition(":")[0]
 
 
 def _refused() -> Response:

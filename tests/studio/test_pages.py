@@ -243,11 +243,14 @@ async def test_the_token_is_never_logged(caplog: pytest.LogCaptureFixture) -> No
 
 async def test_without_a_token_only_loopback_host_names_are_served() -> None:
     app = create_app(Storage())
-    for host in ("127.0.0.1", "localhost", "[::1]", "127.0.0.1:8484"):
+    for host in ("127.0.0.1", "localhost", "[::1]", "127.0.0.1:8484", "[::1]:8484", "LOCALHOST"):
         async with client(app, host=host) as http:
             assert (await http.get("/")).status_code == 200, host
-    async with client(app, host="attacker.example") as http:  # DNS rebinding
-        assert (await http.get("/")).status_code == 400
+    for host in ("attacker.example", "127.0.0.1.attacker.example", "[::2]"):  # DNS rebinding
+        async with client(app, host=host) as http:
+            refused = await http.get("/")
+            assert refused.status_code == 400, host
+            assert refused.headers["content-security-policy"] == CSP
 
 
 def test_any_other_address_needs_a_token() -> None:
