@@ -18,8 +18,6 @@ from tests.studio.conftest import XSS, XSS_ID
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
 
 def reader(driver: MemoryDriver) -> SyncStorage:
     """Another view of the same data, to compare the pages with (never closes ``driver``)."""
