@@ -32,6 +32,7 @@ SECTIONS = {
     "cluster": "cluster",
     "bounded": "bounded",
     "memory_v1": "memory_v1",
+    "studio": "studio",
 }
 HERE = Path(__file__).parent
 

@@ -21,6 +21,13 @@ worker thread, never from the application's event loop, so the exporter blocks t
   Drivers bind to the event loop they first run on, so such a Storage must be the
   exporter's alone (made for it, e.g. with ``Storage.from_url``). To share one store with
   the application, pass a SyncStorage.
+* Given an async Storage that the application already runs, and ``portal``, a
+  :class:`~anyio.from_thread.BlockingPortal` of the application's event loop (``async
+  with BlockingPortal() as portal:`` on that loop), it submits each batch there: the
+  application and the exporter share one Storage. The SDK must then export from another
+  thread than that loop's (``BatchSpanProcessor`` does; with ``SimpleSpanProcessor``, run
+  the traced code in a worker thread); an export on the loop's own thread would wait for
+  itself, so it is refused and reported as failed.
 
 Either way the exporter never needs the application's event loop, so shutting the tracer
 provider down from inside that loop cannot deadlock, and a batch that takes longer than
@@ -92,6 +99,9 @@ class StorageSpanExporter(SpanExporter):
             created (:meth:`from_url`).
         backend: The event loop to run an async Storage on: ``"asyncio"`` (needed by
             RedisDriver) or ``"trio"``.
+        portal: With an async Storage the application runs: a portal of its event loop,
+            where batches are saved (see the module docstring). The portal and the store
+            stay the application's: :meth:`shutdown` closes neither.
     """
 
     def __init__(
@@ -101,11 +111,17 @@ class StorageSpanExporter(SpanExporter):
         timeout: float = 30.0,
         owns_store: bool = False,
         backend: Literal["asyncio", "trio"] = "asyncio",
+        portal: BlockingPortal | None = None,
     ) -> None:
         if not isinstance(store, SyncStorage | Storage):
             raise TypeError(f"expected a SyncStorage or a Storage, got {type(store).__name__}")
         if not timeout > 0:
             raise ValueError("timeout must be positive")
+        if portal is not None:
+            if not isinstance(store, Storage):
+                raise TypeError("portal goes with an async Storage; a SyncStorage has its own")
+            if owns_store:
+                raise ValueError("a store run on the application's portal stays its own")
         self._store = store
         self._timeout = timeout
         self._owns_store = owns_store
@@ -115,6 +131,8 @@ class StorageSpanExporter(SpanExporter):
         # The private event loop of an async Storage, started on the first export.
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._portal: BlockingPortal | None = None
+        # The application's portal, when given: never started or stopped here.
+        self._outside_portal = portal
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 30.0, **options: Any) -> StorageSpanExporter:
@@ -190,6 +208,9 @@ class StorageSpanExporter(SpanExporter):
         store = self._store
         if isinstance(store, SyncStorage):
             portal, save = store.portal, store.storage.traces.save_spans
+        elif self._outside_portal is not None:
+            # Raises RuntimeError on the portal's own loop thread instead of waiting there.
+            portal, save = self._outside_portal, store.traces.save_spans
         else:
             portal, save = self._private_portal(), store.traces.save_spans
         future: Future[list[Span]] = portal.start_task_soon(save, records)

@@ -13,7 +13,13 @@ import kvstore.drivers
 import kvstore.errors
 import kvstore.records
 
-PUBLIC_MODULES = ["kvstore", "kvstore.drivers", "kvstore.errors", "kvstore.records"]
+PUBLIC_MODULES = [
+    "kvstore",
+    "kvstore.drivers",
+    "kvstore.errors",
+    "kvstore.records",
+    "kvstore.studio",
+]
 
 
 def test_all_names_exist_and_are_unique() -> None:
@@ -58,6 +64,8 @@ def test_the_issue_signatures_accept_their_positional_arguments() -> None:
             page = await memory.list_threads("r1", 0, 10, "updated_at", "asc")
             assert ([t.id for t in page.items], page.per_page) == (["t1"], 10)
             resource = await memory.update_resource("r1", "notes", {"tz": "UTC"})
+            resources = await memory.list_resources(0, 10)
+            assert ([r.id for r in resources.items], resources.per_page) == (["r1"], 10)
             assert (resource.working_memory, resource.metadata) == ("notes", {"tz": "UTC"})
             assert store.keys.namespace == "positional"
 

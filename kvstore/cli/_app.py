@@ -42,7 +42,8 @@ def demo(*, url: str | None, namespace: str) -> None:
             await run_demo(store, sys.stdout)
         if store_url.rstrip("/") != "memory:":  # nothing to look at in a store that is gone
             err.print(
-                "\nLook around: kvstore threads alice | kvstore messages alice-travel --last 5",
+                "\nLook around: kvstore studio (a web page) | kvstore threads alice | "
+                "kvstore messages alice-travel --last 5",
                 markup=False,
             )
 
@@ -76,6 +77,26 @@ def serve_upstash(*, backend: str | None, host: str, port: int, token: str | Non
     if token:
         args += ["--token", token]
     return serve(args)
+
+
+@cli.command()
+@store_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8484, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    envvar="KVSTORE_STUDIO_TOKEN",
+    default=None,
+    help="Every request must carry it; needed to listen beyond loopback "
+    "[env: KVSTORE_STUDIO_TOKEN].",
+)
+def studio(*, url: str | None, namespace: str, host: str, port: int, token: str | None) -> int:
+    """Serve a read-only web page over the store: threads, runs, scores, trace waterfalls."""
+    try:
+        from kvstore.studio import _cli
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    return _cli.serve(resolve_url(url), namespace=namespace, host=host, port=port, token=token)
 
 
 for _command in (*_inspect.COMMANDS, *_transfer.COMMANDS):

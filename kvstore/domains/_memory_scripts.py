@@ -405,10 +405,11 @@ return redis.call('ZRANGE', KEYS[1], math.max(0, rank - tonumber(ARGV[3])),
 """,
 )
 
-# Resource index entries: by creation (C) and last update (U) across the namespace.
+# Resource index entries: by creation (C), and by last update newest first (D: the update
+# key of minus the time, so that equal times list by id).
 _RESOURCE_LUA = r"""
-local function resource_entries(c, u, r)
-  return {'C\0' .. c .. '\0' .. r, 'U\0' .. u .. '\0' .. r}
+local function resource_entries(c, d, r)
+  return {'C\0' .. c .. '\0' .. r, 'D\0' .. d .. '\0' .. r}
 end
 
 local function write_resource(records, index, r, packed, c, u, old)

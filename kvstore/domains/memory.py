@@ -706,10 +706,10 @@ class MemoryStore(Domain):
             keys.all_buckets,
             _resource_index,
             [_resources],
-            lex_bounds(("U",)),
+            lex_bounds(("D",)),
             offset=page * per_page,
             count=per_page,
-            newest_first=True,
+            newest_first=False,
         )
         resources = [self._resources.unpack(row[0], where) for where, row in found]  # type: ignore[arg-type]
         return make_page(resources, total, page, per_page)
@@ -735,7 +735,7 @@ class MemoryStore(Domain):
             bucket = keys.bucket_of(resource.id)
             plan = plans.setdefault(bucket.number, (bucket, []))
             created = lex_time(micros(resource.created_at))
-            updated = lex_time(micros(resource.updated_at or now))
+            updated = _newest_first_key(resource.updated_at or now)
             packed = pack_fields(
                 [
                     *self._resources.to_fields(resource),
@@ -787,7 +787,14 @@ class MemoryStore(Domain):
         packed = await self._driver.run(
             scripts.UPDATE_RESOURCE,
             [bucket.resources, bucket.resource_index],
-            [lex_escape(resource_id), now_key, new, b"updated_at", codec.encode(now), *fields],
+            [
+                lex_escape(resource_id),
+                _newest_first_key(now),
+                new,
+                b"updated_at",
+                codec.encode(now),
+                *fields,
+            ],
         )
         return codec.unpack(packed, bucket.resources)  # type: ignore[arg-type]
 
@@ -1018,6 +1025,11 @@ def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
 def _unescape(value: bytes) -> str:
     """The id a lex-escaped value (bytes) stands for."""
     return value.decode().replace("\x01\x01", "\x00").replace("\x01\x02", "\x01")
+
+
+def _newest_first_key(moment: datetime) -> str:
+    """A sort key that lists later times first in ascending order (ties then by id)."""
+    return lex_time(-micros(moment))
 
 
 def _home(message: Message) -> str:

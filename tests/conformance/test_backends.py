@@ -19,6 +19,7 @@ from tests.conformance.driver_suite import DriverSuite
 from tests.conformance.evals_suite import EvalsSuite
 from tests.conformance.memory_pop_suite import MemoryPopSuite
 from tests.conformance.memory_suite import MemorySuite
+from tests.conformance.resources_suite import ResourceListingSuite
 from tests.conformance.traces_suite import TracesSuite
 from tests.conformance.workflows_suite import WorkflowsSuite
 
@@ -26,7 +27,14 @@ pytestmark = pytest.mark.anyio
 
 
 class BackendSuite(
-    DriverSuite, MemorySuite, MemoryPopSuite, WorkflowsSuite, EvalsSuite, TracesSuite, ABC
+    DriverSuite,
+    MemorySuite,
+    MemoryPopSuite,
+    ResourceListingSuite,
+    WorkflowsSuite,
+    EvalsSuite,
+    TracesSuite,
+    ABC,
 ):
     @pytest.fixture
     @abstractmethod

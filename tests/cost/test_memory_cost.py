@@ -90,3 +90,17 @@ async def test_include_and_date_range_cost_what_they_return(
         costs.append(await count_commands(memory.list_messages("t1", last=20, date_range=window)))
     assert costs[0] == costs[2] == 20 + 3 + (4 + 2 + 3)
     assert costs[1] == costs[3] == 20 + 3 + 1
+
+
+async def test_list_resources_cost_is_flat(
+    redis_store: Storage, count_commands: CountCommands
+) -> None:
+    await redis_store.memory.list_resources()  # loads the script
+    costs = []
+    have = 0
+    for stored in (25, 2_000):
+        for i in range(have, stored):
+            await redis_store.memory.update_resource(f"user-{i}", working_memory="notes")
+        have = stored
+        costs.append(await count_commands(redis_store.memory.list_resources(per_page=20)))
+    assert costs[0] == costs[1] <= 20 + 5
