@@ -389,7 +389,9 @@ class MemorySuite:
             lambda: mem.list_threads("alice", order_by="updated_at"),
             lambda: mem.update_thread("t", title="x", metadata={"k": 1}),
             lambda: mem.save_messages([msg("m1", "t", 1), msg("m2", "t", 2), msg("m3", "t", 3)]),
-            lambda: mem.list_messages("t", last=2, include=[Include(message_id="m1", before=1, after=1)]),
+            lambda: mem.list_messages(
+                "t", last=2, include=[Include(message_id="m1", before=1, after=1)]
+            ),
             lambda: mem.list_messages("t", page=1, per_page=1, date_range=DateRange(start=at(0))),
             lambda: mem.get_messages(["m1", "m2", "missing"]),
             lambda: mem.update_messages([MessagePatch(id="m1", content="y", metadata={"k": 2})]),
