@@ -122,11 +122,12 @@ class Resource(_Record, kw_only=True, frozen=True):
 
 class Include(_Record, kw_only=True, frozen=True):
     """Ask :meth:`~kvstore.domains.memory.MemoryStore.list_messages` for a message and its
-    neighbours: ``before`` messages before it and ``after`` after it, in its own thread."""
+    neighbours: ``before`` messages before it and ``after`` after it (each at most 1000),
+    in its own thread."""
 
     message_id: Id
-    before: Annotated[int, msgspec.Meta(ge=0)] = 0
-    after: Annotated[int, msgspec.Meta(ge=0)] = 0
+    before: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0
+    after: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0
 
 
 class DateRange(_Record, kw_only=True, frozen=True):
@@ -200,7 +201,7 @@ class WorkflowRun(_Record, kw_only=True, frozen=True):
     workflow_name: Id
     run_id: Id
     snapshot: Any
-    version: int
+    version: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
     created_at: UTCDateTime
     updated_at: UTCDateTime
     resource_id: Id | None = None

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from kvstore.codec import Format, FormatName, get_format, unencodable
+# The argument checks live in kvstore._checks; domains import them from here.
+from kvstore._checks import check_count, check_id, check_optional_id, check_page, offset_cursor
+from kvstore.codec import Format, FormatName, get_format
 from kvstore.drivers.base import Reply, Script, ScriptCall
 from kvstore.errors import CorruptRecordError, DriverError, ValidationError
 from kvstore.records import Chunk, Page
@@ -87,23 +89,6 @@ def score_bound(moment: datetime | None, *, exclusive: bool, lower: bool) -> str
     return ("(" if exclusive else "") + str(micros(moment))
 
 
-def check_id(value: Any, name: str) -> str:
-    """Return ``value`` if it is a usable id, else raise ValidationError naming ``name``."""
-    if not isinstance(value, str):
-        raise ValidationError(f"expected a string id, got {type(value).__name__}", field=name)
-    if not value:
-        raise ValidationError("ids must not be empty", field=name)
-    return value
-
-
-def check_page(page: int, per_page: int) -> None:
-    """Validate paging arguments."""
-    if not isinstance(page, int) or isinstance(page, bool) or page < 0:
-        raise ValidationError("expected an integer >= 0", field="page")
-    if not isinstance(per_page, int) or isinstance(per_page, bool) or not 1 <= per_page <= 1000:
-        raise ValidationError("expected an integer from 1 to 1000", field="per_page")
-
-
 def page_slice(page: int, per_page: int) -> tuple[int, int]:
     """The inclusive rank range ``(start, stop)`` of a page."""
     start = page * per_page
@@ -115,11 +100,6 @@ def as_list(reply: Reply) -> list[Any]:
     if not isinstance(reply, list):
         raise DriverError(f"expected an array reply, got {type(reply).__name__}")
     return reply
-
-
-def check_optional_id(value: Any, name: str) -> str | None:
-    """Like :func:`check_id`, but None passes (meaning "not given")."""
-    return None if value is None else check_id(value, name)
 
 
 def time_window(from_date: Any, to_date: Any) -> tuple[str, str]:
@@ -158,10 +138,7 @@ def encode_record(codec: RecordCodec[S], record: S, where: str) -> list[bytes]:
     Raises:
         ValidationError: naming ``where`` and the attribute, e.g. ``spans[2].attributes``.
     """
-    try:
-        return codec.to_fields(record)
-    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-        raise unencodable(record, codec.encode, exc, where) from None
+    return codec.fields(record, where)
 
 
 def decode_with_counters(
@@ -452,22 +429,6 @@ async def _slice_of_index(
 
 
 # -- walks for export ----------------------------------------------------------------------
-
-
-def check_count(count: Any) -> int:
-    """Validate the size of an export chunk (1 to 1000, like ``per_page``)."""
-    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1000:
-        raise ValidationError("expected an integer from 1 to 1000", field="count")
-    return count
-
-
-def offset_cursor(cursor: Any) -> int:
-    """The rank a walk over a sorted set resumes at: its cursor is that rank, in decimal."""
-    if cursor is None:
-        return 0
-    if not isinstance(cursor, str) or not cursor.isascii() or not cursor.isdigit():
-        raise ValidationError("expected a cursor returned by the same method", field="cursor")
-    return int(cursor)
 
 
 def next_offset_cursor(offset: int, count: int, total: int) -> str | None:

@@ -37,6 +37,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kvstore._checks import check_items
 from kvstore.codec import FormatName, RecordCodec, record_codec, validate
 from kvstore.domains import _eval_scripts as scripts
 from kvstore.domains._base import (
@@ -195,7 +196,7 @@ class EvalStore(Domain):
         Raises:
             ValidationError: a score is malformed (``scores[i]...``); nothing is written.
         """
-        return await self._write_scores(scores, "scores[{}]")
+        return await self._write_scores(check_items(scores, "scores"), "scores[{}]")
 
     # -- internals ------------------------------------------------------------------------
 
@@ -263,4 +264,4 @@ def _check_pair(value: Any, name: str) -> tuple[str, str] | None:
         or not all(isinstance(v, str) and v for v in value)
     ):
         raise ValidationError("expected a pair of non-empty string ids", field=name)
-    return (value[0], value[1])
+    return (check_id(value[0], name), check_id(value[1], name))

@@ -19,11 +19,11 @@ number of commands plus one per record returned, whatever the size of the store.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from kvstore._checks import check_ids, check_items, check_metadata, check_text
 from kvstore.codec import FormatName, RecordCodec, record_codec, validate
 from kvstore.domains import _memory_scripts as scripts
 from kvstore.domains._base import (
@@ -56,6 +56,8 @@ from kvstore.records import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
     from kvstore.drivers.base import Command, Driver
     from kvstore.keys import Keys
 
@@ -151,15 +153,15 @@ class MemoryStore(Domain):
             NotFoundError: there is no such thread.
         """
         key = self._keys.thread(check_id(thread_id, "thread_id"))
-        if title is not None and not isinstance(title, str):
-            raise ValidationError("expected a string", field="title")
+        if title is not None:
+            check_text(title, "title")
         codec = self._threads
         now = utc_now()
         fields = [b"updated_at", codec.encode(now)]
         if title is not None:
             fields += (b"title", codec.encode(title))
         if metadata is not None:
-            fields += codec.merged_fields("metadata", _check_metadata(metadata))
+            fields += codec.merged_fields("metadata", check_metadata(metadata))
         reply = await self._driver.run(
             scripts.UPDATE_THREAD,
             [key],
@@ -209,11 +211,15 @@ class MemoryStore(Domain):
         self, messages: Iterable[Message | Mapping[str, Any]], *, touch: bool
     ) -> list[Message]:
         """Run SAVE_MESSAGES; ``touch`` bumps the threads' ``updated_at`` to now."""
-        valid = [validate(m, Message, where=f"messages[{i}]") for i, m in enumerate(messages)]
+        codec = self._messages
+        checked = [
+            codec.check(m, f"messages[{i}]")
+            for i, m in enumerate(check_items(messages, "messages"))
+        ]
+        valid = [message for message, _ in checked]
         if not valid:
             return []
         keys = self._keys
-        codec = self._messages
         now = utc_now()
         args: list[Any] = [
             keys.message.prefix,
@@ -224,8 +230,7 @@ class MemoryStore(Domain):
             codec.encode(now),
             len(valid),
         ]
-        for i, message in enumerate(valid):
-            fields = encode_record(codec, message, f"messages[{i}]")
+        for message, fields in checked:
             args += (message.id, message.thread_id, micros(message.created_at), len(fields))
             args += fields
         reply = as_list(await self._driver.run(scripts.SAVE_MESSAGES, [keys.message_seq], args))
@@ -275,7 +280,10 @@ class MemoryStore(Domain):
             per_page = DEFAULT_MESSAGES_PER_PAGE if per_page is None else per_page
         check_page(page, per_page)
         window = validate(date_range or DateRange(), DateRange, where="date_range")
-        includes = [validate(i, Include, where=f"include[{n}]") for n, i in enumerate(include)]
+        includes = [
+            validate(i, Include, where=f"include[{n}]")
+            for n, i in enumerate(check_items(include, "include"))
+        ]
         lo = score_bound(window.start, exclusive=window.start_exclusive, lower=True)
         hi = score_bound(window.end, exclusive=window.end_exclusive, lower=False)
         total, items = await self._list_messages(
@@ -338,7 +346,7 @@ class MemoryStore(Domain):
 
     async def get_messages(self, ids: Iterable[str]) -> list[Message]:
         """The messages with these ids, in the order asked; unknown ids are left out."""
-        keys = [self._keys.message(check_id(i, "ids")) for i in ids]
+        keys = [self._keys.message(i) for i in check_ids(ids, "ids")]
         if not keys:
             return []
         replies = await self._driver.execute([("HGETALL", k) for k in keys], idempotent=True)
@@ -357,7 +365,10 @@ class MemoryStore(Domain):
         Raises:
             NotFoundError: a patch names a message that does not exist; nothing is written.
         """
-        valid = [validate(p, MessagePatch, where=f"patches[{i}]") for i, p in enumerate(patches)]
+        valid = [
+            validate(p, MessagePatch, where=f"patches[{i}]")
+            for i, p in enumerate(check_items(patches, "patches"))
+        ]
         if not valid:
             return []
         keys = self._keys
@@ -388,7 +399,7 @@ class MemoryStore(Domain):
 
     async def delete_messages(self, ids: Iterable[str]) -> int:
         """Delete messages from their threads and every index. Returns how many existed."""
-        ids = [check_id(i, "ids") for i in ids]
+        ids = check_ids(ids, "ids")
         if not ids:
             return 0
         keys = self._keys
@@ -453,8 +464,8 @@ class MemoryStore(Domain):
     ) -> Resource:
         """Set a resource's working memory and merge ``metadata``; create it when missing."""
         key = self._keys.resource(check_id(resource_id, "resource_id"))
-        if working_memory is not None and not isinstance(working_memory, str):
-            raise ValidationError("expected a string", field="working_memory")
+        if working_memory is not None:
+            check_text(working_memory, "working_memory")
         codec = self._resources
         now = utc_now()
         create = [b"id", codec.encode(resource_id), b"created_at", codec.encode(now)]
@@ -462,7 +473,7 @@ class MemoryStore(Domain):
         if working_memory is not None:
             fields += (b"working_memory", codec.encode(working_memory))
         if metadata is not None:
-            fields += codec.merged_fields("metadata", _check_metadata(metadata))
+            fields += codec.merged_fields("metadata", check_metadata(metadata))
         reply = await self._driver.run(
             scripts.UPDATE_RESOURCE,
             [key],
@@ -517,7 +528,7 @@ class MemoryStore(Domain):
 
         One round trip (one ``ZCARD`` per thread).
         """
-        keys = [self._keys.thread_messages(check_id(t, "thread_ids")) for t in thread_ids]
+        keys = [self._keys.thread_messages(t) for t in check_ids(thread_ids, "thread_ids")]
         if not keys:
             return []
         replies = await self._driver.execute([("ZCARD", k) for k in keys], idempotent=True)
@@ -553,7 +564,7 @@ class MemoryStore(Domain):
         Raises:
             ValidationError: a thread is malformed (``threads[i]...``); nothing is written.
         """
-        return await self._write_threads(threads, "threads[{}]")
+        return await self._write_threads(check_items(threads, "threads"), "threads[{}]")
 
     async def _write_threads(
         self, threads: Iterable[Thread | Mapping[str, Any]], where: str
@@ -614,10 +625,4 @@ class MemoryStore(Domain):
             ValidationError: a resource is malformed (``resources[i]...``); nothing is
                 written.
         """
-        return await self._write_resources(resources, "resources[{}]")
-
-
-def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
-        raise ValidationError("expected a mapping with string keys", field="metadata")
-    return dict(metadata)
+        return await self._write_resources(check_items(resources, "resources"), "resources[{}]")

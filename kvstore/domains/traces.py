@@ -59,7 +59,6 @@ indexed attributes costs 45 commands, ``get_trace`` of it 11, a ``list_traces`` 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,7 +66,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from kvstore.codec import FormatName, RecordCodec, record_codec, validate
+from kvstore._checks import (
+    check_ids,
+    check_items,
+    check_metadata,
+    check_stream_cursor,
+    check_text,
+)
+from kvstore.codec import FormatName, RecordCodec, check_json, record_codec
 from kvstore.domains import _trace_scripts as scripts
 from kvstore.domains._base import (
     Domain,
@@ -76,7 +82,6 @@ from kvstore.domains._base import (
     check_id,
     check_page,
     decode_with_counters,
-    encode_record,
     make_page,
     micros,
     page_of_index,
@@ -106,7 +111,6 @@ _SUMMARY_FIELDS = (
 )
 _COUNTERS = {b"_n": "span_count"}
 _json = msgspec.json.Encoder()
-_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,11 +175,11 @@ class TraceStore(Domain):
         Raises:
             ValidationError: a span is malformed; nothing is written.
         """
-        valid = [validate(s, Span, where=f"spans[{i}]") for i, s in enumerate(spans)]
-        if not valid:
-            return []
         codec = self._spans
-        encoded = [encode_record(codec, s, f"spans[{i}]") for i, s in enumerate(valid)]
+        checked = [codec.check(s, f"spans[{i}]") for i, s in enumerate(check_items(spans, "spans"))]
+        if not checked:
+            return []
+        valid, encoded = [s for s, _ in checked], [f for _, f in checked]
         # A span given twice in one batch: the last one counts, as it would across calls.
         latest = {(s.trace_id, s.span_id): (s, f) for s, f in zip(valid, encoded, strict=True)}
         args = self._retention_args()
@@ -247,8 +251,8 @@ class TraceStore(Domain):
             per_page: The page size, from 1 to 1000.
         """
         for field, value in (("name", name), ("scope", scope)):
-            if value is not None and not isinstance(value, str):
-                raise ValidationError("expected a string", field=field)
+            if value is not None:
+                check_text(value, field)
         attribute = _attribute_filter(attributes)
         window = time_window(from_date, to_date)
         check_page(page, per_page)
@@ -276,7 +280,7 @@ class TraceStore(Domain):
         Returns:
             How many of the traces existed.
         """
-        ids = [check_id(t, "trace_ids") for t in trace_ids]
+        ids = check_ids(trace_ids, "trace_ids")
         if not ids:
             return 0
         keys = self._keys
@@ -300,12 +304,7 @@ class TraceStore(Domain):
             count: How many spans to read, from 1 to 1000.
         """
         check_count(count)
-        if cursor is None:
-            start = "-"
-        elif isinstance(cursor, str) and _STREAM_ID.fullmatch(cursor):
-            start = "(" + cursor
-        else:
-            raise ValidationError("expected a cursor returned by the same method", field="cursor")
+        start = "-" if cursor is None else "(" + check_stream_cursor(cursor)
         stream = self._keys.spans
         total, entries = await self._driver.execute(
             [("XLEN", stream), ("XRANGE", stream, start, "+", "COUNT", count)], idempotent=True
@@ -396,7 +395,8 @@ def _attribute_filter(attributes: Mapping[str, Any] | None) -> tuple[str, str] |
         raise ValidationError("expected at most one {name: value} pair", field="attributes")
     if not attributes:
         return None
-    ((key, value),) = attributes.items()
+    ((key, value),) = check_metadata(attributes, "attributes").items()
+    check_json(value, f"attributes.{key}")
     encoded = _indexed_value(value)
     if not isinstance(key, str) or len(key.encode()) > MAX_INDEXED_BYTES or encoded is None:
         raise ValidationError(

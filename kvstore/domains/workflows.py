@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
+from kvstore._checks import check_items, check_version
 from kvstore.codec import FormatName, RecordCodec, record_codec, validate
 from kvstore.domains import _workflow_scripts as scripts
 from kvstore.domains._base import (
@@ -353,7 +354,10 @@ class WorkflowStore(Domain):
         Raises:
             ValidationError: a run is malformed (``runs[i]...``); nothing is written.
         """
-        valid = [validate(r, WorkflowRun, where=f"runs[{i}]") for i, r in enumerate(runs)]
+        valid = [
+            validate(r, WorkflowRun, where=f"runs[{i}]")
+            for i, r in enumerate(check_items(runs, "runs"))
+        ]
         if not valid:
             return []
         keys = self._keys
@@ -451,21 +455,11 @@ class WorkflowStore(Domain):
         return reply
 
     def _encode(self, value: Any, field: str) -> bytes:
-        try:
-            return self._runs.encode(value)
-        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-            raise ValidationError(f"cannot be encoded: {exc}", field=field) from None
+        return self._runs.encode_value(value, field)
 
     def _decode(self, flat: list[bytes], key: str) -> WorkflowRun:
         return decode_with_counters(self._runs, flat, key, _COUNTERS)
 
 
 def _check_version(expected_version: Any) -> None:
-    if expected_version is None:
-        return
-    if (
-        not isinstance(expected_version, int)
-        or isinstance(expected_version, bool)
-        or expected_version < 0
-    ):
-        raise ValidationError("expected an integer >= 0", field="expected_version")
+    check_version(expected_version)
