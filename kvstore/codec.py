@@ -193,8 +193,8 @@ def check_record(value: Any, type_: type[T], *, where: str = "") -> tuple[T, byt
             )
     except msgspec.ValidationError as exc:
         raise _field_error(exc, where) from None
-    except RecursionError:
-        raise _too_deep(where) from None
+    except _ENCODE_ERRORS as exc:  # a key with a lone surrogate, a mapping nested too deep
+        raise unencodable(None, _json_encoder.encode, exc, where) from None
     data = check_json(value, where)
     try:
         return cast(T, _validator(cast(Any, type_)).decode(data)), data

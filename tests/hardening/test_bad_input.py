@@ -317,6 +317,10 @@ SURROGATE_CALLS: dict[str, tuple[Call, str]] = {
         lambda s: s.memory.save_thread(Thread(id="t", resource_id="r", title=LONE)),
         "thread.title",
     ),
+    "save_thread key": (
+        lambda s: s.memory.save_thread({"id": "t", "resource_id": "r", LONE: 1}),
+        "thread",
+    ),
     "list_threads": (lambda s: s.memory.list_threads(LONE), "resource_id"),
     "update_thread id": (lambda s: s.memory.update_thread(LONE, title="x"), "thread_id"),
     "update_thread title": (lambda s: s.memory.update_thread("t", title=LONE), "title"),
