@@ -34,11 +34,6 @@ pytestmark = pytest.mark.anyio
 Call = Callable[[Storage], Awaitable[Any]]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(params=["json", "msgpack"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Storage]:
     async with Storage(codec=request.param) as store:
