@@ -164,7 +164,9 @@ class EvalStore(Domain):
                 keys.scores_by_run.prefix,
                 keys.scores_by_span.prefix,
             ],
-            idempotent=True,
+            # Not retried: after a reply lost in flight, a retry finds the record gone
+            # and would report that it never existed (issue 14).
+            idempotent=False,
         )
         return deleted == 1
 

@@ -186,7 +186,9 @@ class MemoryStore(Domain):
                 keys.resource_threads_by_updated.prefix,
                 keys.threads,
             ],
-            idempotent=True,
+            # Not retried: after a reply lost in flight, a retry finds the record gone
+            # and would report that it never existed (issue 14).
+            idempotent=False,
         )
         return existed == 1
 
@@ -416,7 +418,9 @@ class MemoryStore(Domain):
                 self._format.encode(now),
                 *ids,
             ],
-            idempotent=True,
+            # Not retried: after a reply lost in flight, a retry finds the record gone
+            # and would report that it never existed (issue 14).
+            idempotent=False,
         )
         return int(deleted)  # type: ignore[arg-type]
 

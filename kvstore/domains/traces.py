@@ -288,7 +288,9 @@ class TraceStore(Domain):
             scripts.DELETE_TRACES,
             [keys.spans],
             [keys.trace.prefix, keys.trace_spans.prefix, *ids],
-            idempotent=True,
+            # Not retried: after a reply lost in flight, a retry finds the record gone
+            # and would report that it never existed (issue 14).
+            idempotent=False,
         )
         return int(deleted)  # type: ignore[arg-type]
 

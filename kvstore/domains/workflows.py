@@ -316,7 +316,9 @@ class WorkflowStore(Domain):
                 family.escaped(workflow_name),
                 keys.run_workflows(run_id),
             ],
-            idempotent=True,
+            # Not retried: after a reply lost in flight, a retry finds the record gone
+            # and would report that it never existed (issue 14).
+            idempotent=False,
         )
         return deleted == 1
 

@@ -185,7 +185,7 @@ class RedisDriver(Driver):
         wire = [[encode_arg(a) for a in c] for c in commands]
 
         async def attempt() -> list[Reply | CommandError]:
-            return await self._roundtrip(wire, atomic=atomic)
+            return await self._roundtrip(wire, atomic=atomic, idempotent=idempotent)
 
         return raise_for_errors(await self._retry.call(attempt, idempotent=idempotent))
 
@@ -200,10 +200,12 @@ class RedisDriver(Driver):
         tail = [encode_arg(len(keys)), *map(encode_arg, keys), *map(encode_arg, args)]
 
         async def attempt() -> Reply | CommandError:
-            (reply,) = await self._roundtrip([[b"EVALSHA", script.sha.encode(), *tail]])
+            by_sha = [[b"EVALSHA", script.sha.encode(), *tail]]
+            (reply,) = await self._roundtrip(by_sha, idempotent=idempotent)
             if isinstance(reply, CommandError) and reply.code == "NOSCRIPT":
                 # EVAL runs the script and caches it, so later calls are EVALSHA again.
-                (reply,) = await self._roundtrip([[b"EVAL", script.lua.encode(), *tail]])
+                by_source = [[b"EVAL", script.lua.encode(), *tail]]
+                (reply,) = await self._roundtrip(by_source, idempotent=idempotent)
             return reply
 
         reply = await self._retry.call(attempt, idempotent=idempotent)
@@ -218,21 +220,27 @@ class RedisDriver(Driver):
     # -- one round trip -------------------------------------------------------------------
 
     async def _roundtrip(
-        self, wire: list[list[bytes]], *, atomic: bool = False
+        self, wire: list[list[bytes]], *, atomic: bool = False, idempotent: bool = False
     ) -> list[Reply | CommandError]:
-        """Send ``wire`` on one connection and read every reply, errors in place."""
+        """Send ``wire`` on one connection and read every reply, errors in place.
+
+        Raises:
+            ConnectionFailedError: saying whether the request may have been applied: not
+                when no connection could be made, else it may, since it was (perhaps
+                partly) sent.
+        """
         _refuse_trio()
         if not isinstance(self._client, RedisCluster):
             pool = self._client.connection_pool
             conn = await _translate(pool.get_connection())  # type: ignore[no-untyped-call]
             try:
-                return await self._exchange(conn, wire, atomic)
+                return await self._exchange(conn, wire, atomic, idempotent)
             finally:
                 await pool.release(conn)
-        return await self._cluster_roundtrip(self._client, wire, atomic)
+        return await self._cluster_roundtrip(self._client, wire, atomic, idempotent)
 
     async def _cluster_roundtrip(
-        self, cluster: RedisCluster, wire: list[list[bytes]], atomic: bool
+        self, cluster: RedisCluster, wire: list[list[bytes]], atomic: bool, idempotent: bool
     ) -> list[Reply | CommandError]:
         slot = _single_slot(wire)
         if not self._cluster_ready:
@@ -249,7 +257,7 @@ class RedisDriver(Driver):
                 # No node serves the slot (cluster down) or the node's pool is exhausted.
                 raise ConnectionFailedError(f"cannot reach Redis: {exc}") from exc
             try:
-                results = await self._exchange(conn, wire, atomic)
+                results = await self._exchange(conn, wire, atomic, idempotent)
             finally:
                 node.release(conn)
             if not any(isinstance(r, CommandError) and r.code in _REDIRECT_CODES for r in results):
@@ -259,10 +267,17 @@ class RedisDriver(Driver):
         return results
 
     async def _exchange(
-        self, conn: AbstractConnection, wire: list[list[bytes]], atomic: bool
+        self, conn: AbstractConnection, wire: list[list[bytes]], atomic: bool, idempotent: bool
     ) -> list[Reply | CommandError]:
         framed = [[b"MULTI"], *wire, [b"EXEC"]] if atomic else wire
         replies: list[Reply | CommandError] = []
+        if not conn.is_connected:
+            # Connect apart from sending, so that a failure here is known to send nothing.
+            try:
+                await conn.connect()  # type: ignore[no-untyped-call]
+            except _TRANSPORT_ERRORS as exc:
+                await conn.disconnect()
+                raise ConnectionFailedError(f"cannot reach Redis: {exc}") from exc
         try:
             await conn.send_packed_command(_pack(conn, framed))
             for _ in framed:
@@ -272,7 +287,7 @@ class RedisDriver(Driver):
                     replies.append(CommandError(_error_message(exc)))
         except _TRANSPORT_ERRORS as exc:
             await conn.disconnect()
-            raise ConnectionFailedError(f"Redis request failed: {exc}") from exc
+            raise ConnectionFailedError(_in_flight_failure(exc, idempotent)) from exc
         except BaseException:
             # A cancelled read leaves unread replies on the socket: never reuse it.
             await conn.disconnect()
@@ -280,6 +295,21 @@ class RedisDriver(Driver):
         if atomic:
             replies = _unwrap_transaction(wire, replies)
         return label(wire, replies)
+
+
+def _in_flight_failure(exc: BaseException, idempotent: bool) -> str:
+    """What a failure after (part of) a request was sent means: it may have been applied.
+
+    The Upstash driver says the same: a write that failed in flight may have run, and a
+    caller must not assume otherwise.
+    """
+    message = f"Redis request failed after it was sent: {exc}"
+    if not idempotent:
+        return message + (
+            "; not retried because the request is not marked idempotent, "
+            "so it may or may not have been applied"
+        )
+    return message + "; it may or may not have been applied"
 
 
 def _cluster_from_url(scheme: str, rest: str, kwargs: dict[str, Any]) -> RedisCluster:

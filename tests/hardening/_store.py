@@ -56,3 +56,23 @@ async def dump(driver: Driver) -> dict[bytes, Any]:
             value = sorted(value)
         state[key] = (kind, value)
     return state
+
+
+async def restore(driver: Driver, state: dict[bytes, Any]) -> None:
+    """Empty the database and write back a :func:`dump` of it."""
+    commands: list[tuple[Any, ...]] = [("FLUSHDB",)]
+    for key, (kind, value) in state.items():
+        if kind == b"string":
+            commands.append(("SET", key, value))
+        elif kind == b"hash":
+            commands.append(("HSET", key, *(x for pair in value for x in pair)))
+        elif kind == b"set":
+            commands.append(("SADD", key, *value))
+        elif kind == b"zset":
+            pairs = zip(value[::2], value[1::2], strict=True)
+            commands.append(("ZADD", key, *(x for member, score in pairs for x in (score, member))))
+        elif kind == b"stream":
+            commands += [("XADD", key, entry_id, *fields) for entry_id, fields in value]
+        elif kind == b"list":
+            commands.append(("RPUSH", key, *value))
+    await driver.execute(commands)
