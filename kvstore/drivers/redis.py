@@ -36,6 +36,7 @@ from kvstore._extras import require
 from kvstore.drivers._commandspec import command_keys, command_name
 from kvstore.drivers._replies import label, raise_for_errors, transaction_aborted
 from kvstore.drivers._retry import RetryPolicy
+from kvstore.drivers._urls import query_parts, unknown_parameter, url_text_is_safe
 from kvstore.drivers.base import Arg, Command, Driver, Reply, Script, encode_arg
 from kvstore.errors import (
     CommandError,
@@ -48,6 +49,7 @@ require("redis", "redis")
 
 import redis.asyncio as aioredis  # noqa: E402 - after the friendly import check
 from redis.asyncio.cluster import RedisCluster  # noqa: E402
+from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS  # noqa: E402
 from redis.crc import key_slot  # noqa: E402
 from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
 from redis.exceptions import (  # noqa: E402
@@ -84,6 +86,7 @@ _SAFE_URL_ERROR = re.compile(
     r"Invalid value for '[^']*' in connection URL\.|Port out of range.*"
     r"|bad redis-py (?:cluster|connection) setting \(.*\)"
 )
+_KNOWN_SETTINGS = "redis-py's connection settings, such as socket_timeout=5"
 _MALFORMED_URL = (
     "malformed Redis URL (check the host, port, database number and query parameters; "
     "percent-encode a password: urllib.parse.quote(password, safe=''))"
@@ -149,6 +152,14 @@ class RedisDriver(Driver):
                 "not a Redis URL: expected redis://, rediss://, unix://, redis+cluster:// "
                 "or rediss+cluster://"
             )
+        query = url.partition("?")[2]
+        if "@" in query:
+            # A password with an unencoded '?' runs into the query.
+            raise ValueError(_MALFORMED_URL)
+        for position, (_, value) in enumerate(query_parts(query), 1):
+            if not value:
+                # redis-py would drop it silently; it may be a password pasted after '?'.
+                raise unknown_parameter("Redis", position, _KNOWN_SETTINGS, "empty")
         try:
             client: aioredis.Redis | RedisCluster
             if scheme.lower() in _CLUSTER_SCHEMES:
@@ -157,14 +168,9 @@ class RedisDriver(Driver):
                 client = aioredis.Redis.from_url(url, **kwargs)
                 _check_connection_kwargs(client)
         except ValueError as exc:
-            # urllib and int() quote what they could not parse, which is part of the
-            # password when it holds an unencoded '/', '?' or '#'; a '?' also puts the
-            # password's tail in the query, where it would be quoted as parameter names.
-            if "@" in url and (
-                "@" in url.partition("?")[2] or not _SAFE_URL_ERROR.fullmatch(str(exc))
-            ):
-                raise ValueError(_MALFORMED_URL) from None
-            raise
+            # A fresh exception, never chained: the one redis-py or urllib raised first
+            # may quote what it could not parse, a password's piece among them.
+            raise _url_error(url, str(exc)) from None
         return cls(client, owns_client=True)
 
     @property
@@ -310,6 +316,28 @@ def _in_flight_failure(exc: BaseException, idempotent: bool) -> str:
             "so it may or may not have been applied"
         )
     return message + "; it may or may not have been applied"
+
+
+def _url_error(url: str, text: str) -> ValueError:
+    """A URL error that repeats no part of a password, or of anything in the query.
+
+    urllib and int() quote what they could not parse, which is part of the password when
+    it holds an unencoded '/', '?' or '#'; a '?' also puts the password's tail in the
+    query, where redis-py would take it for a parameter name. A secret pasted in the
+    query is refused as an unknown parameter by position, never by name.
+    """
+    query = url.partition("?")[2]
+    for position, (name, _) in enumerate(query_parts(query), 1):
+        if "@" not in query and f"'{name}'" in text and name not in URL_QUERY_ARGUMENT_PARSERS:
+            # redis-py's "unexpected keyword argument 'NAME'": an unknown parameter.
+            return unknown_parameter("Redis", position, _KNOWN_SETTINGS)
+    if (
+        "@" in query
+        or not _SAFE_URL_ERROR.fullmatch(text)
+        or not url_text_is_safe(text, query, URL_QUERY_ARGUMENT_PARSERS)
+    ):
+        return ValueError(_MALFORMED_URL)
+    return ValueError(text)
 
 
 def _cluster_from_url(scheme: str, rest: str, kwargs: dict[str, Any]) -> RedisCluster:
