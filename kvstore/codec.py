@@ -228,7 +228,7 @@ def check_json(value: Any, where: str = "") -> bytes:
 
 def _too_deep_json(data: bytes) -> bool:
     """Whether the JSON document ``data`` nests lists and objects beyond MAX_DEPTH."""
-    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+    if len(data) <= 2 * MAX_DEPTH or data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
         return False  # the common case: too few brackets, wherever they are
     # The document's brackets alone, strings left out; each pass strips the innermost
     # pairs, so the skeleton is empty after as many passes as the document is deep.
