@@ -196,18 +196,16 @@ async def test_nesting_up_to_the_limit_round_trips(store: Storage) -> None:
     assert saved.content == content
 
 
-async def test_deep_data_already_stored_reads_as_corrupt_not_recursion_error(
-    store: Storage,
-) -> None:
+async def test_deep_data_already_stored_reads_as_corrupt_not_recursion_error() -> None:
     """Data written by another program may nest deeper than anything kvstore writes."""
-    if store.codec != "json":
-        pytest.skip("the stored document is patched as JSON text")
-    await store.workflows.persist_snapshot("wf", "run", "MARKER-9b1c")
-    await _replace_stored(store, b'"MARKER-9b1c"', b"[" * 20_000 + b"]" * 20_000)
-    with pytest.raises(CorruptRecordError):
-        await store.workflows.load_snapshot("wf", "run")
-    with pytest.raises(CorruptRecordError):
-        await store.workflows.get_run("run", "wf")
+    async with Storage() as store:  # JSON: the stored document is patched as text
+        await seed(store)
+        await store.workflows.persist_snapshot("wf", "run", "MARKER-9b1c")
+        await _replace_stored(store, b'"MARKER-9b1c"', b"[" * 20_000 + b"]" * 20_000)
+        with pytest.raises(CorruptRecordError):
+            await store.workflows.load_snapshot("wf", "run")
+        with pytest.raises(CorruptRecordError):
+            await store.workflows.get_run("run", "wf")
 
 
 async def _replace_stored(store: Storage, marker: bytes, replacement: bytes) -> None:
