@@ -16,25 +16,46 @@ twice.
 
 Two formats: JSON (the default; text-safe, so it suits every driver) and MessagePack
 (smaller and faster, for binary-safe drivers only).
+
+What may be stored. Every value a caller gives passes the same checks, in its JSON form,
+before anything is written (:func:`validate` for records, :meth:`Format.encode_value` for
+single values such as a snapshot or a metadata entry), whichever format stores it:
+
+* msgspec must encode it (``object()`` cannot be stored);
+* it nests at most :data:`MAX_DEPTH` lists and objects deep, so that any reader can decode
+  it again well within Python's recursion limit;
+* it holds no NaN or infinity: JSON has no spelling for them (msgspec writes ``null``), and
+  a value that comes back changed is worse than one refused;
+* its text is UTF-8 (no lone surrogates).
+
+Each failure is a :class:`~kvstore.errors.ValidationError` naming the field. The checks
+cost next to nothing for common values: the depth check counts brackets and only walks
+the document when there are more than :data:`MAX_DEPTH` of them, and the NaN check only
+looks closer when the JSON holds a ``null``.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeAlias, TypeVar, cast
 
 import msgspec
 
+from kvstore._checks import check_text, utf8
 from kvstore.errors import CorruptRecordError, ValidationError
 
 __all__ = [
     "DOCUMENT_FIELD",
+    "MAX_DEPTH",
     "Format",
     "FormatName",
     "Layout",
     "RecordCodec",
+    "check_json",
+    "check_record",
     "get_format",
     "pack_fields",
     "record_codec",
@@ -52,7 +73,21 @@ INTERNAL_PREFIX = b"_"
 #: Dict attributes stored key by key, so that updates merge instead of replace.
 MERGED_ATTRIBUTES = ("metadata",)
 
+#: How deeply a stored value may nest lists and objects, its record's own levels included.
+MAX_DEPTH = 256
+
 _json_encoder = msgspec.json.Encoder()
+_msgpack_encoder = msgspec.msgpack.Encoder()
+# What encoding may raise for a value it cannot encode (a lone surrogate: UnicodeEncodeError,
+# a ValueError; nesting beyond the interpreter's stack: RecursionError).
+_ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError)
+# A JSON string in msgspec's output (which escapes control characters).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# A MessagePack float64 whose exponent bits are all set: NaN or an infinity. The same bytes
+# can occur inside a string, so a match is confirmed by walking the value.
+_NON_FINITE_FLOAT64 = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]")
 _ERROR_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _MISSING_FIELD = re.compile(r"missing required field `(?P<name>[^`]*)`")
 
@@ -69,20 +104,52 @@ class Format:
         self._decoders: dict[Any, Any] = {}
 
     def encode(self, value: Any) -> bytes:
-        """Encode any msgspec-supported value."""
+        """Encode any msgspec-supported value, unchecked: for values checked already."""
         return self._encode(value)
 
+    def encode_value(self, value: Any, field: str | None = None) -> bytes:
+        """Encode a value a caller gave, after the checks of every stored value (see the
+        module docstring).
+
+        Raises:
+            ValidationError: naming ``field``, for a value that cannot be stored as it is.
+        """
+        data = check_json(value, field or "")
+        if not self.binary:
+            return data
+        try:
+            return self._encode(value)
+        except _ENCODE_ERRORS as exc:
+            raise unencodable(value, self._encode, exc, field or "") from None
+
     def decoder(self, type_: Any) -> Any:
-        """The typed decoder for ``type_``, built on first use and kept."""
-        decoder = self._decoders.get(type_)
-        if decoder is None:
-            module = msgspec.msgpack if self.binary else msgspec.json
-            decoder = self._decoders[type_] = module.Decoder(type_)
+        """The typed decoder for ``type_``, built on first use and kept.
+
+        Raises:
+            ValidationError: ``type_`` is not a type msgspec can decode into.
+        """
+        try:
+            decoder = self._decoders.get(type_)
+            if decoder is None:
+                module = msgspec.msgpack if self.binary else msgspec.json
+                decoder = self._decoders[type_] = module.Decoder(type_)
+        except TypeError as exc:  # unhashable, or not a type msgspec supports
+            raise ValidationError(f"cannot decode into {type_!r}: {exc}") from None
         return decoder
 
     def decode(self, data: bytes, type_: type[T]) -> T:
-        """Decode and validate ``data`` as ``type_``."""
-        return cast(T, self.decoder(type_).decode(data))
+        """Decode and validate ``data`` as ``type_``.
+
+        Raises:
+            msgspec.DecodeError: ``data`` is malformed, or nested too deep to decode.
+            msgspec.ValidationError: ``data`` does not fit ``type_``.
+            ValidationError: ``type_`` is not a type msgspec can decode into.
+        """
+        decoder = self.decoder(type_)
+        try:
+            return cast(T, decoder.decode(data))
+        except RecursionError:
+            raise msgspec.DecodeError("nested too deep to decode") from None
 
     def raw_object(self, data: bytes) -> dict[str, msgspec.Raw]:
         """Split an encoded object into its members, each still encoded."""
@@ -101,14 +168,23 @@ def validate(value: Any, type_: type[T], *, where: str = "") -> T:
     """Check ``value`` (a ``type_`` instance or a mapping of its fields) against ``type_``.
 
     msgspec Structs do not check types when built, so a record built by hand may hold
-    anything; this catches that before a write, and also values of ``Any`` attributes that
-    cannot be encoded at all.
+    anything; this catches that before a write, along with values that cannot be stored
+    (see the module docstring).
 
     Returns:
         A validated ``type_`` instance.
 
     Raises:
         ValidationError: naming the offending field, e.g. ``messages[1].role``.
+    """
+    return check_record(value, type_, where=where)[0]
+
+
+def check_record(value: Any, type_: type[T], *, where: str = "") -> tuple[T, bytes]:
+    """:func:`validate`, also returning the record's JSON document, encoded once.
+
+    The document is the record in kvstore's JSON format, so a JSON store writes it as it is
+    (see :meth:`RecordCodec.check`) instead of encoding the record a second time.
     """
     try:
         if isinstance(value, Mapping):
@@ -117,15 +193,95 @@ def validate(value: Any, type_: type[T], *, where: str = "") -> T:
             raise msgspec.ValidationError(
                 f"Expected `{type_.__name__}` or a mapping, got `{type(value).__name__}`"
             )
-        encoded = _json_encoder.encode(value)
     except msgspec.ValidationError as exc:
         raise _field_error(exc, where) from None
-    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-        raise unencodable(value, _json_encoder.encode, exc, where) from None
+    except _ENCODE_ERRORS as exc:  # a key with a lone surrogate, a mapping nested too deep
+        raise unencodable(None, _json_encoder.encode, exc, where) from None
+    data = check_json(value, where)
     try:
-        return cast(T, _validator(cast(Any, type_)).decode(encoded))
+        return cast(T, _validator(cast(Any, type_)).decode(data)), data
     except msgspec.ValidationError as exc:
         raise _field_error(exc, where) from None
+
+
+def check_json(value: Any, where: str = "") -> bytes:
+    """``value`` encoded as JSON, once it passed the checks of every stored value.
+
+    Raises:
+        ValidationError: naming ``where`` (and the attribute of a record), for a value
+            msgspec cannot encode, nested deeper than :data:`MAX_DEPTH`, holding NaN or an
+            infinity, or text with a lone surrogate.
+    """
+    try:
+        data = _json_encoder.encode(value)
+    except _ENCODE_ERRORS as exc:
+        raise unencodable(value, _json_encoder.encode, exc, where) from None
+    if _too_deep_json(data):
+        raise _too_deep(where + _deep_attribute(value))
+    if b"null" in data:  # msgspec writes NaN and infinities as null
+        path = _non_finite(value)
+        if path is not None:
+            raise ValidationError(
+                "NaN and infinity cannot be stored: JSON has no spelling for them",
+                field=(where + path).lstrip(".") or None,
+            )
+    return data
+
+
+def _too_deep_json(data: bytes) -> bool:
+    """Whether the JSON document ``data`` nests lists and objects beyond MAX_DEPTH."""
+    if len(data) <= 2 * MAX_DEPTH or data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return False  # the common case: too few brackets, wherever they are
+    # The document's brackets alone, strings left out; each pass strips the innermost
+    # pairs, so the skeleton is empty after as many passes as the document is deep.
+    skeleton = _JSON_STRING.sub(b"", data).translate(_BRACKETS, _NOT_BRACKETS)
+    for _ in range(MAX_DEPTH):
+        if not skeleton:
+            return False
+        skeleton = skeleton.replace(b"[]", b"")
+    return bool(skeleton)
+
+
+def _too_deep(where: str) -> ValidationError:
+    return ValidationError(
+        f"nested too deep: values may nest lists and objects at most {MAX_DEPTH} levels deep",
+        field=where.lstrip(".") or None,
+    )
+
+
+def _deep_attribute(record: Any) -> str:
+    """``.name`` of the attribute of ``record`` that nests too deep, or ``""``."""
+    names: tuple[str, ...] = getattr(record, "__struct_fields__", ())
+    for name in names:
+        value = getattr(record, name)
+        if value is msgspec.UNSET:
+            continue
+        try:
+            if _too_deep_json(_json_encoder.encode(value)):
+                return "." + name
+        except _ENCODE_ERRORS:
+            return "." + name
+    return ""
+
+
+def _non_finite(value: Any) -> str | None:
+    """The path (``.content[2].x``) of a NaN or infinity in ``value``, or None."""
+    try:
+        if not _NON_FINITE_FLOAT64.search(_msgpack_encoder.encode(value)):
+            return None
+    except _ENCODE_ERRORS:
+        pass  # MessagePack refuses some values JSON takes (huge integers): walk instead
+    stack: list[tuple[str, Any]] = [("", msgspec.to_builtins(value))]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return path
+        elif isinstance(item, dict):
+            stack += ((f"{path}.{key}", member) for key, member in item.items())
+        elif isinstance(item, list):
+            stack += ((f"{path}[{i}]", member) for i, member in enumerate(item))
+    return None
 
 
 def _field_error(exc: msgspec.ValidationError, where: str) -> ValidationError:
@@ -145,12 +301,22 @@ def unencodable(
     """The ValidationError for a record that ``encode`` refused, naming the attribute."""
     failed = None
     for name in getattr(record, "__struct_fields__", ()):
+        value = getattr(record, name)
+        if value is msgspec.UNSET:
+            continue
         try:
-            encode(getattr(record, name))
-        except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+            encode(value)
+        except _ENCODE_ERRORS:
             failed = name
             break
     field = where if failed is None else f"{where}.{failed}"
+    if isinstance(exc, RecursionError):
+        return _too_deep(field)
+    if isinstance(exc, UnicodeEncodeError):
+        return ValidationError(
+            "holds text with a lone surrogate (U+D800 to U+DFFF), which UTF-8 cannot encode",
+            field=field.lstrip(".") or None,
+        )
     return ValidationError(f"cannot be encoded: {exc}", field=field.lstrip(".") or None)
 
 
@@ -189,8 +355,51 @@ class RecordCodec(Generic[S]):
         return self._format
 
     def encode(self, value: Any) -> bytes:
-        """Encode one attribute value."""
+        """Encode one attribute value, unchecked: for values checked already."""
         return self._format.encode(value)
+
+    def encode_value(self, value: Any, field: str | None = None) -> bytes:
+        """Encode one attribute value a caller gave (see :meth:`Format.encode_value`).
+
+        Raises:
+            ValidationError: naming ``field``, for a value that cannot be stored.
+        """
+        return self._format.encode_value(value, field)
+
+    def check(self, value: S | Mapping[str, Any], where: str = "") -> tuple[S, list[bytes]]:
+        """Validate a record a caller gave and lay it out for ``HSET``, encoding it once.
+
+        :func:`validate` followed by :meth:`fields`, except that a JSON document is
+        written as the validation encoded it, not encoded a second time.
+
+        Returns:
+            The validated record and its flat ``[field, value, ...]`` list.
+
+        Raises:
+            ValidationError: naming the offending field under ``where``.
+        """
+        record, data = check_record(value, self._type, where=where)
+        if self._layout == "document" and not self._format.binary:
+            return record, [DOCUMENT_FIELD, data]
+        return record, self.fields(record, where)
+
+    def check_packed(self, value: S | Mapping[str, Any], where: str = "") -> tuple[S, bytes]:
+        """:meth:`check`, packed into one value (see :func:`pack_fields`): a record a
+        caller gave, validated and encoded once."""
+        record, flat = self.check(value, where)
+        return record, pack_fields(flat)
+
+    def fields(self, record: S, where: str = "") -> list[bytes]:
+        """:meth:`to_fields` for a validated record, naming the attribute the format
+        cannot encode (MessagePack refuses integers beyond 64 bits, which JSON takes).
+
+        Raises:
+            ValidationError: naming ``where`` and the attribute, e.g. ``spans[2].attributes``.
+        """
+        try:
+            return self.to_fields(record)
+        except _ENCODE_ERRORS as exc:
+            raise unencodable(record, self.encode, exc, where) from None
 
     def to_fields(self, record: S) -> list[bytes]:
         """``record`` as a flat ``[field, value, field, value, ...]`` list for ``HSET``."""
@@ -205,11 +414,20 @@ class RecordCodec(Generic[S]):
         return flat
 
     def merged_fields(self, attribute: str, mapping: Mapping[str, Any]) -> list[bytes]:
-        """The ``attribute.<key>`` fields that store ``mapping`` key by key."""
+        """The ``attribute.<key>`` fields that store ``mapping`` key by key.
+
+        Keys and values are checked as a caller's input (see :meth:`Format.encode_value`),
+        so an unchecked mapping (an update's ``metadata``) may be passed.
+
+        Raises:
+            ValidationError: naming ``attribute`` and the key, e.g. ``metadata.tags``.
+        """
         prefix = attribute.encode() + b"."
+        encode = self._format.encode_value
         flat: list[bytes] = []
         for key, value in mapping.items():
-            flat += (prefix + key.encode(), self._format.encode(value))
+            name = check_text(key, attribute)
+            flat += (prefix + utf8(name, attribute), encode(value, f"{attribute}.{name}"))
         return flat
 
     def from_hash(self, flat: Sequence[bytes], key: str) -> S:
@@ -234,12 +452,16 @@ class RecordCodec(Generic[S]):
             return cast(S, self._decode(self._merge(document, overrides or [])))
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise CorruptRecordError(key, str(exc)) from None
+        except RecursionError:
+            raise CorruptRecordError(key, "nested too deep to decode") from None
 
-    def pack(self, record: S) -> bytes:
-        """``record`` as one packed value (see :func:`pack_fields`)."""
-        if self._layout == "document":
-            return b"\x00" + self._format.encode(record)
-        return pack_fields(self.to_fields(record))
+    def pack(self, record: S, where: str = "") -> bytes:
+        """A validated ``record`` as one packed value (see :func:`pack_fields`).
+
+        Raises:
+            ValidationError: naming ``where`` and an attribute the format cannot encode.
+        """
+        return pack_fields(self.fields(record, where))
 
     def unpack(self, packed: bytes, where: str) -> S:
         """Decode a packed value (see :func:`pack_fields`) into a record.

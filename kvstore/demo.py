@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 import anyio.to_thread
-from anyio.from_thread import BlockingPortal
 
 from kvstore import __version__ as kvstore_version
 from kvstore._local import URL_ENV, default_url, describe_url
@@ -673,9 +672,10 @@ async def _trace_story(store: Storage, p: _Printer) -> list[str]:
             trace_ids.append(spans[0].trace_id)
         p.line('  (saved directly: pip install "kvstore[otel]" to go through OpenTelemetry)')
     else:
-        async with BlockingPortal() as portal:
-            exporter = StorageSpanExporter(store, portal=portal)
-            trace_ids = await anyio.to_thread.run_sync(_export_with_otel, exporter)
+        # Made while the demo's loop runs, the exporter writes on that loop: the SDK's
+        # export thread and the demo share one store.
+        exporter = StorageSpanExporter(store)
+        trace_ids = await anyio.to_thread.run_sync(_export_with_otel, exporter)
         p.line("  written by the OpenTelemetry SDK through kvstore.otel.StorageSpanExporter")
     for summary in (await store.traces.list_traces()).items:
         took = (summary.end_time or summary.start_time) - summary.start_time

@@ -12,26 +12,26 @@ Wire it like any SDK exporter, usually behind a ``BatchSpanProcessor``::
 Then read traces back with ``store.traces``.
 
 Threads and event loops. The SDK calls :meth:`StorageSpanExporter.export` from its own
-worker thread, never from the application's event loop, so the exporter blocks there:
+worker thread (a ``BatchSpanProcessor``'s), so the exporter hands each batch to the event
+loop the store runs on and waits for it there, at most ``timeout`` seconds:
 
 * Given a :class:`~kvstore.sync.SyncStorage`, it submits each batch to that store's event
   loop thread (its portal), which is safe from any thread.
-* Given an async :class:`~kvstore.storage.Storage`, it runs it on an event loop thread of
-  its own, started on the first export and stopped by :meth:`~StorageSpanExporter.shutdown`.
-  Drivers bind to the event loop they first run on, so such a Storage must be the
-  exporter's alone (made for it, e.g. with ``Storage.from_url``). To share one store with
-  the application, pass a SyncStorage.
-* Given an async Storage that the application already runs, and ``portal``, a
-  :class:`~anyio.from_thread.BlockingPortal` of the application's event loop (``async
-  with BlockingPortal() as portal:`` on that loop), it submits each batch there: the
-  application and the exporter share one Storage. The SDK must then export from another
-  thread than that loop's (``BatchSpanProcessor`` does; with ``SimpleSpanProcessor``, run
-  the traced code in a worker thread); an export on the loop's own thread would wait for
-  itself, so it is refused and reported as failed.
-
-Either way the exporter never needs the application's event loop, so shutting the tracer
-provider down from inside that loop cannot deadlock, and a batch that takes longer than
-``timeout`` is cancelled and reported as failed.
+* Given an async :class:`~kvstore.storage.Storage` while an event loop runs (made inside
+  the application, e.g. in its startup code), it exports on *that* loop: the application
+  and the exporter share one store, and a driver bound to the loop (redis-py's) works for
+  both. Each batch is scheduled on the loop thread-safely and awaited with the timeout;
+  a batch that outlasts it is cancelled. Shut the provider down (or force a flush) from
+  outside the loop, e.g. ``await anyio.to_thread.run_sync(provider.shutdown)``: called
+  on the loop's own thread, it blocks the loop that the last batch needs, which then fails
+  after ``timeout``. An export called on the loop's own thread (a ``SimpleSpanProcessor``)
+  cannot wait for the loop it runs on: it schedules the batch there and returns; a
+  failure is then logged.
+* Given an async :class:`~kvstore.storage.Storage` with no event loop running, it runs it
+  on an event loop thread of its own, started on the first export and stopped by
+  :meth:`~StorageSpanExporter.shutdown`. Drivers bind to the event loop they first run on,
+  so such a Storage must be the exporter's alone (made for it, e.g. with
+  ``Storage.from_url``).
 
 Failures never reach the application: as the OpenTelemetry specification asks of
 exporters, :meth:`~StorageSpanExporter.export` catches them, logs them with the
@@ -40,10 +40,17 @@ exporters, :meth:`~StorageSpanExporter.export` catches them, logs them with the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
+import sys
 import threading
+from concurrent.futures import Future, InvalidStateError
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
 
 from kvstore._extras import require
 from kvstore.records import Span, SpanEvent, SpanKind, SpanLink, SpanStatus, utc_now
@@ -58,8 +65,7 @@ from opentelemetry.trace import SpanKind as OtelSpanKind  # noqa: E402
 from opentelemetry.trace import StatusCode  # noqa: E402
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from concurrent.futures import Future
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
     from contextlib import AbstractContextManager
 
     from opentelemetry.sdk.trace import ReadableSpan
@@ -87,21 +93,126 @@ class _TimeoutExceededError(Exception):
     """A batch took longer than the exporter's timeout and was cancelled."""
 
 
+class _AppLoop:
+    """The application's running event loop (asyncio or trio), reachable from any thread.
+
+    :meth:`submit` schedules a coroutine function there without blocking and returns a
+    :class:`concurrent.futures.Future`; cancelling the future cancels the task.
+    """
+
+    __slots__ = ("_loop", "_token")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None, token: Any) -> None:
+        self._loop = loop
+        self._token = token
+
+    @classmethod
+    def current(cls) -> _AppLoop | None:
+        """The event loop running in this thread, or None."""
+        try:
+            return cls(asyncio.get_running_loop(), None)
+        except RuntimeError:
+            pass
+        trio = sys.modules.get("trio")
+        if trio is not None:
+            try:
+                return cls(None, trio.lowlevel.current_trio_token())
+            except RuntimeError:
+                pass
+        return None
+
+    def is_current(self) -> bool:
+        """Whether the calling thread is the loop's own (where waiting for it deadlocks)."""
+        return _AppLoop.current() == self
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _AppLoop)
+            and other._loop is self._loop
+            and other._token is self._token
+        )
+
+    def __hash__(self) -> int:
+        return hash((id(self._loop), id(self._token)))
+
+    def submit(self, func: Callable[[], Awaitable[Any]]) -> Future[Any]:
+        """Run ``func()`` on the loop, from any thread (the loop's own included).
+
+        Raises:
+            RuntimeError: the loop is closed or its run has ended.
+        """
+        if self._loop is not None:
+            coroutine = _coroutine(func)
+            try:
+                return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+            except BaseException:
+                coroutine.close()  # never scheduled (the loop is closed): not a leak
+                raise
+        return self._submit_trio(func)
+
+    def _submit_trio(self, func: Callable[[], Awaitable[Any]]) -> Future[Any]:
+        import trio
+
+        future: Future[Any] = Future()
+        scopes: list[trio.CancelScope] = []
+
+        async def runner() -> None:
+            with trio.CancelScope() as scope:
+                scopes.append(scope)
+                if future.cancelled():
+                    scope.cancel()
+                try:
+                    result = await func()
+                except Exception as exc:
+                    _settle(future, exception=exc)
+                    return
+            if scope.cancelled_caught:
+                future.cancel()
+            else:
+                _settle(future, result=result)
+
+        def spawn() -> None:
+            trio.lowlevel.spawn_system_task(runner)
+
+        def cancel(done: Future[Any]) -> None:
+            if done.cancelled():
+                with contextlib.suppress(trio.RunFinishedError):
+                    self._token.run_sync_soon(lambda: [s.cancel() for s in scopes])
+
+        self._token.run_sync_soon(spawn)  # raises RunFinishedError (a RuntimeError)
+        future.add_done_callback(cancel)
+        return future
+
+
+async def _coroutine(func: Callable[[], Awaitable[Any]]) -> Any:
+    return await func()
+
+
+def _settle(future: Future[Any], *, result: Any = None, exception: Exception | None = None) -> None:
+    """Complete ``future`` unless another thread cancelled it first."""
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
+
+
 class StorageSpanExporter(SpanExporter):
     """Exports OpenTelemetry spans to ``store.traces``.
 
     Args:
         store: Where spans go: a :class:`~kvstore.sync.SyncStorage`, or an async
-            :class:`~kvstore.storage.Storage` used by this exporter only (see the module
-            docstring).
+            :class:`~kvstore.storage.Storage`. Made while an event loop runs, the exporter
+            writes to an async Storage on that loop, so the application's own store can
+            be shared; made with no loop running, on a private loop, with a Storage of its
+            own (see the module docstring).
         timeout: Seconds one batch may take before it is cancelled and reported failed.
         owns_store: Close ``store`` in :meth:`shutdown`. Default: only a store this object
             created (:meth:`from_url`).
         backend: The event loop to run an async Storage on: ``"asyncio"`` (needed by
             RedisDriver) or ``"trio"``.
-        portal: With an async Storage the application runs: a portal of its event loop,
-            where batches are saved (see the module docstring). The portal and the store
-            stay the application's: :meth:`shutdown` closes neither.
     """
 
     def __init__(
@@ -111,28 +222,24 @@ class StorageSpanExporter(SpanExporter):
         timeout: float = 30.0,
         owns_store: bool = False,
         backend: Literal["asyncio", "trio"] = "asyncio",
-        portal: BlockingPortal | None = None,
     ) -> None:
         if not isinstance(store, SyncStorage | Storage):
             raise TypeError(f"expected a SyncStorage or a Storage, got {type(store).__name__}")
         if not timeout > 0:
             raise ValueError("timeout must be positive")
-        if portal is not None:
-            if not isinstance(store, Storage):
-                raise TypeError("portal goes with an async Storage; a SyncStorage has its own")
-            if owns_store:
-                raise ValueError("a store run on the application's portal stays its own")
         self._store = store
         self._timeout = timeout
         self._owns_store = owns_store
         self._backend = backend
         self._lock = threading.Lock()
         self._shut_down = False
+        # The application's event loop, when an async Storage is handed over while it runs.
+        self._app_loop = _AppLoop.current() if isinstance(store, Storage) else None
+        # Batches scheduled on the application's loop from its own thread, not awaited.
+        self._pending: set[Future[Any]] = set()
         # The private event loop of an async Storage, started on the first export.
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._portal: BlockingPortal | None = None
-        # The application's portal, when given: never started or stopped here.
-        self._outside_portal = portal
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 30.0, **options: Any) -> StorageSpanExporter:
@@ -167,8 +274,22 @@ class StorageSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Nothing to flush: each export is written before it returns."""
-        del timeout_millis
+        """Wait for batches scheduled on the application's loop from its own thread.
+
+        Every other export is written before it returns. On the loop's own thread there is
+        nothing to wait with: it returns whether no batch is pending.
+        """
+        with self._lock:
+            pending = list(self._pending)
+        if not pending:
+            return True
+        if self._app_loop is not None and self._app_loop.is_current():
+            return False
+        try:
+            for future in pending:
+                future.result(timeout=timeout_millis / 1000)
+        except Exception:  # a failed batch was logged when it failed
+            return False
         return True
 
     def shutdown(self, timeout_millis: int = 30_000) -> None:
@@ -188,6 +309,9 @@ class StorageSpanExporter(SpanExporter):
             if isinstance(store, SyncStorage):
                 if self._owns_store:
                     store.close()
+            elif self._app_loop is not None:
+                if self._owns_store:
+                    self._close_on_app_loop(store, self._app_loop)
             elif portal_cm is not None and portal is not None:
                 try:
                     if self._owns_store:
@@ -208,12 +332,14 @@ class StorageSpanExporter(SpanExporter):
         store = self._store
         if isinstance(store, SyncStorage):
             portal, save = store.portal, store.storage.traces.save_spans
-        elif self._outside_portal is not None:
-            # Raises RuntimeError on the portal's own loop thread instead of waiting there.
-            portal, save = self._outside_portal, store.traces.save_spans
+            future: Future[Any] = portal.start_task_soon(save, records)
+        elif self._app_loop is not None:
+            if self._app_loop.is_current():
+                self._schedule_here(store, records, self._app_loop)
+                return
+            future = self._app_loop.submit(lambda: store.traces.save_spans(records))
         else:
-            portal, save = self._private_portal(), store.traces.save_spans
-        future: Future[list[Span]] = portal.start_task_soon(save, records)
+            future = self._private_portal().start_task_soon(store.traces.save_spans, records)
         try:
             future.result(timeout=self._timeout)
         except TimeoutError:
@@ -221,6 +347,36 @@ class StorageSpanExporter(SpanExporter):
                 raise  # the save itself raised TimeoutError: report it as any failure
             future.cancel()
             raise _TimeoutExceededError from None
+
+    def _schedule_here(self, store: Storage, records: list[Span], loop: _AppLoop) -> None:
+        """Schedule a batch on the loop this thread runs, which cannot be waited for here."""
+        timeout = self._timeout
+
+        async def save() -> None:
+            with anyio.fail_after(timeout):
+                await store.traces.save_spans(records)
+
+        future = loop.submit(save)
+        with self._lock:
+            self._pending.add(future)
+
+        def done(finished: Future[Any]) -> None:
+            with self._lock:
+                self._pending.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                logger.error(
+                    "exception while exporting %d spans to kvstore",
+                    len(records),
+                    exc_info=finished.exception(),
+                )
+
+        future.add_done_callback(done)
+
+    def _close_on_app_loop(self, store: Storage, loop: _AppLoop) -> None:
+        """Close an owned store on the application's loop (its driver is bound to it)."""
+        future = loop.submit(store.aclose)
+        if not loop.is_current():
+            future.result(timeout=self._timeout)
 
     def _private_portal(self) -> BlockingPortal:
         with self._lock:
@@ -237,7 +393,8 @@ def span_to_record(span: ReadableSpan) -> Span:
     """An OpenTelemetry SDK span as a kvstore :class:`~kvstore.records.Span`.
 
     Ids become lowercase hex (32 digits for traces, 16 for spans); times keep
-    microseconds; attribute sequences become lists.
+    microseconds; attribute sequences become lists, and NaN and infinite attribute values
+    the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (as OTLP/JSON spells them).
 
     Raises:
         ValueError: the span has no span context.
@@ -297,4 +454,15 @@ def _time(nanos: int) -> datetime:
 def _attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     if not attributes:
         return {}
-    return {k: list(v) if isinstance(v, tuple | list) else v for k, v in attributes.items()}
+    return {k: _attribute(v) for k, v in attributes.items()}
+
+
+def _attribute(value: Any) -> Any:
+    """An attribute value as stored: sequences as lists, NaN and infinities as OTLP/JSON
+    spells them (``"NaN"``, ``"Infinity"``, ``"-Infinity"``), since a store refuses them
+    as numbers (JSON has no spelling for them) and one such value would lose the batch."""
+    if isinstance(value, tuple | list):
+        return [_attribute(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value

@@ -58,13 +58,17 @@ def new_id() -> str:
 
 
 class _Record(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    """Base of stored records."""
+    """Base of stored records.
+
+    msgspec applies ``kw_only`` to the fields of the class that sets it, not to those of
+    its subclasses, so every record repeats ``kw_only=True``: field order is not public API.
+    """
 
 
 # -- memory -------------------------------------------------------------------------------
 
 
-class Thread(_Record, frozen=True):
+class Thread(_Record, kw_only=True, frozen=True):
     """A conversation thread, owned by a resource (a user, an org)."""
 
     id: Id
@@ -76,7 +80,7 @@ class Thread(_Record, frozen=True):
     updated_at: UTCDateTime | None = None
 
 
-class Message(_Record, frozen=True):
+class Message(_Record, kw_only=True, frozen=True):
     """One message of a thread.
 
     ``content`` is any JSON value: a plain string, Mastra's v2 shape
@@ -94,7 +98,7 @@ class Message(_Record, frozen=True):
     metadata: dict[str, Any] = {}
 
 
-class MessagePatch(_Record, frozen=True):
+class MessagePatch(_Record, kw_only=True, frozen=True):
     """A partial update of one message: only the fields given change.
 
     ``metadata`` is merged key by key into the stored metadata.
@@ -106,7 +110,7 @@ class MessagePatch(_Record, frozen=True):
     metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
 
-class Resource(_Record, frozen=True):
+class Resource(_Record, kw_only=True, frozen=True):
     """What an agent keeps about a resource across threads: its working memory."""
 
     id: Id
@@ -116,16 +120,17 @@ class Resource(_Record, frozen=True):
     updated_at: UTCDateTime | None = None
 
 
-class Include(_Record, frozen=True):
+class Include(_Record, kw_only=True, frozen=True):
     """Ask :meth:`~kvstore.domains.memory.MemoryStore.list_messages` for a message and its
-    neighbours: ``before`` messages before it and ``after`` after it, in its own thread."""
+    neighbours: ``before`` messages before it and ``after`` after it (each at most 1000),
+    in its own thread."""
 
     message_id: Id
-    before: Annotated[int, msgspec.Meta(ge=0)] = 0
-    after: Annotated[int, msgspec.Meta(ge=0)] = 0
+    before: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0
+    after: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0
 
 
-class DateRange(_Record, frozen=True):
+class DateRange(_Record, kw_only=True, frozen=True):
     """A time window; each bound is optional and inclusive unless marked exclusive."""
 
     start: UTCDateTime | None = None
@@ -174,7 +179,7 @@ class Chunk(msgspec.Struct, Generic[T], kw_only=True, frozen=True):
 # -- workflows ------------------------------------------------------------------------------
 
 
-class WorkflowRun(_Record, frozen=True):
+class WorkflowRun(_Record, kw_only=True, frozen=True):
     """A workflow run and its latest snapshot.
 
     A run is named by ``workflow_name`` and ``run_id`` together.
@@ -196,7 +201,7 @@ class WorkflowRun(_Record, frozen=True):
     workflow_name: Id
     run_id: Id
     snapshot: Any
-    version: int
+    version: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
     created_at: UTCDateTime
     updated_at: UTCDateTime
     resource_id: Id | None = None
@@ -208,7 +213,7 @@ class WorkflowRun(_Record, frozen=True):
 # -- evals --------------------------------------------------------------------------------
 
 
-class Score(_Record, frozen=True):
+class Score(_Record, kw_only=True, frozen=True):
     """One evaluation result: the raw score and the reasoning behind it.
 
     Attributes:
@@ -253,14 +258,14 @@ class Score(_Record, frozen=True):
 # -- traces -------------------------------------------------------------------------------
 
 
-class SpanStatus(_Record, frozen=True):
+class SpanStatus(_Record, kw_only=True, frozen=True):
     """A span's outcome, as OpenTelemetry reports it."""
 
     code: Literal["unset", "ok", "error"] = "unset"
     message: str | None = None
 
 
-class SpanEvent(_Record, frozen=True):
+class SpanEvent(_Record, kw_only=True, frozen=True):
     """Something that happened at one moment during a span."""
 
     name: str
@@ -268,7 +273,7 @@ class SpanEvent(_Record, frozen=True):
     attributes: dict[str, Any] = {}
 
 
-class SpanLink(_Record, frozen=True):
+class SpanLink(_Record, kw_only=True, frozen=True):
     """A reference from a span to a span of another (or the same) trace."""
 
     trace_id: Id
@@ -276,7 +281,7 @@ class SpanLink(_Record, frozen=True):
     attributes: dict[str, Any] = {}
 
 
-class Span(_Record, frozen=True):
+class Span(_Record, kw_only=True, frozen=True):
     """One span of a trace.
 
     OpenTelemetry's ids are lowercase hex (32 digits for traces, 16 for spans), and that is
@@ -316,7 +321,7 @@ class Span(_Record, frozen=True):
     resource: dict[str, Any] = {}
 
 
-class TraceSummary(_Record, frozen=True):
+class TraceSummary(_Record, kw_only=True, frozen=True):
     """A trace as listings show it: its root span's name and scope and its time span.
 
     Attributes:

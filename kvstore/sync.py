@@ -3,16 +3,29 @@
 It is not a second implementation: it runs a :class:`~kvstore.storage.Storage` on an event
 loop in a background thread (anyio's blocking portal) and blocks on each call. Every domain
 and method of the async API is there with the same name and arguments.
+
+Types: at run time a domain is a :class:`Blocking` wrapper that forwards calls through
+``__getattr__``; for type checkers and editors it is the matching protocol
+(:class:`BlockingMemoryStore`...), generated from the async classes by
+``python -m kvstore._gen_sync`` into ``kvstore/_sync_api.py``. So ``mypy --strict`` rejects
+``store.memory.get_thred("t")`` and knows that ``store.memory.get_thread("t")`` returns a
+``Thread | None``.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, cast
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from kvstore._sync_api import (
+    BlockingEvalStore,
+    BlockingMemoryStore,
+    BlockingTraceStore,
+    BlockingWorkflowStore,
+)
 from kvstore.storage import Storage, driver_from_url
 
 if TYPE_CHECKING:
@@ -21,13 +34,17 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from kvstore.codec import FormatName
-    from kvstore.domains.evals import EvalStore
-    from kvstore.domains.memory import MemoryStore
-    from kvstore.domains.traces import TraceRetention, TraceStore
-    from kvstore.domains.workflows import WorkflowStore
+    from kvstore.domains.traces import TraceRetention
     from kvstore.drivers.base import Driver
 
-__all__ = ["Blocking", "SyncStorage"]
+__all__ = [
+    "Blocking",
+    "BlockingEvalStore",
+    "BlockingMemoryStore",
+    "BlockingTraceStore",
+    "BlockingWorkflowStore",
+    "SyncStorage",
+]
 
 D = TypeVar("D")
 
@@ -124,10 +141,13 @@ class SyncStorage:
         except BaseException:
             self._portal_cm.__exit__(None, None, None)
             raise
-        self.memory: Blocking[MemoryStore] = Blocking(self._portal, self._storage.memory)
-        self.workflows: Blocking[WorkflowStore] = Blocking(self._portal, self._storage.workflows)
-        self.evals: Blocking[EvalStore] = Blocking(self._portal, self._storage.evals)
-        self.traces: Blocking[TraceStore] = Blocking(self._portal, self._storage.traces)
+        # Typed as the generated protocols: Blocking forwards through __getattr__, which
+        # type checkers cannot follow.
+        storage, portal = self._storage, self._portal
+        self.memory = cast(BlockingMemoryStore, Blocking(portal, storage.memory))
+        self.workflows = cast(BlockingWorkflowStore, Blocking(portal, storage.workflows))
+        self.evals = cast(BlockingEvalStore, Blocking(portal, storage.evals))
+        self.traces = cast(BlockingTraceStore, Blocking(portal, storage.traces))
 
     @classmethod
     def from_url(

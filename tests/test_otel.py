@@ -280,33 +280,3 @@ def test_bad_arguments_are_refused() -> None:
         StorageSpanExporter("redis://localhost")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="timeout"):
         StorageSpanExporter(Storage(), timeout=0)
-
-
-def test_a_store_shared_with_async_code_through_its_portal() -> None:
-    """The application's own Storage, on the application's event loop: the exporter
-    saves there from the SDK's thread, and an export on the loop itself is refused at once
-    instead of waiting for itself."""
-    from anyio.from_thread import BlockingPortal
-
-    async def main() -> None:
-        async with Storage() as store, BlockingPortal() as portal:
-            exporter = StorageSpanExporter(store, portal=portal)
-            provider = _provider(exporter)
-            trace_id = await anyio.to_thread.run_sync(_run_nested_spans, provider)
-            assert await anyio.to_thread.run_sync(provider.force_flush)
-            _check_trace(await store.traces.get_trace(trace_id), trace_id)
-            assert exporter.export(_finished_spans(1)) is SpanExportResult.FAILURE
-            await anyio.to_thread.run_sync(provider.shutdown)
-            assert (await store.traces.list_traces()).total == 1  # the store is still open
-
-    anyio.run(main)
-
-
-def test_a_portal_goes_with_an_async_storage_that_stays_the_applications() -> None:
-    from anyio.from_thread import start_blocking_portal
-
-    with start_blocking_portal() as portal:
-        with pytest.raises(TypeError, match="portal"), SyncStorage() as store:
-            StorageSpanExporter(store, portal=portal)
-        with pytest.raises(ValueError, match="its own"):
-            StorageSpanExporter(Storage(), portal=portal, owns_store=True)

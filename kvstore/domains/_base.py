@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import msgspec
 
+from kvstore._checks import check_count, check_id, check_ids, check_optional_id, check_page
 from kvstore.codec import Format, FormatName, get_format
 from kvstore.domains._lua import script
 from kvstore.errors import CorruptRecordError, DriverError, ValidationError
@@ -21,7 +22,7 @@ from kvstore.keys import lex_escape, lex_time
 from kvstore.records import Chunk, Page
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from kvstore.codec import RecordCodec
     from kvstore.drivers.base import Arg, Driver, Reply
@@ -80,42 +81,6 @@ def micros(moment: datetime) -> int:
         raise ValidationError("datetimes must be timezone-aware", field="datetime")
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def check_id(value: Any, name: str) -> str:
-    """Return ``value`` if it is a usable id, else raise ValidationError naming ``name``."""
-    if not isinstance(value, str):
-        raise ValidationError(f"expected a string id, got {type(value).__name__}", field=name)
-    if not value:
-        raise ValidationError("ids must not be empty", field=name)
-    return value
-
-
-def check_ids(values: Iterable[Any], name: str) -> list[str]:
-    """A list of ids; a bare string (an iterable of characters) is refused."""
-    if isinstance(values, str | bytes):
-        raise ValidationError("expected a list of ids, not a single string", field=name)
-    return [check_id(v, name) for v in values]
-
-
-def check_optional_id(value: Any, name: str) -> str | None:
-    """Like :func:`check_id`, but None passes (meaning "not given")."""
-    return None if value is None else check_id(value, name)
-
-
-def check_page(page: int, per_page: int) -> None:
-    """Validate paging arguments."""
-    if not isinstance(page, int) or isinstance(page, bool) or page < 0:
-        raise ValidationError("expected an integer >= 0", field="page")
-    if not isinstance(per_page, int) or isinstance(per_page, bool) or not 1 <= per_page <= 1000:
-        raise ValidationError("expected an integer from 1 to 1000", field="per_page")
-
-
-def check_count(count: Any) -> int:
-    """Validate the size of an export chunk (1 to 1000, like ``per_page``)."""
-    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1000:
-        raise ValidationError("expected an integer from 1 to 1000", field="count")
-    return count
 
 
 def time_window(from_date: Any, to_date: Any) -> tuple[int | None, int | None]:

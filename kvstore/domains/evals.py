@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kvstore._checks import check_items
 from kvstore.codec import FormatName, RecordCodec, pack_fields, record_codec, validate
 from kvstore.domains import _eval_scripts as scripts
 from kvstore.domains._base import (
@@ -198,9 +199,10 @@ class EvalStore(Domain):
     ) -> list[Score]:
         """Run WRITE_SCORES: create or replace scores by id, one script per bucket;
         ``where`` names them in errors (``{}`` stands for the position)."""
-        if isinstance(scores, str | bytes):
-            raise ValidationError("expected a list of scores", field=where.format(0))
-        valid = [self._check(s, where.format(i)) for i, s in enumerate(scores)]
+        valid = [
+            self._check(s, where.format(i))
+            for i, s in enumerate(check_items(scores, where.partition("[")[0]))
+        ]
         if not valid:
             return []
         keys = await self._keys()
@@ -241,7 +243,7 @@ class EvalStore(Domain):
             b"_tr": span[0] if span else "",
             b"_sp": span[1] if span else "",
         }
-        flat = self._scores.to_fields(score)
+        flat = self._scores.fields(score, "score")
         for name, value in internal.items():
             flat += (name, (value if name == b"_c" else lex_escape(value)).encode())
         return pack_fields(flat)
@@ -269,4 +271,4 @@ def _check_pair(value: Any, name: str) -> tuple[str, str] | None:
         or not all(isinstance(v, str) and v for v in value)
     ):
         raise ValidationError("expected a pair of non-empty string ids", field=name)
-    return (value[0], value[1])
+    return (check_id(value[0], name), check_id(value[1], name))

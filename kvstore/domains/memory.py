@@ -29,11 +29,11 @@ more than 1,000 messages takes a round trip per 1,000, so no call holds the serv
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from kvstore._checks import check_items, check_metadata, check_text
 from kvstore.codec import (
     FormatName,
     RecordCodec,
@@ -71,6 +71,7 @@ from kvstore.records import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime
 
     from kvstore.drivers.base import Arg, Command, Driver, Reply
@@ -204,14 +205,14 @@ class MemoryStore(Domain):
             NotFoundError: there is no such thread.
         """
         check_id(thread_id, "thread_id")
-        if title is not None and not isinstance(title, str):
-            raise ValidationError("expected a string", field="title")
+        if title is not None:
+            check_text(title, "title")
         codec = self._threads
         fields: list[Arg] = []
         if title is not None:
             fields += (b"title", codec.encode(title))
         if metadata is not None:
-            fields += codec.merged_fields("metadata", _check_metadata(metadata))
+            fields += codec.merged_fields("metadata", check_metadata(metadata))
         now = utc_now()
         keys = await self._keys()
         bucket = keys.bucket_of(thread_id)
@@ -283,13 +284,16 @@ class MemoryStore(Domain):
         self, messages: Iterable[Message | Mapping[str, Any]], *, touch: bool
     ) -> list[Message]:
         """Run SAVE_MESSAGES; ``touch`` bumps the threads' ``updated_at`` to now."""
-        if isinstance(messages, str | bytes | Mapping):
-            raise ValidationError("expected a list of messages", field="messages")
-        valid = [validate(m, Message, where=f"messages[{i}]") for i, m in enumerate(messages)]
-        if not valid:
+        codec = self._messages
+        checked = [
+            codec.check_packed(m, f"messages[{i}]")
+            for i, m in enumerate(check_items(messages, "messages"))
+        ]
+        if not checked:
             return []
         # One message per id: a later one in the same call replaces an earlier one.
-        by_id = {m.id: m for m in valid}
+        packed_of = {m.id: p for m, p in checked}
+        by_id = {m.id: m for m, _ in checked}
         keys = await self._keys()
         codec = self._messages
         now = utc_now()
@@ -303,7 +307,7 @@ class MemoryStore(Domain):
             entry += (
                 lex_escape(message.id),
                 micros(message.created_at),
-                codec.pack(message),
+                packed_of[message.id],
             )
         for thread_id, entries in threads.items():
             thread = keys.thread(thread_id)
@@ -412,9 +416,10 @@ class MemoryStore(Domain):
             page = page or 0
             per_page = DEFAULT_MESSAGES_PER_PAGE if per_page is None else per_page
         check_page(page, per_page)
-        if isinstance(include, str | bytes | Mapping):
-            raise ValidationError("expected a list of Include", field="include")
-        includes = [validate(i, Include, where=f"include[{n}]") for n, i in enumerate(include)]
+        includes = [
+            validate(i, Include, where=f"include[{n}]")
+            for n, i in enumerate(check_items(include, "include"))
+        ]
         window = _score_window(date_range)
         keys = await self._keys()
         thread = keys.thread(thread_id)
@@ -528,9 +533,10 @@ class MemoryStore(Domain):
         Raises:
             NotFoundError: a patch names a message that does not exist; nothing is written.
         """
-        if isinstance(patches, str | bytes | Mapping):
-            raise ValidationError("expected a list of patches", field="patches")
-        valid = [validate(p, MessagePatch, where=f"patches[{i}]") for i, p in enumerate(patches)]
+        valid = [
+            validate(p, MessagePatch, where=f"patches[{i}]")
+            for i, p in enumerate(check_items(patches, "patches"))
+        ]
         if not valid:
             return []
         codec = self._messages
@@ -718,12 +724,10 @@ class MemoryStore(Domain):
         self, resources: Iterable[Resource | Mapping[str, Any]], where: str
     ) -> list[Resource]:
         """Replace resources, one script per bucket; ``where`` names them in errors."""
-        if isinstance(resources, str | bytes):
-            raise ValidationError("expected a list of resources", field=where)
         now = utc_now()
         valid = []
         plans: dict[int, tuple[Bucket, list[Arg]]] = {}
-        for i, given in enumerate(resources):
+        for i, given in enumerate(check_items(resources, where.partition("[")[0])):
             resource = validate(given, Resource, where=where.format(i))
             if resource.updated_at is None:
                 resource = msgspec.structs.replace(resource, updated_at=now)
@@ -738,7 +742,7 @@ class MemoryStore(Domain):
             updated = _newest_first_key(resource.updated_at or now)
             packed = pack_fields(
                 [
-                    *self._resources.to_fields(resource),
+                    *self._resources.fields(resource, where),
                     b"_c",
                     created.encode(),
                     b"_u",
@@ -765,19 +769,19 @@ class MemoryStore(Domain):
     ) -> Resource:
         """Set a resource's working memory and merge ``metadata``; create it when missing."""
         check_id(resource_id, "resource_id")
-        if working_memory is not None and not isinstance(working_memory, str):
-            raise ValidationError("expected a string", field="working_memory")
+        if working_memory is not None:
+            check_text(working_memory, "working_memory")
         codec = self._resources
         fields: list[Arg] = []
         if working_memory is not None:
             fields += (b"working_memory", codec.encode(working_memory))
         if metadata is not None:
-            fields += codec.merged_fields("metadata", _check_metadata(metadata))
+            fields += codec.merged_fields("metadata", check_metadata(metadata))
         now = utc_now()
         now_key = lex_time(micros(now))
         new = pack_fields(
             [
-                *codec.to_fields(Resource(id=resource_id, created_at=now, updated_at=now)),
+                *codec.fields(Resource(id=resource_id, created_at=now, updated_at=now)),
                 b"_c",
                 now_key.encode(),
             ]
@@ -904,11 +908,9 @@ class MemoryStore(Domain):
     ) -> list[Thread]:
         """Run WRITE_THREADS: create or replace threads, one script per bucket, ``updated_at``
         set to now where not given; ``where`` names them in errors (``{}``: the position)."""
-        if isinstance(threads, str | bytes):
-            raise ValidationError("expected a list of threads", field=where.format(0))
         now = utc_now()
         valid = []
-        for i, given in enumerate(threads):
+        for i, given in enumerate(check_items(threads, where.partition("[")[0])):
             thread = validate(given, Thread, where=where.format(i))
             if thread.updated_at is None:
                 thread = msgspec.structs.replace(thread, updated_at=now)
@@ -927,7 +929,7 @@ class MemoryStore(Domain):
                     lex_time(micros(thread.created_at)),
                     lex_time(micros(thread.updated_at or now)),
                     self._threads.encode(thread.updated_at or now),
-                    self._threads.pack(thread),
+                    self._threads.pack(thread, where),
                 )
             )
         await self._driver.execute(
@@ -1014,12 +1016,6 @@ class MemoryStore(Domain):
     def _message_list(self, data: bytes) -> list[Message]:
         decoded: list[Message] = self._format.decode(data, list[Message])
         return decoded
-
-
-def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
-        raise ValidationError("expected a mapping with string keys", field="metadata")
-    return dict(metadata)
 
 
 def _unescape(value: bytes) -> str:

@@ -52,12 +52,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from kvstore._checks import check_items, check_metadata, check_text
 from kvstore.codec import (
     FormatName,
     RecordCodec,
+    check_json,
     record_codec,
     unpack_fields,
-    validate,
 )
 from kvstore.domains import _trace_scripts as scripts
 from kvstore.domains._base import (
@@ -164,13 +165,16 @@ class TraceStore(Domain):
         Raises:
             ValidationError: a span is malformed; nothing is written.
         """
-        if isinstance(spans, str | bytes | Mapping):
-            raise ValidationError("expected a list of spans", field="spans")
-        valid = [validate(s, Span, where=f"spans[{i}]") for i, s in enumerate(spans)]
+        checked = [
+            self._spans.check_packed(s, f"spans[{i}]")
+            for i, s in enumerate(check_items(spans, "spans"))
+        ]
+        valid = [span for span, _ in checked]
         if not valid:
             return []
         # A span given twice in one batch: the last one counts, as it would across calls.
         latest = {(s.trace_id, s.span_id): s for s in valid}
+        packed = {(s.trace_id, s.span_id): p for s, p in checked}
         by_trace: dict[str, list[Span]] = {}
         for span in latest.values():
             by_trace.setdefault(span.trace_id, []).append(span)
@@ -189,7 +193,7 @@ class TraceStore(Domain):
                     (
                         lex_escape(span.span_id),
                         max(0, micros(span.start_time) // 1000),
-                        self._spans.pack(span),
+                        packed[(span.trace_id, span.span_id)],
                     )
                 )
         replies = await self._driver.execute(
@@ -265,8 +269,8 @@ class TraceStore(Domain):
             per_page: The page size, from 1 to 1000.
         """
         for field, value in (("name", name), ("scope", scope)):
-            if value is not None and not isinstance(value, str):
-                raise ValidationError("expected a string", field=field)
+            if value is not None:
+                check_text(value, field)
         attribute = _attribute_filter(attributes)
         low, high = time_window(from_date, to_date)
         check_page(page, per_page)
@@ -608,7 +612,8 @@ def _attribute_filter(attributes: Mapping[str, Any] | None) -> tuple[str, str] |
         raise ValidationError("expected at most one {name: value} pair", field="attributes")
     if not attributes:
         return None
-    ((key, value),) = attributes.items()
+    ((key, value),) = check_metadata(attributes, "attributes").items()
+    check_json(value, f"attributes.{key}")
     encoded = _indexed_value(value)
     if not isinstance(key, str) or len(key.encode()) > MAX_INDEXED_BYTES or encoded is None:
         raise ValidationError(

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
+from kvstore._checks import check_items, check_version
 from kvstore.codec import (
     FormatName,
     RecordCodec,
@@ -380,16 +381,17 @@ class WorkflowStore(Domain):
         Raises:
             ValidationError: a run is malformed (``runs[i]...``); nothing is written.
         """
-        if isinstance(runs, str | bytes):
-            raise ValidationError("expected a list of runs", field="runs")
-        valid = [validate(r, WorkflowRun, where=f"runs[{i}]") for i, r in enumerate(runs)]
+        valid = [
+            validate(r, WorkflowRun, where=f"runs[{i}]")
+            for i, r in enumerate(check_items(runs, "runs"))
+        ]
         if not valid:
             return []
         keys = await self._keys()
         plans: dict[int, tuple[Bucket, list[Arg]]] = {}
         for i, run in enumerate(valid):
             _check_version(run.version)
-            flat = self._runs.to_fields(run)
+            flat = self._runs.fields(run, f"runs[{i}]")
             # The version lives in the _v counter, the snapshot in run_snapshots.
             pairs = zip(flat[::2], flat[1::2], strict=True)
             fields = [x for n, v in pairs if n not in (b"version", _SNAPSHOT) for x in (n, v)]
@@ -487,10 +489,7 @@ class WorkflowStore(Domain):
         return reply
 
     def _encode(self, value: Any, field: str) -> bytes:
-        try:
-            return self._runs.encode(value)
-        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-            raise ValidationError(f"cannot be encoded: {exc}", field=field) from None
+        return self._runs.encode_value(value, field)
 
     def _decode(self, row: list[bytes | None], where: str) -> WorkflowRun:
         """A run from its packed record and its snapshot (``row``)."""
@@ -529,11 +528,4 @@ def _filter_fields(resource_id: str | None, status: str | None) -> list[bytes]:
 
 
 def _check_version(expected_version: Any) -> None:
-    if expected_version is None:
-        return
-    if (
-        not isinstance(expected_version, int)
-        or isinstance(expected_version, bool)
-        or expected_version < 0
-    ):
-        raise ValidationError("expected an integer >= 0", field="expected_version")
+    check_version(expected_version)

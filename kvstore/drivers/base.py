@@ -51,6 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self, TypeAlias
 
+from kvstore._checks import utf8
 from kvstore.errors import BatchError, CommandError
 
 if TYPE_CHECKING:
@@ -80,11 +81,13 @@ def encode_arg(value: Arg) -> bytes:
     Raises:
         TypeError: for ``bool`` or any other type, which have no single Redis spelling.
         ValueError: for NaN, which Redis refuses.
+        ValidationError: for a ``str`` holding a lone surrogate, which is not text. Drivers
+            encode every argument of a batch before sending any, so nothing is sent.
     """
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
-        return value.encode()
+        return utf8(value, "command argument")
     if isinstance(value, bool):
         raise TypeError("bool is not a Redis argument; send an int or a string")
     if isinstance(value, int):

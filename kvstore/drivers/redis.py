@@ -50,6 +50,7 @@ from kvstore.drivers._replies import (
     transaction_aborted,
 )
 from kvstore.drivers._retry import RetryPolicy
+from kvstore.drivers._urls import query_parts, unknown_parameter, url_text_is_safe
 from kvstore.drivers.base import Command, Driver, Reply, encode_arg
 from kvstore.errors import (
     CommandError,
@@ -63,6 +64,7 @@ require("redis", "redis")
 import anyio  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402 - after the friendly import check
 from redis.asyncio.cluster import RedisCluster  # noqa: E402
+from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS  # noqa: E402
 from redis.crc import key_slot  # noqa: E402
 from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
 from redis.exceptions import (  # noqa: E402
@@ -102,6 +104,7 @@ _SAFE_URL_ERROR = re.compile(
     r"Invalid value for '[^']*' in connection URL\.|Port out of range.*"
     r"|bad redis-py (?:cluster|connection) setting \(.*\)"
 )
+_KNOWN_SETTINGS = "redis-py's connection settings, such as socket_timeout=5"
 _MALFORMED_URL = (
     "malformed Redis URL (check the host, port, database number and query parameters; "
     "percent-encode a password: urllib.parse.quote(password, safe=''))"
@@ -169,6 +172,14 @@ class RedisDriver(Driver):
                 "not a Redis URL: expected redis://, rediss://, unix://, redis+cluster:// "
                 "or rediss+cluster://"
             )
+        query = url.partition("?")[2]
+        if "@" in query:
+            # A password with an unencoded '?' runs into the query.
+            raise ValueError(_MALFORMED_URL)
+        for position, (_, value) in enumerate(query_parts(query), 1):
+            if not value:
+                # redis-py would drop it silently; it may be a password pasted after '?'.
+                raise unknown_parameter("Redis", position, _KNOWN_SETTINGS, "empty")
         try:
             client: aioredis.Redis | RedisCluster
             if scheme.lower() in _CLUSTER_SCHEMES:
@@ -177,14 +188,9 @@ class RedisDriver(Driver):
                 client = aioredis.Redis.from_url(url, **kwargs)
                 _check_connection_kwargs(client)
         except ValueError as exc:
-            # urllib and int() quote what they could not parse, which is part of the
-            # password when it holds an unencoded '/', '?' or '#'; a '?' also puts the
-            # password's tail in the query, where it would be quoted as parameter names.
-            if "@" in url and (
-                "@" in url.partition("?")[2] or not _SAFE_URL_ERROR.fullmatch(str(exc))
-            ):
-                raise ValueError(_MALFORMED_URL) from None
-            raise
+            # A fresh exception, never chained: the one redis-py or urllib raised first
+            # may quote what it could not parse, a password's piece among them.
+            raise _url_error(url, str(exc)) from None
         return cls(client, owns_client=True)
 
     @property
@@ -210,7 +216,7 @@ class RedisDriver(Driver):
         wire = [[encode_arg(a) for a in c] for c in commands]
 
         async def attempt() -> list[Reply | CommandError]:
-            return await self._send(wire, atomic=atomic)
+            return await self._send(wire, atomic=atomic, idempotent=idempotent)
 
         return raise_for_errors(await self._retry.call(attempt, idempotent=idempotent))
 
@@ -230,7 +236,7 @@ class RedisDriver(Driver):
         for wire in wires:
 
             async def attempt(wire: list[list[bytes]] = wire) -> list[Reply | CommandError]:
-                return await self._send(wire, atomic=False)
+                return await self._send(wire, atomic=False, idempotent=idempotent)
 
             out.append(raise_for_errors(await self._retry.call(attempt, idempotent=idempotent)))
         return out
@@ -241,32 +247,42 @@ class RedisDriver(Driver):
 
     # -- one round trip -------------------------------------------------------------------
 
-    async def _send(self, wire: list[list[bytes]], *, atomic: bool) -> list[Reply | CommandError]:
+    async def _send(
+        self, wire: list[list[bytes]], *, atomic: bool, idempotent: bool
+    ) -> list[Reply | CommandError]:
         """One round trip (one per node on a cluster), then one more for scripts the server
         did not have; errors in place, labelled."""
-        results = await self._roundtrip(wire, atomic)
+        results = await self._roundtrip(wire, atomic, idempotent)
         missing = missing_scripts(wire, results)
         if missing:
             for scripts in self._loaded.values():
                 scripts.difference_update(wire[i][1] for i in missing)
             again = await self._roundtrip(
-                [[encode_arg(a) for a in as_eval(wire[i])] for i in missing], False
+                [[encode_arg(a) for a in as_eval(wire[i])] for i in missing], False, idempotent
             )
             for i, reply in zip(missing, again, strict=True):
                 results[i] = reply
         return label(wire, results)
 
-    async def _roundtrip(self, wire: list[list[bytes]], atomic: bool) -> list[Reply | CommandError]:
-        """Send ``wire`` and read every reply, errors in place."""
+    async def _roundtrip(
+        self, wire: list[list[bytes]], atomic: bool, idempotent: bool
+    ) -> list[Reply | CommandError]:
+        """Send ``wire`` and read every reply, errors in place.
+
+        Raises:
+            ConnectionFailedError: saying whether the request may have been applied: not
+                when no connection could be made, else it may, since it was (perhaps
+                partly) sent.
+        """
         _refuse_trio()
         if not isinstance(self._client, RedisCluster):
             pool = self._client.connection_pool
             conn = await _translate(pool.get_connection())  # type: ignore[no-untyped-call]
             try:
-                return await self._exchange(conn, wire, atomic, "")
+                return await self._exchange(conn, wire, atomic, idempotent, "")
             finally:
                 await pool.release(conn)
-        return await self._cluster_roundtrip(self._client, wire, atomic)
+        return await self._cluster_roundtrip(self._client, wire, atomic, idempotent)
 
     async def _ensure_cluster(self, cluster: RedisCluster) -> None:
         if not self._cluster_ready:
@@ -284,7 +300,7 @@ class RedisDriver(Driver):
             raise ConnectionFailedError(f"cannot reach Redis: {exc}") from exc
 
     async def _cluster_roundtrip(
-        self, cluster: RedisCluster, wire: list[list[bytes]], atomic: bool
+        self, cluster: RedisCluster, wire: list[list[bytes]], atomic: bool, idempotent: bool
     ) -> list[Reply | CommandError]:
         slots = [_slot(cmd) for cmd in wire]
         if atomic:
@@ -310,7 +326,7 @@ class RedisDriver(Driver):
                     raise ConnectionFailedError(f"cannot reach Redis: {exc}") from exc
                 try:
                     replies = await self._exchange(
-                        conn, [wire[i] for i in indexes], atomic, node.name
+                        conn, [wire[i] for i in indexes], atomic, idempotent, node.name
                     )
                 finally:
                     node.release(conn)
@@ -344,7 +360,12 @@ class RedisDriver(Driver):
         return results
 
     async def _exchange(
-        self, conn: AbstractConnection, wire: list[list[bytes]], atomic: bool, server: str
+        self,
+        conn: AbstractConnection,
+        wire: list[list[bytes]],
+        atomic: bool,
+        idempotent: bool,
+        server: str,
     ) -> list[Reply | CommandError]:
         loaded = self._loaded.setdefault(server, set())
         sources = {
@@ -355,6 +376,13 @@ class RedisDriver(Driver):
         loads = [[b"SCRIPT", b"LOAD", src] for src in sources.values()]
         framed = [*loads, [b"MULTI"], *wire, [b"EXEC"]] if atomic else [*loads, *wire]
         replies: list[Reply | CommandError] = []
+        if not conn.is_connected:
+            # Connect apart from sending, so that a failure here is known to send nothing.
+            try:
+                await conn.connect()  # type: ignore[no-untyped-call]
+            except _TRANSPORT_ERRORS as exc:
+                await conn.disconnect()
+                raise ConnectionFailedError(f"cannot reach Redis: {exc}") from exc
         try:
             await conn.send_packed_command(_pack(conn, framed))
             for _ in framed:
@@ -364,9 +392,7 @@ class RedisDriver(Driver):
                     replies.append(CommandError(_error_message(exc)))
         except _TRANSPORT_ERRORS as exc:
             await conn.disconnect()
-            raise ConnectionFailedError(
-                f"Redis request failed: {exc}; the request may have been applied"
-            ) from exc
+            raise ConnectionFailedError(_in_flight_failure(exc, idempotent)) from exc
         except BaseException:
             # A cancelled read leaves unread replies on the socket: never reuse it.
             await conn.disconnect()
@@ -377,6 +403,43 @@ class RedisDriver(Driver):
         if atomic:
             replies = _unwrap_transaction(wire, replies)
         return replies
+
+
+def _in_flight_failure(exc: BaseException, idempotent: bool) -> str:
+    """What a failure after (part of) a request was sent means: it may have been applied.
+
+    The Upstash driver says the same: a write that failed in flight may have run, and a
+    caller must not assume otherwise.
+    """
+    message = f"Redis request failed after it was sent: {exc}"
+    if not idempotent:
+        return message + (
+            "; not retried because the request is not marked idempotent, "
+            "so it may or may not have been applied"
+        )
+    return message + "; it may or may not have been applied"
+
+
+def _url_error(url: str, text: str) -> ValueError:
+    """A URL error that repeats no part of a password, or of anything in the query.
+
+    urllib and int() quote what they could not parse, which is part of the password when
+    it holds an unencoded '/', '?' or '#'; a '?' also puts the password's tail in the
+    query, where redis-py would take it for a parameter name. A secret pasted in the
+    query is refused as an unknown parameter by position, never by name.
+    """
+    query = url.partition("?")[2]
+    for position, (name, _) in enumerate(query_parts(query), 1):
+        if "@" not in query and f"'{name}'" in text and name not in URL_QUERY_ARGUMENT_PARSERS:
+            # redis-py's "unexpected keyword argument 'NAME'": an unknown parameter.
+            return unknown_parameter("Redis", position, _KNOWN_SETTINGS)
+    if (
+        "@" in query
+        or not _SAFE_URL_ERROR.fullmatch(text)
+        or not url_text_is_safe(text, query, URL_QUERY_ARGUMENT_PARSERS)
+    ):
+        return ValueError(_MALFORMED_URL)
+    return ValueError(text)
 
 
 def _cluster_from_url(scheme: str, rest: str, kwargs: dict[str, Any]) -> RedisCluster:

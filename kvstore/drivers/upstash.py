@@ -58,7 +58,7 @@ import math
 import os
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
 
@@ -73,7 +73,7 @@ from kvstore.drivers._replies import (
     transaction_aborted,
 )
 from kvstore.drivers._retry import RetryPolicy
-from kvstore.drivers._urls import shown_scheme
+from kvstore.drivers._urls import query_parts, shown_scheme, unknown_parameter
 from kvstore.drivers.base import Command, Driver, Reply, encode_arg
 from kvstore.errors import (
     BatchError,
@@ -148,6 +148,12 @@ class UpstashDriver(Driver):
     ) -> None:
         self._url = _check_rest_url(url)
         self._token = _check_token(token)
+        if _holds(self._url, self._token):
+            # The URL shows in repr() and in error messages; the token must not.
+            raise ValueError(
+                "the Upstash REST URL holds the token: pass the endpoint alone as the URL, "
+                "and the token as the token (or the password of an upstash:// URL)"
+            )
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._closed = False
@@ -504,7 +510,7 @@ def _parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
 
 def _url_options(query: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
+    for position, (name, value) in enumerate(query_parts(query), 1):
         if name == "timeout":
             options["timeout"] = None if value.lower() == "none" else _positive(value)
         elif name == "read_your_writes":
@@ -512,9 +518,9 @@ def _url_options(query: str) -> dict[str, Any]:
                 raise ValueError("read_your_writes must be true or false")
             options["read_your_writes"] = value.lower() in ("true", "1")
         else:
-            raise ValueError(
-                f"unknown Upstash URL parameter {name[:40]!r} (known: timeout, read_your_writes)"
-            )
+            # Never the name: with the token in UPSTASH_REDIS_REST_TOKEN, a token pasted
+            # after "?" is parsed as a parameter name.
+            raise unknown_parameter("Upstash", position, "timeout, read_your_writes")
     return options
 
 
@@ -526,3 +532,10 @@ def _positive(value: str) -> float:
     if not seconds > 0 or math.isinf(seconds):
         raise ValueError("timeout must be a positive number of seconds, or none")
     return seconds
+
+
+def _holds(url: str, token: str) -> bool:
+    """Whether ``url`` holds ``token`` (a real one, long enough to be told apart)."""
+    if len(token) < _MIN_SCRUBBED_TOKEN:
+        return False
+    return any(form in url for form in (token, quote(token, safe=""), quote(token)))

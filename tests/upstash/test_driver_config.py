@@ -89,7 +89,8 @@ def test_from_url_options() -> None:
         ("upstash://:t@host:port", "malformed Upstash URL"),
         ("upstash://:t@host?timeout=0", "timeout must be a positive number"),
         ("upstash://:t@host?read_your_writes=maybe", "read_your_writes must be true or false"),
-        ("upstash://:t@host?colour=blue", "unknown Upstash URL parameter 'colour'"),
+        # By position, never by name: a token pasted after '?' would be the name.
+        ("upstash://:t@host?timeout=2&colour=blue", "unknown Upstash URL parameter: the 2nd"),
     ],
 )
 def test_from_url_refuses_malformed_urls(url: str, message: str) -> None:

@@ -236,21 +236,25 @@ def _zrange(ks: Keyspace, args: list[bytes], by: By | None, reverse: bool | None
         if reverse:
             first, stop = len(zset) - stop, len(zset) - first
     else:
-        if by is By.SCORE:
-            first, stop = zset.score_span(scores)
-        else:
-            first, stop = zset.lex_span(*lex, reverse=reverse)
         # Redis steps over `offset` members and then takes `limit` (negative: all). A
         # negative offset makes it step off the end, hence nothing.
-        count = stop - first - offset
-        if offset < 0 or count <= 0:
+        if offset < 0:
             return []
-        if limit >= 0:
-            count = min(count, limit)
-        if reverse:
-            first, stop = stop - offset - count, stop - offset
+        if by is By.SCORE:
+            first, stop = zset.score_span(scores)
+            if reverse:
+                stop = max(first, stop - offset)
+            else:
+                first = min(stop, first + offset)
         else:
-            first, stop = first + offset, first + offset + count
+            first, stop = zset.lex_walk(*lex, reverse=reverse, offset=offset)
+        if stop <= first:
+            return []
+        if 0 <= limit < stop - first:
+            if reverse:
+                first = stop - limit
+            else:
+                stop = first + limit
     out: list[Reply]
     if withscores:
         out = []

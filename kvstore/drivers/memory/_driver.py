@@ -36,16 +36,19 @@ def _wall_clock_ms() -> int:
 
 def _encode(args: Sequence[Arg]) -> list[bytes]:
     # encode_arg, with the common types handled inline: this runs for every argument.
-    return [
-        arg
-        if type(arg) is bytes
-        else arg.encode()
-        if type(arg) is str
-        else b"%d" % arg
-        if type(arg) is int
-        else encode_arg(arg)
-        for arg in args
-    ]
+    try:
+        return [
+            arg
+            if type(arg) is bytes
+            else arg.encode()
+            if type(arg) is str
+            else b"%d" % arg
+            if type(arg) is int
+            else encode_arg(arg)
+            for arg in args
+        ]
+    except UnicodeEncodeError:  # a lone surrogate: encode_arg raises the ValidationError
+        return [encode_arg(arg) for arg in args]
 
 
 def _display_name(name: object) -> str:

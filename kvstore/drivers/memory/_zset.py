@@ -210,6 +210,36 @@ class ZSet:
         start = order.bisect_left(low)
         return start, max(start, order.bisect_left(high))
 
+    def lex_walk(
+        self, low: LexBound, high: LexBound, *, reverse: bool, offset: int
+    ) -> tuple[int, int]:
+        """The positions ``[start, stop)`` a BYLEX query returns after ``LIMIT offset``.
+
+        Redis steps over ``offset`` members from the first one in range without checking
+        them, then takes members while they are within the far bound. With one score that
+        is the span shifted by ``offset``; with mixed scores (see :meth:`lex_span`) the step
+        may leave the span and land on members in range again, which Redis then returns.
+        """
+        first, stop = self.lex_span(low, high, reverse=reverse)
+        order = self.order
+        size = len(order)
+        if first == stop or stop - first > offset or order.key_at(0)[:8] == order.key_at(-1)[:8]:
+            if reverse:
+                return first, max(first, stop - offset)
+            return min(stop, first + offset), stop
+        members = order.values(0, size)
+        if reverse:
+            at = stop - 1 - offset
+            begin = at
+            while begin >= 0 and _gte_min(members[begin], low):
+                begin -= 1
+            return (begin + 1, at + 1) if at >= 0 else (0, 0)
+        at = first + offset
+        end = at
+        while end < size and _lte_max(members[end], high):
+            end += 1
+        return (at, end) if at < size else (0, 0)
+
     def lex_span(self, low: LexBound, high: LexBound, *, reverse: bool) -> tuple[int, int]:
         """The positions ``[start, stop)`` of the members in the lexicographic range.
 
