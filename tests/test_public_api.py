@@ -59,6 +59,7 @@ def test_the_issue_signatures_accept_their_positional_arguments() -> None:
             assert ([t.id for t in page.items], page.per_page) == (["t1"], 10)
             resource = await memory.update_resource("r1", "notes", {"tz": "UTC"})
             assert (resource.working_memory, resource.metadata) == ("notes", {"tz": "UTC"})
-            assert store.keys.namespace == "positional"
+            assert store.namespace == "positional"
+            assert (await store.keys()).namespace == "positional"
 
     anyio.run(main)

@@ -168,7 +168,7 @@ async def export_jsonl(
         format=FORMAT_NAME,
         version=FORMAT_VERSION,
         kvstore=kvstore.__version__,
-        namespace=store.keys.namespace,
+        namespace=store.namespace,
         codec=store.codec,
         exported_at=utc_now(),
     )
