@@ -65,10 +65,10 @@ async def test_workflow_calls_cost_is_flat(
                 lambda: wf.get_run("run-1"),
                 lambda: wf.get_run("run-1", "wf1"),
                 lambda: wf.persist_snapshot("wf1", "run-1", {"step": "again"}),
-                lambda: wf.persist_snapshot("wf1", f"new-{stored}", {"step": 0}),
-                lambda: wf.update_run("wf1", f"new-{stored}", status="done"),
-                lambda: wf.update_run("wf1", f"new-{stored}", status="done"),
-                lambda: wf.delete_run("wf1", f"new-{stored}"),
+                lambda r=f"new-{stored}": wf.persist_snapshot("wf1", r, {"step": 0}),
+                lambda r=f"new-{stored}": wf.update_run("wf1", r, status="done"),
+                lambda r=f"new-{stored}": wf.update_run("wf1", r, status="done"),
+                lambda r=f"new-{stored}": wf.delete_run("wf1", r),
                 lambda: wf.export_runs(count=50),
             )
         )
@@ -118,9 +118,9 @@ async def test_eval_calls_cost_is_flat(redis_store: Storage, count_commands: Cou
                 lambda: evals.list_scores(run_id="run-3", per_page=5),
                 lambda: evals.list_scores(span=("trace-3", "span"), per_page=5),
                 lambda: evals.get_score("trace-3"),
-                lambda: evals.save_score(new),
-                lambda: evals.save_score(new),
-                lambda: evals.delete_score(new.id),
+                lambda new=new: evals.save_score(new),
+                lambda new=new: evals.save_score(new),
+                lambda new=new: evals.delete_score(new.id),
                 lambda: evals.export_scores(count=50),
             )
         )
@@ -171,8 +171,8 @@ async def test_trace_calls_cost_is_flat(
                 ),
                 lambda: traces.list_traces(from_date=T0, to_date=T0 + timedelta(days=1)),
                 lambda: traces.get_trace("t3"),
-                lambda: traces.save_spans(_trace(f"new-{stored}", T0, 10)),
-                lambda: traces.delete_traces([f"new-{stored}"]),
+                lambda t=f"new-{stored}": traces.save_spans(_trace(t, T0, 10)),
+                lambda t=f"new-{stored}": traces.delete_traces([t]),
             )
         )
     assert costs[0] == costs[1]
