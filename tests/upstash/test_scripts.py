@@ -1,7 +1,8 @@
 """Scripts through the REST protocol: EVALSHA first, EVAL with the source on NOSCRIPT.
 
-On the memory backing these wait for MemoryDriver to answer EVALSHA/EVAL for registered
-scripts (by running their Python twins); on Redis they run the Lua.
+The memory backing runs the same Lua as Redis (in its embedded Lua 5.1), and knows the
+scripts registered in its process without a ``SCRIPT LOAD``; on Redis they are loaded by
+the first ``EVAL``.
 """
 
 from __future__ import annotations
@@ -9,17 +10,12 @@ from __future__ import annotations
 import pytest
 import redis
 
-from kvstore.drivers.base import Reply, Script, ScriptCall
+from kvstore.drivers.base import Script
 from kvstore.drivers.upstash import UpstashDriver
 from kvstore.errors import CommandError
 from kvstore.upstash_server import UpstashServer
 
 pytestmark = pytest.mark.anyio
-
-
-def _append_twin(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    stream_id = call("XADD", keys[0], b"*", b"body", args[0])
-    return [call("XLEN", keys[0]), 1 if stream_id else 0]
 
 
 APPEND = Script(
@@ -28,19 +24,12 @@ APPEND = Script(
     local id = redis.call('XADD', KEYS[1], '*', 'body', ARGV[1])
     return {redis.call('XLEN', KEYS[1]), id and 1 or 0}
     """,
-    _append_twin,
 )
-
-
-def _wrongtype_twin(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    call("SET", keys[0], b"text")
-    return call("HGET", keys[0], b"f")
 
 
 WRONGTYPE = Script(
     "scripts-wrongtype",
     "redis.call('SET', KEYS[1], 'text') return redis.call('HGET', KEYS[1], 'f')",
-    _wrongtype_twin,
 )
 
 
