@@ -90,7 +90,10 @@ def script(ks: Keyspace, args: list[bytes]) -> Reply:
         return _load(ks, args[1]).encode()
     if sub == b"EXISTS":
         return [
-            int(engine.known(a.decode(errors="replace")) or bool(registered_script(a.decode(errors="replace"))))
+            int(
+                engine.known(a.decode(errors="replace"))
+                or bool(registered_script(a.decode(errors="replace")))
+            )
             for a in args[1:]
         ]
     if len(args) > 2 or (len(args) == 2 and args[1].upper() not in (b"SYNC", b"ASYNC")):

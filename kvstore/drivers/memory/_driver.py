@@ -284,7 +284,9 @@ class MemoryDriver(Driver):
                 "ERR Unknown Redis command called from script", command=_display_name(command[0])
             )
         if impl.name in _NOT_FROM_SCRIPTS:
-            raise CommandError("ERR This Redis command is not allowed from script", command=impl.name)
+            raise CommandError(
+                "ERR This Redis command is not allowed from script", command=impl.name
+            )
         if not impl.accepts(len(args)):
             raise CommandError(
                 "ERR Wrong number of args calling Redis command from script", command=impl.name
