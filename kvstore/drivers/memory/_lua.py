@@ -484,7 +484,7 @@ class LuaEngine:
                 raise CommandError(_flat(error.decode("utf-8", errors="replace")))
             status = rawget(value, b"ok")
             if type(status) is bytes:
-                return status  # type: ignore[no-any-return]
+                return status
             out: list[Reply] = []
             index = 1
             while (item := rawget(value, index)) is not None:
