@@ -34,7 +34,8 @@ Known differences: ``redis.call`` and ``redis.pcall`` are Python callables (``ty
 ``userdata``, and an error caught by ``xpcall`` is one too); an error raised by the
 sandbox's own Lua helpers (``rawset`` or ``setmetatable`` on a read-only table, a bad
 ``math.random`` argument) names the line of the script only if the helper was not
-tail-called; a script may touch only the keys it declares (see ``_driver``).
+tail-called; ``-0.0`` reaches a command as ``0`` (lupa hands integral numbers to Python as
+integers); a script may touch only the keys it declares (see ``_driver``).
 """
 
 from __future__ import annotations
