@@ -214,7 +214,7 @@ async def test_a_state_saved_with_layout_1_positions_is_refused_then_replaced(
     state.path.write_bytes(
         msgspec.json.encode({"migrations": {state.key: old, "other": state.new_state()}})
     )
-    with pytest.raises(ValueError, match="another kvstore version.*cannot be resumed"):
+    with pytest.raises(ValueError, match=r"another kvstore version.*cannot be resumed"):
         state.load()
     with pytest.raises(ValueError, match="cannot be resumed"):
         await migrate(source, Storage(), checkpoint=state)
