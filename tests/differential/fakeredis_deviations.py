@@ -292,9 +292,9 @@ FAKEREDIS_DEVIATIONS = [
         _either_failed,
     ),
     Deviation(
-        "BYLEX and ZLEXCOUNT on a sorted set whose scores differ (unspecified by Redis's documentation, "
-        "but a fixed listpack walk in Redis for small sets, mirrored by MemoryDriver): "
-        "fakeredis filters by member instead",
+        "BYLEX and ZLEXCOUNT on a sorted set whose scores differ (unspecified by Redis's "
+        "documentation, but a fixed listpack walk in Redis for small sets, mirrored by "
+        "MemoryDriver): fakeredis filters by member instead",
         _bylex_on_mixed_scores,
         lambda memory, fakeredis: True,
     ),
