@@ -81,6 +81,28 @@ async def test_script_commands_reply_as_on_redis(redis: Driver) -> None:
         assert await _outcomes(memory, [command]) == await _outcomes(redis, [command]), command
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    "refused",
+    [("SCRIPT", "NOPE"), ("SCRIPT", "LOAD", "return 1", "x"), ("SCRIPT", "FLUSH", "x", "y")],
+)
+async def test_script_subcommands_in_a_transaction_fail_as_on_redis(
+    redis: Driver, refused: tuple[object, ...]
+) -> None:
+    # An unknown subcommand or a subcommand's wrong arity is refused at queue time, which
+    # aborts the whole transaction; a bad option fails when it runs.
+    batch = [("SET", K1, "v"), refused, ("EVAL", "return 1", 0)]
+    outcomes = []
+    for driver in (MemoryDriver(), redis):
+        try:
+            outcomes.append(("ok", await driver.execute(batch, atomic=True)))  # type: ignore[arg-type]
+        except BatchError as exc:
+            results = [r.message if isinstance(r, Exception) else r for r in exc.results]
+            outcomes.append((type(exc).__name__, results))
+        outcomes.append(await driver.execute([("EXISTS", K1)]))
+    assert outcomes[:2] == outcomes[2:]
+
+
 # Each program runs with KEYS = {K1, K2}, ARGV = {"a1", "a2"}, K1 holding "text".
 PROGRAMS = [
     # Lua -> Redis conversions

@@ -82,17 +82,25 @@ def eval_(ks: Keyspace, args: list[bytes]) -> Reply:
 _SCRIPT_ARITY = {b"LOAD": 3, b"EXISTS": -3, b"FLUSH": -2}
 
 
-def script(ks: Keyspace, args: list[bytes]) -> Reply:
+def subcommand_error(args: list[bytes]) -> str | None:
+    """Why Redis refuses ``SCRIPT args`` before running it (an unknown subcommand or a
+    subcommand's wrong arity), which inside ``MULTI`` aborts the transaction; else None."""
     sub = args[0].upper()
     arity = _SCRIPT_ARITY.get(sub)
     if arity is None:
         name = args[0].decode(errors="replace")
-        raise ReplyError(f"ERR unknown subcommand '{name}'. Try SCRIPT HELP.")
+        return f"ERR unknown subcommand '{name}'. Try SCRIPT HELP."
     argc = len(args) + 1
     if argc != arity if arity > 0 else argc < -arity:
-        raise ReplyError(
-            f"ERR wrong number of arguments for 'script|{sub.decode().lower()}' command"
-        )
+        return f"ERR wrong number of arguments for 'script|{sub.decode().lower()}' command"
+    return None
+
+
+def script(ks: Keyspace, args: list[bytes]) -> Reply:
+    refused = subcommand_error(args)
+    if refused is not None:
+        raise ReplyError(refused)
+    sub = args[0].upper()
     engine = _engine(ks)
     if sub == b"LOAD":
         return _load(ks, args[1]).encode()
