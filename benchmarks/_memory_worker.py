@@ -135,7 +135,7 @@ class _Worker:
         if LuaEngine is not None:
             timers.wrap(LuaEngine, "run", "lua")
             timers.wrap(LuaEngine, "_to_reply", "reply")
-            timers.wrap(LuaEngine, "_bridge", "bridge")
+            timers.wrap(LuaEngine, "_command", "bridge")
             timers.wrap(MemoryDriver, "_script_call", "commands")
         try:
             store = await self._new_store()  # made after wrapping: the bridge is bound then

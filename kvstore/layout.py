@@ -44,6 +44,13 @@ class LayoutRecord(msgspec.Struct, kw_only=True, frozen=True):
 _decode = msgspec.json.Decoder(LayoutRecord).decode
 
 
+def _decode_or_none(raw: object) -> LayoutRecord | None:
+    try:
+        return _decode(raw)  # type: ignore[arg-type]
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+        return None
+
+
 def _layout1_keys(namespace: str) -> list[str]:
     """Index keys that every namespace with layout-1 data had (all in one slot)."""
     root = "{" + namespace + "}:"
@@ -94,22 +101,28 @@ class StoreLayout:
         mine = LayoutRecord(layout=LAYOUT_VERSION, buckets=buckets, codec=self._codec)
         probe = Keys(self.namespace, 1)
         old = _layout1_keys(self.namespace)
+        # Idempotent: run again after a lost reply, SET NX GET finds the record the first
+        # run wrote, which is this store's own, and EXISTS writes nothing. So the first call
+        # of a store is retried on a transient fault, as its reads are.
         stored, layout1 = await self._driver.execute(
             [
                 ("SET", probe.layout, msgspec.json.encode(mine), "NX", "GET"),
                 ("EXISTS", *old),
-            ]
+            ],
+            idempotent=True,
         )
-        if stored is None:
-            if layout1:
-                # This call recorded layout 2 over layout-1 data: take the record back.
+        if layout1:
+            if stored is None or _decode_or_none(stored) == mine:
+                # This call (or its first attempt, whose reply was lost) recorded layout 2
+                # over layout-1 data: take the record back.
                 await self._driver.execute([("DEL", probe.layout)])
-                raise LayoutError(
-                    f"namespace {self.namespace!r} holds data of key layout 1; this kvstore "
-                    f"reads layout {LAYOUT_VERSION} only: export it with the kvstore that "
-                    "wrote it and import it here (see the README's migration section)",
-                    found={"layout": 1},
-                )
+            raise LayoutError(
+                f"namespace {self.namespace!r} holds data of key layout 1; this kvstore "
+                f"reads layout {LAYOUT_VERSION} only: export it with the kvstore that "
+                "wrote it and import it here (see the README's migration section)",
+                found={"layout": 1},
+            )
+        if stored is None:
             return Keys(self.namespace, buckets)
         try:
             found = _decode(stored)  # type: ignore[arg-type]

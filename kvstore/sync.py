@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from kvstore.codec import FormatName
     from kvstore.domains.traces import TraceRetention
     from kvstore.drivers.base import Driver
+    from kvstore.keys import Keys
 
 __all__ = [
     "Blocking",
@@ -100,6 +101,7 @@ class SyncStorage:
             ``"trio"``.
         owns_driver: As for :class:`Storage`.
         trace_retention: As for :class:`Storage`.
+        buckets: As for :class:`Storage`.
     """
 
     __slots__ = (
@@ -122,6 +124,7 @@ class SyncStorage:
         backend: Literal["asyncio", "trio"] = "asyncio",
         owns_driver: bool | None = None,
         trace_retention: TraceRetention | None = None,
+        buckets: int | None = None,
     ) -> None:
         self._closed = False
         self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal(backend)
@@ -136,6 +139,7 @@ class SyncStorage:
                     codec=codec,
                     owns_driver=owns_driver,
                     trace_retention=trace_retention,
+                    buckets=buckets,
                 )
             )
         except BaseException:
@@ -158,6 +162,7 @@ class SyncStorage:
         codec: FormatName = "json",
         backend: Literal["asyncio", "trio"] = "asyncio",
         trace_retention: TraceRetention | None = None,
+        buckets: int | None = None,
         **options: Any,
     ) -> SyncStorage:
         """A blocking store on the backend ``url`` names; it owns and closes the driver."""
@@ -168,12 +173,22 @@ class SyncStorage:
             backend=backend,
             owns_driver=True,
             trace_retention=trace_retention,
+            buckets=buckets,
         )
 
     @property
     def storage(self) -> Storage:
         """The async :class:`Storage` this object drives."""
         return self._storage
+
+    @property
+    def namespace(self) -> str:
+        """The namespace, as for :class:`Storage`."""
+        return self._storage.namespace
+
+    def keys(self) -> Keys:
+        """The namespace's keys, after checking the store's layout (see :meth:`Storage.keys`)."""
+        return self._portal.call(self._storage.keys)
 
     @property
     def portal(self) -> BlockingPortal:

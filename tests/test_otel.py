@@ -25,7 +25,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from kvstore import Span, Storage, SyncStorage
 from kvstore.drivers import Driver, MemoryDriver
-from kvstore.drivers.base import Arg, Command, Reply, Script
+from kvstore.drivers.base import Command, Reply
 from kvstore.drivers.redis import RedisDriver
 from kvstore.errors import ConnectionFailedError
 from kvstore.otel import StorageSpanExporter, span_to_record
@@ -157,37 +157,23 @@ def test_batch_processor_to_async_storage(reader: tuple[SyncStorage, Driver]) ->
 
 
 class _BrokenDriver(Driver):
-    """Every request fails as if the server were unreachable."""
+    """Every request fails as if the server were unreachable (scripts travel through
+    ``execute`` too, and so does the layout check of a store's first call)."""
 
     async def execute(
         self, commands: Sequence[Command], *, atomic: bool = False, idempotent: bool = False
     ) -> list[Reply]:
         raise ConnectionFailedError("connection refused")
 
-    async def run(
-        self,
-        script: Script,
-        keys: Sequence[Arg],
-        args: Sequence[Arg] = (),
-        *,
-        idempotent: bool = False,
-    ) -> Reply:
-        raise ConnectionFailedError("connection refused")
 
-
-class _HangingDriver(_BrokenDriver):
+class _HangingDriver(Driver):
     """Every request waits forever; ``waiting`` counts the requests still waiting."""
 
     waiting = 0
 
-    async def run(
-        self,
-        script: Script,
-        keys: Sequence[Arg],
-        args: Sequence[Arg] = (),
-        *,
-        idempotent: bool = False,
-    ) -> Reply:
+    async def execute(
+        self, commands: Sequence[Command], *, atomic: bool = False, idempotent: bool = False
+    ) -> list[Reply]:
         self.waiting += 1
         try:
             await anyio.sleep_forever()

@@ -67,6 +67,7 @@ def test_the_issue_signatures_accept_their_positional_arguments() -> None:
             resources = await memory.list_resources(0, 10)
             assert ([r.id for r in resources.items], resources.per_page) == (["r1"], 10)
             assert (resource.working_memory, resource.metadata) == ("notes", {"tz": "UTC"})
-            assert store.keys.namespace == "positional"
+            assert store.namespace == "positional"
+            assert (await store.keys()).namespace == "positional"
 
     anyio.run(main)

@@ -33,9 +33,18 @@ def test_every_domain_and_method_is_there() -> None:
 
 def test_storage_domains_are_all_wrapped() -> None:
     store = Storage()
-    attributes = {n for n in Storage.__slots__ if not n.startswith("_") and n != "keys"}
+    attributes = {n for n in Storage.__slots__ if not n.startswith("_") and n != "namespace"}
     assert attributes == set(DOMAINS)
     del store
+
+
+def test_namespace_keys_and_buckets_are_the_storage_s() -> None:
+    with SyncStorage(namespace="sync-ns", buckets=4) as store:
+        assert store.namespace == store.storage.namespace == "sync-ns"
+        keys = store.keys()
+        assert (keys.namespace, keys.buckets) == ("sync-ns", 4)
+        store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+        assert keys.bucket_of("t1") is keys.thread("t1").bucket
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

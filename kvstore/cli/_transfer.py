@@ -203,7 +203,8 @@ def migrate_command(
 
     async def main() -> None:
         try:
-            saved = checkpoint.load()
+            # With --restart the saved state is not read: it may be of another version.
+            saved = None if restart else checkpoint.load()
         except ValueError as exc:
             raise CLIError(f"{exc} (use --restart to start over)") from None
         async with open_store(source, namespace) as src, open_store(destination, namespace) as dst:

@@ -242,8 +242,8 @@ class UpstashDriver(Driver):
             results = results[len(loads) :]
             missing = missing_scripts(commands, results)
             if missing:
-                # The server lost its scripts since: send their source.
-                self._loaded.difference_update(str(commands[i][1]) for i in missing)
+                # The server lost its scripts since: send their source (EVAL caches it
+                # again, so later batches send EVALSHA alone).
                 again = _json_body([as_eval(commands[i]) for i in missing])
                 replies = await self._roundtrip(
                     "/pipeline", again, len(missing), idempotent=idempotent

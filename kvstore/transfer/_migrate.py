@@ -75,8 +75,13 @@ class MigrationState(msgspec.Struct, kw_only=True):
     updated_at: datetime | None = None
 
 
+#: The state file's version: 2 since key layout 2, whose walk positions differ from layout
+#: 1's (a bucket and a rank), so a state saved by an older kvstore cannot be resumed.
+STATE_VERSION = 2
+
+
 class _StateFile(msgspec.Struct, kw_only=True):
-    version: int = 1
+    version: int = 1  # files of version 1 did not always say so
     migrations: dict[str, MigrationState] = {}
 
 
@@ -122,10 +127,19 @@ class Checkpoint:
         """The saved state of this migration, or None when it has none.
 
         Raises:
-            ValueError: the state file exists but cannot be read as one.
+            ValueError: the state file exists but cannot be read as one, or holds this
+                migration's state as saved by a kvstore of another state version.
             PersistenceError: the state file cannot be read (an ``OSError``, its cause).
         """
-        return self._read().migrations.get(self.key)
+        data = self._read()
+        state = data.migrations.get(self.key)
+        if state is not None and data.version != STATE_VERSION:
+            raise ValueError(
+                f"the migration state in {self.path} was saved by another kvstore version "
+                f"(state version {data.version}, this one reads {STATE_VERSION}: the walk "
+                "positions of key layout 2 differ); it cannot be resumed"
+            )
+        return state
 
     def new_state(self) -> MigrationState:
         """A fresh state for this migration (not saved)."""
@@ -141,6 +155,9 @@ class Checkpoint:
         """
         state.updated_at = utc_now()
         data = self._read()
+        if data.version != STATE_VERSION:
+            # Positions of another version cannot be resumed by anyone: start a new file.
+            data = _StateFile(version=STATE_VERSION)
         data.migrations[self.key] = state
         self._write(data)
 
@@ -165,7 +182,7 @@ class Checkpoint:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return _StateFile()
+            return _StateFile(version=STATE_VERSION)
         except OSError as exc:
             raise self._cannot("read", exc) from exc
         try:

@@ -18,7 +18,7 @@ import pytest
 
 from kvstore import Storage
 from kvstore.drivers import MemoryDriver
-from kvstore.transfer import KIND_NAMES, digest_records, migrate
+from kvstore.transfer import KIND_NAMES, Checkpoint, digest_records, migrate
 from tests.conftest import flush_db, redis_url_for_db
 from tests.transfer.conftest import TRANSFER_DB, TRANSFER_UPSTASH_DB
 from tests.transfer.dataset import fill, snapshot
@@ -284,6 +284,19 @@ def test_user_errors_are_one_line_without_a_traceback(
     tmp_path: Path, args: list[str], stdin: bytes | None, code: int, text: str
 ) -> None:
     assert_one_line_error(kv(*args, cwd=tmp_path, stdin=stdin), code, text)
+
+
+def test_a_state_file_of_layout_1_needs_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    source, destination = "memory://src.aof", "memory://dst.aof"
+    key = Checkpoint(state, source, destination, "kv").key
+    old = {"source": source, "destination": destination, "kind": "threads", "position": ["9"]}
+    state.write_text(json.dumps({"migrations": {key: old}}))
+    args = ["migrate", source, destination, "--state", str(state)]
+    assert_one_line_error(kv(*args, cwd=tmp_path), 1, "use --restart to start over")
+    restarted = kv(*args, "--restart", cwd=tmp_path)
+    assert restarted.returncode == 0, restarted.stderr
+    assert not state.exists()
 
 
 def test_a_file_in_the_way_of_the_default_store_is_a_one_line_error(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """The memory domain's cost on a real server: commands per call do not grow with the data.
 
-Each call must run at most ``page size + 5`` commands, counting those inside scripts, and
-the same number whether 10 or a few thousand records are stored; ``include`` adds what its
-neighbours cost, also independent of the size of the threads.
+Counts include the commands scripts run and the ``EVALSHA`` itself, on warm calls (see
+``conftest``). Every call is measured with a few and with a few thousand records stored,
+and must cost the same; the expected figures are layout 2's (one bucket, as on a single
+server): a listing is one script that reads its page with one ``ZRANGE`` and the records
+with one ``HMGET`` per hash they live in, so it costs the same whatever the page size too.
 """
 
 from __future__ import annotations
@@ -11,10 +13,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from kvstore import DateRange, Include, Message, Storage, Thread
+from kvstore import DateRange, Include, Message, Resource, Storage, Thread
 from tests.cost.conftest import CountCommands
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+SIZES = (25, 2_000)
+
+#: EVALSHA, ZLEXCOUNT (the total), ZLEXCOUNT (the rank the prefix starts at), ZRANGE (the
+#: page), HMGET (the page's records), HMGET (the threads' activity).
+LISTING = 6
 
 
 async def _fill_threads(store: Storage, resource_id: str, upto: int) -> None:
@@ -36,60 +44,122 @@ async def _fill_messages(store: Storage, thread_id: str, upto: int) -> None:
 async def test_list_threads_cost_is_flat(
     redis_store: Storage, count_commands: CountCommands
 ) -> None:
+    memory = redis_store.memory
     costs = []
-    for stored in (25, 2_000):
+    for stored in SIZES:
         await _fill_threads(redis_store, "alice", stored)
-        costs.append(await count_commands(redis_store.memory.list_threads("alice", per_page=20)))
-    assert costs[0] == costs[1] <= 20 + 5
+        costs.append(
+            (
+                await count_commands(memory.list_threads("alice", per_page=20)),
+                await count_commands(memory.list_threads("alice", page=3, per_page=5)),
+                await count_commands(memory.list_threads("alice", order_by="updated_at")),
+                await count_commands(memory.export_threads(count=50)),
+            )
+        )
+    assert costs[0] == costs[1]
+    # An export chunk adds one ZLEXCOUNT per bucket for the walk's total.
+    assert costs[0] == (LISTING, LISTING, LISTING, LISTING + 1)
 
 
 async def test_last_messages_cost_is_flat(
     redis_store: Storage, count_commands: CountCommands
 ) -> None:
-    await redis_store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+    memory = redis_store.memory
+    await memory.save_thread(Thread(id="t1", resource_id="alice"))
+    window = DateRange(start=datetime(2000, 1, 1, tzinfo=UTC))
     costs = []
-    for stored in (25, 3_000):
+    for stored in SIZES:
         await _fill_messages(redis_store, "t1", stored)
-        costs.append(await count_commands(redis_store.memory.list_messages("t1", last=20)))
         costs.append(
-            await count_commands(redis_store.memory.list_messages("t1", page=3, per_page=5))
+            (
+                await count_commands(memory.list_messages("t1", last=20)),
+                await count_commands(memory.list_messages("t1", page=3, per_page=5)),
+                await count_commands(memory.list_messages("t1", last=20, date_range=window)),
+                await count_commands(memory.export_messages("t1", count=100)),
+            )
         )
-    assert costs[0] == costs[2] <= 20 + 5
-    assert costs[1] == costs[3] <= 5 + 5
+    assert costs[0] == costs[1]
+    # No script: ZCARD (or ZCOUNT in a window) and one ZRANGE of the records themselves.
+    assert costs[0] == (2, 2, 2, 2)
 
 
 async def test_single_record_calls_cost_a_constant(
     redis_store: Storage, count_commands: CountCommands
 ) -> None:
-    await redis_store.memory.save_thread(Thread(id="t1", resource_id="alice"))
-    await _fill_messages(redis_store, "t1", 1_000)
-    assert await count_commands(redis_store.memory.get_thread("t1")) == 1
-    await redis_store.memory.update_thread("t1", title="loads the script")
-    assert await count_commands(redis_store.memory.update_thread("t1", title="x")) <= 5
-    two = [Message(id=f"new{i}", thread_id="t1", role="user", content="hi") for i in range(2)]
-    assert await count_commands(redis_store.memory.save_messages(two)) <= 2 * 5 + 5
-    assert await count_commands(redis_store.memory.get_messages(["new0", "new1"])) == 2
+    memory = redis_store.memory
+    await memory.save_thread(Thread(id="t1", resource_id="alice"))
+    costs = []
+    for n, stored in enumerate(SIZES):
+        await _fill_messages(redis_store, "t1", stored)
+        two = [Message(id=f"new{n}-{i}", thread_id="t1", role="user", content="hi") for i in (0, 1)]
+        ids = [m.id for m in two]
+        thread = Thread(id=f"moved{n}", resource_id="carol")
+        costs.append(
+            {
+                "get_thread": await count_commands(memory.get_thread("t1")),
+                "update_thread": await count_commands(memory.update_thread("t1", title=f"{n}")),
+                "save_messages": await count_commands(memory.save_messages(two)),
+                "save_messages again": await count_commands(memory.save_messages(two)),
+                "get_messages": await count_commands(memory.get_messages(ids)),
+                "update_messages": await count_commands(
+                    memory.update_messages([{"id": ids[0], "content": "edited"}])
+                ),
+                "delete_messages": await count_commands(memory.delete_messages(ids)),
+                "save_thread": await count_commands(memory.save_thread(thread)),
+                "save_thread again": await count_commands(memory.save_thread(thread)),
+                "delete_thread": await count_commands(memory.delete_thread(thread.id)),
+                "save_resource": await count_commands(
+                    memory.save_resource(Resource(id=f"r{n}", working_memory="w"))
+                ),
+                "update_resource": await count_commands(
+                    memory.update_resource(f"r{n}", working_memory="z")
+                ),
+                "get_resource": await count_commands(memory.get_resource(f"r{n}")),
+            }
+        )
+    assert costs[0] == costs[1]
+    assert costs[0] == {
+        "get_thread": 2,  # HGET of the record and of the activity
+        "update_thread": 7,
+        "save_messages": 8,
+        "save_messages again": 12,  # each message's old member is found and replaced
+        "get_messages": 3,  # HMGET of the pointers, then one ZRANGE per message
+        "update_messages": 9,
+        "delete_messages": 14,
+        "save_thread": 5,
+        "save_thread again": 6,
+        "delete_thread": 7,
+        "save_resource": 4,
+        "update_resource": 5,
+        "get_resource": 1,
+    }
 
 
 async def test_include_and_date_range_cost_what_they_return(
     redis_store: Storage, count_commands: CountCommands
 ) -> None:
-    """``per_page + 3`` (one more with a date range), plus ``4 + before + after`` at most
-    per include, whatever the size of the threads."""
+    """An include adds one HMGET of the pointers to the page's batch, then one script that
+    reads the neighbours, whatever the size of the threads and of ``before``/``after``."""
     memory = redis_store.memory
     for tid in ("t1", "t2"):
         await memory.save_thread(Thread(id=tid, resource_id="alice"))
     costs = []
-    for stored in (25, 2_000):
+    for stored in SIZES:
         await _fill_messages(redis_store, "t1", stored)
         await _fill_messages(redis_store, "t2", stored)
         # Neighbours in another thread: none of them is on the page already.
-        include = [Include(message_id="t2-m10", before=2, after=3)]
-        costs.append(await count_commands(memory.list_messages("t1", last=20, include=include)))
-        window = DateRange(start=datetime(2000, 1, 1, tzinfo=UTC))
-        costs.append(await count_commands(memory.list_messages("t1", last=20, date_range=window)))
-    assert costs[0] == costs[2] == 20 + 3 + (4 + 2 + 3)
-    assert costs[1] == costs[3] == 20 + 3 + 1
+        small = [Include(message_id="t2-m10", before=2, after=3)]
+        large = [Include(message_id="t2-m10", before=9, after=12)]
+        costs.append(
+            (
+                await count_commands(memory.list_messages("t1", last=20, include=small)),
+                await count_commands(memory.list_messages("t1", last=20, include=large)),
+            )
+        )
+    assert costs[0] == costs[1]
+    # ZCARD, ZRANGE, HMGET (the pointer); then EVALSHA, ZRANGE BYSCORE (the message by its
+    # score), ZRANK, ZRANGE (its neighbours): scripts.NEIGHBOURS.
+    assert costs[0] == (7, 7)
 
 
 async def test_list_resources_cost_is_flat(

@@ -11,6 +11,8 @@ branches uniformly, so a branch listed twice is drawn twice as often.
 
 from __future__ import annotations
 
+import hashlib
+
 from hypothesis import strategies as st
 
 from kvstore.drivers.base import Arg
@@ -186,6 +188,7 @@ _EXPIRE_FLAGS = st.one_of(*(_word(w) for w in ("NX", "XX", "GT", "LT", "NX", "FO
 
 KEY_COMMANDS = st.one_of(
     _cmd("DEL", _many(KEYS)),
+    _cmd("UNLINK", _many(KEYS)),
     _cmd("EXISTS", _many(KEYS)),
     _cmd("TYPE", KEYS),
     _cmd("TYPE", KEYS),
@@ -243,6 +246,16 @@ STRING_COMMANDS = st.one_of(
     _cmd("SET", STRING_KEYS, STRING_VALUES, _SET_OPTIONS),
     _cmd("SET", STRING_KEYS, STRING_VALUES, _SET_OPTIONS),
     _cmd("SET", STRING_KEYS, STRING_VALUES, _SET_OPTIONS, _word("EX")),  # EX without a time
+    # The layout record's write: set if missing, and say what was there.
+    _cmd("SET", STRING_KEYS, STRING_VALUES, _word("NX"), _word("GET")),
+    _cmd(
+        "SET",
+        STRING_KEYS,
+        STRING_VALUES,
+        _word("GET"),
+        _word("NX"),
+        _maybe(st.tuples(_case("PX"), st.just(200_000))),
+    ),
     _cmd("MGET", _many(STRING_KEYS)),
     _cmd("MSET", _pairs(STRING_KEYS, STRING_VALUES)),
     _cmd("MSET", STRING_KEYS, STRING_VALUES, STRING_KEYS),  # odd: an arity error at run time
@@ -332,6 +345,12 @@ ZSET_COMMANDS = st.one_of(
     ).map(lambda t: (*t[:4], *t[4])),
     _cmd("ZREMRANGEBYSCORE", ZSET_KEYS, SCORE_INTERVALS),
     _cmd("ZREMRANGEBYRANK", ZSET_KEYS, RANK_INTERVALS),
+    # What layout 2's lex indexes use: counts, pages from an offset (REV too), and trims.
+    _cmd("ZLEXCOUNT", ZSET_KEYS, LEX_INTERVALS),
+    _cmd("ZLEXCOUNT", ZSET_KEYS, LEX_INTERVALS),
+    _cmd("ZREMRANGEBYLEX", ZSET_KEYS, LEX_INTERVALS),
+    _cmd("ZRANGE", ZSET_KEYS, LEX_INTERVALS, _word("BYLEX"), _word("REV"), _LIMIT),
+    _cmd("ZRANGE", ZSET_KEYS, LEX_INTERVALS, _word("BYLEX"), _LIMIT),
 )  # fmt: skip
 
 # --- streams ------------------------------------------------------------------------------
@@ -375,6 +394,191 @@ STREAM_COMMANDS = st.one_of(
     _cmd("XDEL", STREAM_KEYS, _many(STREAM_IDS)),
 )  # fmt: skip
 
+# --- scripts ------------------------------------------------------------------------------
+#
+# Small random Lua programs over the keys they declare: commands through redis.call and
+# redis.pcall (valid, failing and malformed), values of every Lua type returned or passed as
+# arguments, and errors raised every way a script can. A key is only ever named as KEYS[i]
+# (the memory driver refuses undeclared keys), values that Redis leaves in an unspecified
+# order (HGETALL, SMEMBERS) are not returned, and nothing depends on time or randomness
+# (math.random only after math.randomseed). ``error({})`` is never raised: it crashes Redis
+# 7.0 (a NULL message).
+
+
+def lua_string(value: str | bytes) -> str:
+    """A Lua string literal for ``value``: every byte but letters and digits escaped."""
+    raw = value.encode() if isinstance(value, str) else value
+    return (
+        "'" + "".join(chr(b) if chr(b).isalnum() and b < 128 else f"\\{b:03d}" for b in raw) + "'"
+    )
+
+
+_LUA_VALUES = st.one_of(
+    NAMES.map(lua_string),
+    st.sampled_from(["'10'", "'-1'", "'x'", "''", "'1.5'", "'b\\0c'"]),
+    st.sampled_from(["1", "0", "-3", "2.5", "0.1", "1e17", "2^53", "-(2^63)", "1/0", "7"]),
+    st.sampled_from(["ARGV[1]", "ARGV[2]", "#ARGV"]),
+)
+# Argument types Redis refuses in a command.
+_LUA_BAD_VALUES = st.sampled_from(["{}", "true", "nil", "false"])
+
+
+def _key(index: int) -> str:
+    return f"KEYS[{index}]"
+
+
+def _script_command(numkeys: int) -> st.SearchStrategy[str]:
+    """The arguments of one redis.call, as Lua source."""
+    key = st.integers(1, numkeys + 1).map(_key)  # sometimes past the last key: nil
+    value = st.one_of(*[_LUA_VALUES] * 8, _LUA_BAD_VALUES)
+    lex = st.sampled_from(["'-'", "'+'", "'[a'", "'(a'", "'[b'", "'(c'", "'x'"])
+    forms = [
+        st.just("'PING'"),
+        st.sampled_from(["'NOPE', 1", "'GET'", "'SET'", "'EVAL', 'return 1', 0"]),
+        st.tuples(
+            st.sampled_from(
+                [
+                    "'GET'",
+                    "'INCR'",
+                    "'TYPE'",
+                    "'EXISTS'",
+                    "'DEL'",
+                    "'UNLINK'",
+                    "'HLEN'",
+                    "'ZCARD'",
+                    "'XLEN'",
+                    "'SCARD'",
+                ]
+            ),
+            key,
+        ),
+        st.tuples(
+            st.just("'SET'"),
+            key,
+            value,
+            st.sampled_from(
+                ["", ", 'NX'", ", 'XX'", ", 'GET'", ", 'NX', 'GET'", ", 'EX', 1000", ", 'BAD'"]
+            ),
+        ),
+        st.tuples(st.sampled_from(["'INCRBY'", "'DECRBY'"]), key, value),
+        st.tuples(
+            st.sampled_from(["'HSET'", "'HSETNX'", "'HINCRBY'"]), key, NAMES.map(lua_string), value
+        ),
+        st.tuples(st.sampled_from(["'HGET'", "'HEXISTS'", "'HDEL'"]), key, NAMES.map(lua_string)),
+        st.tuples(st.just("'ZADD'"), key, value, NAMES.map(lua_string)),
+        st.tuples(st.sampled_from(["'ZSCORE'", "'ZRANK'", "'ZREM'"]), key, NAMES.map(lua_string)),
+        st.tuples(
+            st.just("'ZRANGE'"),
+            key,
+            st.sampled_from(["0, -1", "0, -1, 'WITHSCORES'", "1, 2", "'x', 1"]),
+        ),
+        st.tuples(
+            st.sampled_from(["'ZLEXCOUNT'", "'ZREMRANGEBYLEX'", "'ZRANGEBYLEX'"]), key, lex, lex
+        ),
+        st.tuples(
+            st.just("'ZRANGE'"),
+            key,
+            lex,
+            lex,
+            st.sampled_from(
+                [
+                    ", 'BYLEX'",
+                    ", 'BYLEX', 'LIMIT', 1, 2",
+                    ", 'BYLEX', 'REV', 'LIMIT', 0, 1",
+                    ", 'BYLEX', 'WITHSCORES'",
+                ]
+            ),
+        ),
+        st.tuples(st.sampled_from(["'SADD'", "'SREM'", "'SISMEMBER'"]), key, NAMES.map(lua_string)),
+        st.tuples(
+            st.just("'XADD'"),
+            key,
+            st.sampled_from(["'1-1'", "'2-0'", "'0-0'", "'x'"]),
+            NAMES.map(lua_string),
+            value,
+        ),
+        st.tuples(st.just("'MGET'"), key, key),
+        st.tuples(st.just("'EXPIRE'"), key, st.sampled_from(["1000", "'x'", "0"])),
+    ]
+    return (
+        st.one_of(*forms)
+        .map(lambda parts: parts if isinstance(parts, str) else ", ".join(p for p in parts if p))
+        .map(lambda text: text.replace(", , ", ", ").replace(", ,", ","))
+    )
+
+
+_ERRORS = st.sampled_from([
+    "error('boom')", "error('boom', 0)", "error({err = 'CODE here'})", "error({err = 'low x'})",
+    "error(12)", "error()", "error('two\\nlines', 0)", "return nope", "x = 1",
+    "string.len = nil", "redis.call = nil", "rawset(_G, 'y', 1)", "local t = nil; return t.x",
+    "return 1 + {}", "return redis.error_reply('My message')", "return redis.error_reply('one')",
+    "return {err = 'EXPLICIT no suffix'}", "return redis.status_reply('FINE')",
+    "return {ok = 'STATUS'}",
+])  # fmt: skip
+
+
+def _script(numkeys: int) -> st.SearchStrategy[str]:
+    """A program: a few statements, then a return (or an error)."""
+    command = _script_command(numkeys)
+    statement = st.one_of(
+        command.map(lambda c: f"redis.call({c})"),
+        command.map(lambda c: f"redis.pcall({c})"),
+        command.map(lambda c: f"local ok, e = pcall(redis.call, {c})"),
+    )
+    value = st.one_of(
+        command.map(lambda c: f"redis.call({c})"),
+        command.map(lambda c: f"redis.pcall({c})"),
+        command.map(lambda c: f"type(redis.pcall({c}))"),
+        command.map(lambda c: f"redis.pcall({c}).err"),
+        command.map(lambda c: f"redis.pcall({c}).ok"),
+        command.map(lambda c: f"{{pcall(redis.call, {c})}}"),
+        _LUA_VALUES,
+        st.sampled_from(["true", "false", "nil", "{1, nil, 2}", "{1.9, -1.9, {'a', {}}}", "2^63",
+                         "0/0", "{KEYS[1], ARGV[1]}", "{a = 1}", "#KEYS", "_VERSION",
+                         "redis.sha1hex('x')", "table.concat({1, 'a', 2.5}, '-')",
+                         "string.format('%5.1f', 2.25)"]),
+    )  # fmt: skip
+    ending = st.one_of(*[value.map(lambda v: f"return {v}")] * 4, _ERRORS)
+    return st.tuples(st.lists(statement, max_size=3), ending).map(
+        lambda t: "\n".join([*t[0], t[1]])
+    )
+
+
+@st.composite
+def _eval(draw: st.DrawFn) -> Cmd:
+    numkeys = draw(st.integers(0, 3))
+    keys = draw(st.lists(st.sampled_from(ALL_KEYS), min_size=numkeys, max_size=numkeys))
+    argv = draw(st.lists(st.one_of(NUMERIC_TEXT, TEXT), max_size=2))
+    name = draw(st.sampled_from(["EVAL", "eval", b"EVAL"]))
+    return (name, draw(_script(numkeys)), numkeys, *keys, *argv)
+
+
+# A few fixed programs, so that SCRIPT LOAD, EVALSHA, SCRIPT EXISTS and SCRIPT FLUSH meet.
+_FIXED = [
+    "return redis.call('INCR', KEYS[1])",
+    "return {KEYS[1], ARGV[1], redis.call('TYPE', KEYS[1]).ok}",
+    "return redis.call('ZLEXCOUNT', KEYS[1], '-', '+')",
+    "error('fixed')",
+]
+_FIXED_SHAS = [hashlib.sha1(p.encode()).hexdigest() for p in _FIXED]
+
+SCRIPT_COMMANDS = st.one_of(
+    _eval(),
+    _eval(),
+    _eval(),
+    _cmd("EVAL", st.sampled_from(_FIXED), st.just(1), KEYS, _many(TEXT, min_size=0)),
+    _cmd("SCRIPT", st.just("LOAD"), st.sampled_from([*_FIXED, "return (", "return 1 +"])),
+    _cmd("EVALSHA", st.sampled_from([*_FIXED_SHAS, "0" * 40, "x"]), st.just(1), KEYS, TEXT),
+    _cmd("EVALSHA", st.sampled_from(_FIXED_SHAS).map(str.upper), st.just(1), KEYS),
+    _cmd("EVALSHA", st.sampled_from(_FIXED_SHAS), st.sampled_from([-1, 2, "x"]), KEYS),
+    _cmd("SCRIPT", st.just("EXISTS"), _many(st.sampled_from([*_FIXED_SHAS, "0" * 40]))),
+    _cmd("EVAL", st.sampled_from(["return 1", "return ("]), st.sampled_from([0, -1, 5, "x"])),
+)
+# SCRIPT FLUSH empties the server's script cache, so it comes rarely (see ALL_COMMANDS).
+SCRIPT_FLUSH_COMMANDS = _cmd(
+    "SCRIPT", st.just("FLUSH"), st.sampled_from([(), ("SYNC",), ("async",), ("NOW",)])
+)
+
 # --- anything else ------------------------------------------------------------------------
 
 # Names Redis does not know, with arguments that exercise the error's truncation rules.
@@ -390,11 +594,13 @@ ALL_COMMANDS = st.one_of(
     *[STREAM_COMMANDS] * 3,
     *[STRING_COMMANDS] * 2,
     *[HASH_COMMANDS] * 2,
+    *[SCRIPT_COMMANDS] * 2,
     SET_COMMANDS,
     KEY_COMMANDS,
     SCAN_COMMANDS,
     UNKNOWN_COMMANDS,
     FLUSH_COMMANDS,
+    SCRIPT_FLUSH_COMMANDS,
 )
 
 

@@ -11,6 +11,7 @@ from anyio.from_thread import BlockingPortal
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from kvstore.drivers.base import _REGISTRY
 from kvstore.drivers.redis import RedisDriver
 from tests.differential.fakeredis_deviations import FAKEREDIS_DEVIATIONS
 from tests.differential.machine import Oracle, make_machine
@@ -30,6 +31,11 @@ def test_memory_driver_matches_redis(portal: BlockingPortal, differential_redis_
         machine = make_machine(portal, Oracle("Redis", driver))
         run_state_machine_as_test(machine, settings=SETTINGS)
     finally:
+        # The machine flushes the server's script cache: leave kvstore's scripts loaded, as
+        # other tests on this server found them.
+        portal.call(
+            driver.execute, [("SCRIPT", "LOAD", script.lua) for script in _REGISTRY.values()]
+        )
         portal.call(driver.aclose)
 
 

@@ -18,6 +18,16 @@ def total_calls(url: str) -> int:
     return sum(v["calls"] for k, v in stats.items() if k not in _BOOKKEEPING)
 
 
+def script_loads(url: str) -> int:
+    """How many ``SCRIPT LOAD`` commands the server ran so far."""
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats").get("cmdstat_script|load", {})
+    finally:
+        client.close()
+    return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
+
+
 def reset(url: str) -> None:
     """Zero the server's command statistics."""
     client = redis.Redis.from_url(url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from kvstore.transfer import (
     verify,
 )
 from kvstore.transfer._digest import Digests, canonical
+from kvstore.transfer._migrate import STATE_VERSION
 from tests.support.counting import CountingDriver
 from tests.transfer.dataset import at, fill, snapshot
 
@@ -199,6 +201,35 @@ def test_an_unreadable_checkpoint_file_is_a_value_error(tmp_path: Path) -> None:
     state.path.write_text("not json")
     with pytest.raises(ValueError, match="cannot read the migration state file"):
         state.load()
+
+
+async def test_a_state_saved_with_layout_1_positions_is_refused_then_replaced(
+    source: Storage, tmp_path: Path
+) -> None:
+    state = checkpoint(tmp_path)
+    state.path.parent.mkdir(parents=True)
+    old = state.new_state()
+    old.done, old.kind, old.position = ["resources"], "threads", ["20"]  # a layout-1 cursor
+    # What a kvstore of layout 1 wrote: no version, and this migration among others.
+    state.path.write_bytes(
+        msgspec.json.encode({"migrations": {state.key: old, "other": state.new_state()}})
+    )
+    with pytest.raises(ValueError, match=r"another kvstore version.*cannot be resumed"):
+        state.load()
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        await migrate(source, Storage(), checkpoint=state)
+    # Another migration's entry of that file is not this one's business: it reads as absent.
+    assert Checkpoint(state.path, "x", "y", "kv").load() is None
+    # Starting over (the CLI's --restart) forgets it; a new state replaces the old file.
+    state.clear()
+    assert state.load() is None
+    saved = state.new_state()
+    saved.done = ["resources"]
+    state.save(saved)
+    data = json.loads(state.path.read_text())
+    assert data["version"] == STATE_VERSION == 2
+    assert set(data["migrations"]) == {state.key}
+    assert state.load() == saved
 
 
 def full_disk(*args: object, **kwargs: object) -> None:

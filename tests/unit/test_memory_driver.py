@@ -11,7 +11,7 @@ import threading
 import anyio
 import pytest
 
-from kvstore.drivers.base import Reply, Script, ScriptCall
+from kvstore.drivers.base import Script
 from kvstore.drivers.memory import MemoryDriver
 from kvstore.errors import BatchError, CommandError, TransactionAbortedError
 
@@ -238,17 +238,18 @@ async def test_rescheduled_deadlines_do_not_pile_up(driver: MemoryDriver, clock:
 # --- scripts ------------------------------------------------------------------------------
 
 
-def _move(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    value = call("GET", keys[0])
-    call("SET", keys[1], value)
-    call("INCR", keys[0])  # fails when the value is not a number
-    return call("DEL", keys[0])
+MOVE = Script(
+    "move",
+    """
+local value = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[2], value)
+redis.call('INCR', KEYS[1])  -- fails when the value is not a number
+return redis.call('DEL', KEYS[1])
+""",
+)
 
 
-MOVE = Script("move", "-- lua counterpart not needed here", _move)
-
-
-async def test_script_runs_its_twin_atomically(driver: MemoryDriver) -> None:
+async def test_script_runs_atomically(driver: MemoryDriver) -> None:
     await driver.execute([("SET", "a", 5)])
     assert await driver.run(MOVE, ["a", "b"]) == 1
     assert await driver.execute([("GET", "a"), ("GET", "b")]) == [None, b"5"]
@@ -258,26 +259,33 @@ async def test_script_error_keeps_earlier_writes(driver: MemoryDriver) -> None:
     await driver.execute([("SET", "a", "x")])
     with pytest.raises(CommandError) as caught:
         await driver.run(MOVE, ["a", "b"])
-    assert caught.value.message == "ERR value is not an integer or out of range"
-    assert caught.value.command == "INCR"
+    assert caught.value.message.startswith("ERR value is not an integer or out of range")
+    assert caught.value.command == "script move"
     assert await driver.execute([("GET", "b")]) == [b"x"]
 
 
 @pytest.mark.parametrize(
-    ("command", "message"),
+    ("call", "message"),
     [
-        (("NOPE",), "ERR Unknown Redis command called from script"),
-        (("GET",), "ERR Wrong number of args calling Redis command from script"),
-        ((), "ERR Please specify at least one argument for this redis lib call"),
+        ("'NOPE'", "ERR Unknown Redis command called from script"),
+        ("'GET'", "ERR Wrong number of args calling Redis command from script"),
+        ("", "ERR Please specify at least one argument for this redis lib call"),
+        ("'EVAL', 'return 1', 0", "ERR This Redis command is not allowed from script"),
     ],
 )
-async def test_script_call_errors(
-    driver: MemoryDriver, command: tuple[str, ...], message: str
-) -> None:
-    script = Script("bad", "--", lambda call, keys, args: call(*command))
+async def test_script_call_errors(driver: MemoryDriver, call: str, message: str) -> None:
+    script = Script(f"bad {call}", f"return redis.call({call})")
     with pytest.raises(CommandError) as caught:
         await driver.run(script, [])
-    assert caught.value.message == message
+    assert caught.value.message.startswith(message)
+
+
+async def test_a_script_cannot_touch_an_undeclared_key(driver: MemoryDriver) -> None:
+    script = Script("undeclared", "redis.call('SET', KEYS[1], 1); redis.call('SET', 'other', 2)")
+    with pytest.raises(CommandError, match="not declared in KEYS: other"):
+        await driver.run(script, ["mine"])
+    # The write before the refused command stays, as a failing command's would in Redis.
+    assert await driver.execute([("GET", "mine"), ("EXISTS", "other")]) == [b"1", 0]
 
 
 # --- concurrency and lifecycle ------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from kvstore.drivers._retry import RetryPolicy
-from kvstore.drivers.base import Reply, Script, ScriptCall
+from kvstore.drivers.base import Script
 from kvstore.drivers.upstash import UpstashDriver
 from kvstore.errors import BatchError, ConnectionFailedError, TransactionAbortedError
 from kvstore.upstash_server import Fault, UpstashServer
@@ -203,11 +203,7 @@ async def test_a_pipeline_refused_whole_fails_every_command(driver: UpstashDrive
 # -- scripts -----------------------------------------------------------------------------
 
 
-def _incr_twin(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    return call("INCRBY", keys[0], args[0])
-
-
-INCR_BY = Script("faults-incrby", "return redis.call('INCRBY', KEYS[1], ARGV[1])", _incr_twin)
+INCR_BY = Script("faults-incrby", "return redis.call('INCRBY', KEYS[1], ARGV[1])")
 
 
 async def test_idempotent_script_call_is_retried(any_server: UpstashServer) -> None:

@@ -1,25 +1,20 @@
-"""Scripts through the REST protocol: EVALSHA first, EVAL with the source on NOSCRIPT.
+"""Scripts through the REST protocol: a script's first request carries its ``SCRIPT LOAD``,
+later ones ``EVALSHA`` alone, and a server that lost it gets the source by ``EVAL``.
 
-On the memory backing these wait for MemoryDriver to answer EVALSHA/EVAL for registered
-scripts (by running their Python twins); on Redis they run the Lua.
+The memory backing runs the same Lua as Redis (in its embedded Lua 5.1).
 """
 
 from __future__ import annotations
 
 import pytest
-import redis
 
-from kvstore.drivers.base import Reply, Script, ScriptCall
+from kvstore.drivers.base import Script, registered_script
+from kvstore.drivers.memory import _commands_scripting
 from kvstore.drivers.upstash import UpstashDriver
 from kvstore.errors import CommandError
 from kvstore.upstash_server import UpstashServer
 
 pytestmark = pytest.mark.anyio
-
-
-def _append_twin(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    stream_id = call("XADD", keys[0], b"*", b"body", args[0])
-    return [call("XLEN", keys[0]), 1 if stream_id else 0]
 
 
 APPEND = Script(
@@ -28,19 +23,12 @@ APPEND = Script(
     local id = redis.call('XADD', KEYS[1], '*', 'body', ARGV[1])
     return {redis.call('XLEN', KEYS[1]), id and 1 or 0}
     """,
-    _append_twin,
 )
-
-
-def _wrongtype_twin(call: ScriptCall, keys: list[bytes], args: list[bytes]) -> Reply:
-    call("SET", keys[0], b"text")
-    return call("HGET", keys[0], b"f")
 
 
 WRONGTYPE = Script(
     "scripts-wrongtype",
     "redis.call('SET', KEYS[1], 'text') return redis.call('HGET', KEYS[1], 'f')",
-    _wrongtype_twin,
 )
 
 
@@ -52,23 +40,32 @@ async def test_a_cached_script_costs_one_request_and_one_command(
             assert await driver.run(APPEND, ["{s}:log"], ["hello"]) == [1, 1]
         with any_server.stats.measure() as second:
             assert await driver.run(APPEND, ["{s}:log"], ["again"]) == [2, 1]
-    assert first.total_requests <= 2  # EVALSHA, and EVAL if the script was not cached
+    assert first.requests == {"/pipeline": 1}  # SCRIPT LOAD travels with the first EVALSHA
+    assert first.by_command == {"SCRIPT": 1, "EVALSHA": 1}
     assert second.requests == {"/pipeline": 1}
     assert second.by_command == {"EVALSHA": 1}
 
 
-@pytest.mark.redis
-async def test_an_unknown_script_is_sent_once_with_its_source(
-    redis_backed_server: UpstashServer, upstash_redis_url: str
+async def test_a_script_the_server_lost_is_sent_once_with_its_source(
+    server: UpstashServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    admin = redis.Redis.from_url(upstash_redis_url)
-    admin.script_flush()
-    admin.close()
-    async with UpstashDriver(redis_backed_server.url, redis_backed_server.token) as driver:
-        with redis_backed_server.stats.measure() as usage:
-            assert await driver.run(APPEND, ["{s}:log"], ["hello"]) == [1, 1]
+    # The memory backing finds a script registered in its process by itself: hide this one
+    # from it, so that after the flush it answers NOSCRIPT as a restarted server would.
+    def known_to_the_server(sha: str) -> Script | None:
+        return None if sha == APPEND.sha else registered_script(sha)
+
+    monkeypatch.setattr(_commands_scripting, "registered_script", known_to_the_server)
+    async with UpstashDriver(server.url, server.token) as driver:
+        assert await driver.run(APPEND, ["{s}:log"], ["hello"]) == [1, 1]
+        # As a restart would: the driver still thinks the server has the script.
+        assert await driver.execute([("SCRIPT", "FLUSH")]) == [b"OK"]
+        with server.stats.measure() as usage:
+            assert await driver.run(APPEND, ["{s}:log"], ["again"]) == [2, 1]
+        with server.stats.measure() as after:
+            assert await driver.run(APPEND, ["{s}:log"], ["more"]) == [3, 1]
     assert usage.requests == {"/pipeline": 2}
     assert usage.by_command == {"EVALSHA": 1, "EVAL": 1}
+    assert after.by_command == {"EVALSHA": 1}  # EVAL loaded it again
 
 
 async def test_a_failing_script_is_a_command_error_naming_it(any_server: UpstashServer) -> None:

@@ -50,6 +50,7 @@ def messages(thread_id: str, count: int) -> list[Message]:
 async def store(any_server: UpstashServer) -> AsyncIterator[Storage]:
     driver = UpstashDriver(any_server.url, any_server.token, retry=FAST_RETRY)
     async with Storage(driver, namespace="faults", owns_driver=True) as store:
+        await store.keys()  # the layout check, so that faults strike the calls under test
         yield store
 
 
@@ -87,6 +88,26 @@ async def test_a_read_under_a_transient_fault_is_retried_and_succeeds(
     thread = await store.memory.get_thread("t1")
     assert any_server.faults.struck == 2
     assert thread is not None
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["before-apply", "after-apply"])
+@pytest.mark.parametrize("fault", TRANSPORT_FAULTS)
+async def test_a_store_s_first_call_under_a_transient_fault_is_retried(
+    any_server: UpstashServer, fault: Fault, applied: bool
+) -> None:
+    # The first call of a store checks the layout (and records it in a new namespace) in a
+    # request of its own, which is retried as reads are, even when it was applied.
+    namespace = f"first-{fault.kind}-{fault.status}-{applied}"
+    driver = UpstashDriver(any_server.url, any_server.token, retry=FAST_RETRY)
+    async with Storage(driver, namespace=namespace, owns_driver=True) as store:
+        any_server.faults.inject(Fault(fault.kind, applied, fault.status, fault.seconds))
+        assert await store.memory.get_thread("t1") is None
+        assert any_server.faults.struck == 1
+        assert (await store.keys()).namespace == namespace
+        await store.memory.save_thread(Thread(id="t1", resource_id="alice"))
+    async with Storage(UpstashDriver(any_server.url, any_server.token), namespace) as again:
+        assert await again.memory.get_thread("t1") is not None
+        await again.driver.aclose()
 
 
 # -- writes are all or nothing, and saving again is safe ---------------------------------------

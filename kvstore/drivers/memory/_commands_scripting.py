@@ -30,16 +30,22 @@ def _engine(ks: Keyspace) -> LuaEngine:
     return ks.lua
 
 
-def _run(ks: Keyspace, sha: str, args: list[bytes]) -> Reply:
-    """Run the loaded script ``sha`` with ``args`` = numkeys, keys..., argv... as EVAL does."""
+def _numkeys(args: list[bytes]) -> int:
+    """The number of keys of ``args`` = numkeys, keys..., argv...; checked before the script
+    is looked up or compiled, as Redis does."""
     try:
         numkeys = int(args[0])
     except ValueError:
         raise ReplyError(NOT_INTEGER) from None
-    if numkeys < 0:
-        raise ReplyError("ERR Number of keys can't be negative")
     if numkeys > len(args) - 1:
         raise ReplyError("ERR Number of keys can't be greater than number of args")
+    if numkeys < 0:
+        raise ReplyError("ERR Number of keys can't be negative")
+    return numkeys
+
+
+def _run(ks: Keyspace, sha: str, numkeys: int, args: list[bytes]) -> Reply:
+    """Run the loaded script ``sha`` with ``args`` = numkeys, keys..., argv... as EVAL does."""
     keys = args[1 : 1 + numkeys]
     ks.script_keys = frozenset(keys)
     try:
@@ -58,33 +64,43 @@ def _load(ks: Keyspace, source: bytes) -> str:
 
 
 def evalsha(ks: Keyspace, args: list[bytes]) -> Reply:
+    numkeys = _numkeys(args[1:])
     sha = args[0].decode("ascii", errors="replace").lower()
     if not _engine(ks).known(sha):
         script = registered_script(sha)
         if script is None:
             raise ReplyError(_NOSCRIPT)
         _load(ks, script.lua.encode())
-    return _run(ks, sha, args[1:])
+    return _run(ks, sha, numkeys, args[1:])
 
 
 def eval_(ks: Keyspace, args: list[bytes]) -> Reply:
-    return _run(ks, _load(ks, args[0]), args[1:])
+    numkeys = _numkeys(args[1:])
+    return _run(ks, _load(ks, args[0]), numkeys, args[1:])
 
 
 _SCRIPT_ARITY = {b"LOAD": 3, b"EXISTS": -3, b"FLUSH": -2}
 
 
-def script(ks: Keyspace, args: list[bytes]) -> Reply:
+def subcommand_error(args: list[bytes]) -> str | None:
+    """Why Redis refuses ``SCRIPT args`` before running it (an unknown subcommand or a
+    subcommand's wrong arity), which inside ``MULTI`` aborts the transaction; else None."""
     sub = args[0].upper()
     arity = _SCRIPT_ARITY.get(sub)
     if arity is None:
         name = args[0].decode(errors="replace")
-        raise ReplyError(f"ERR unknown subcommand '{name}'. Try SCRIPT HELP.")
+        return f"ERR unknown subcommand '{name}'. Try SCRIPT HELP."
     argc = len(args) + 1
     if argc != arity if arity > 0 else argc < -arity:
-        raise ReplyError(
-            f"ERR wrong number of arguments for 'script|{sub.decode().lower()}' command"
-        )
+        return f"ERR wrong number of arguments for 'script|{sub.decode().lower()}' command"
+    return None
+
+
+def script(ks: Keyspace, args: list[bytes]) -> Reply:
+    refused = subcommand_error(args)
+    if refused is not None:
+        raise ReplyError(refused)
+    sub = args[0].upper()
     engine = _engine(ks)
     if sub == b"LOAD":
         return _load(ks, args[1]).encode()

@@ -10,6 +10,7 @@ import anyio.to_thread
 
 from kvstore.drivers.base import Arg, Command, Driver, Reply, encode_arg
 from kvstore.drivers.memory._aof import AppendOnlyFile, FsyncPolicy, check_policy, parse_url
+from kvstore.drivers.memory._commands_scripting import subcommand_error
 from kvstore.drivers.memory._errors import ReplyError, arity_error, unknown_command_error
 from kvstore.drivers.memory._journal import Journal, absolute_form
 from kvstore.drivers.memory._keyspace import Keyspace
@@ -244,6 +245,8 @@ class MemoryDriver(Driver):
                 name = _display_name(commands[index][0])
             elif not impl.accepts(len(args)):
                 message, name = arity_error(impl.name).message, impl.name
+            elif impl.name == "SCRIPT" and (bad := subcommand_error(args)) is not None:
+                message, name = bad, impl.name  # subcommands are checked at queue time
             else:
                 results.append(None)
                 continue

@@ -1,39 +1,47 @@
-"""Lua scripts in the memory driver: the Lua 5.1 dialect Redis embeds, through lupa.
+"""Lua scripts in the memory driver: the same Lua 5.1 Redis embeds, through lupa.
 
 kvstore's scripts have one source of truth, their Lua. The memory driver runs that source
 here rather than a Python port of it, so a script cannot behave differently on the memory
 driver and on Redis, and ``EVAL`` of any script works (the local Upstash-protocol server
 relies on that).
 
-The interpreter is LuaJIT 2.1 where lupa's wheel carries it (Linux and Windows; several
-times faster on kvstore's string work), else Lua 5.1 itself (macOS). Both speak Lua 5.1,
-the language of Redis's scripts; the differential tests compare the memory driver with a
-real Redis on the same scripts.
-
-What a script sees mirrors Redis 7:
+What a script sees mirrors Redis 7.0 (the differential suite compares random scripts with a
+real server):
 
 * ``KEYS`` and ``ARGV`` as tables of strings; ``redis.call`` (raises on an error reply),
-  ``redis.pcall`` (returns it as ``{err=...}``), ``redis.error_reply`` and
-  ``redis.status_reply``; the standard ``string``, ``table`` and ``math`` libraries,
-  ``tonumber``, ``tostring``, ``unpack``, ``pairs``, ``ipairs``, ``type``, ``select``,
-  ``pcall``, ``error``, ``assert``. Not ``os``, ``io``, ``debug``, ``require`` or the
-  ``cjson``/``cmsgpack``/``bit``/``struct`` modules Redis bundles (kvstore's scripts never
-  parse JSON).
-* Conversions both ways as Redis documents them: a nil reply becomes ``false``, an integer
-  a number; a Lua number becomes an integer (truncated), ``false`` a nil reply, ``true`` the
-  integer 1, a table an array up to its first nil, ``{err=...}`` an error and ``{ok=...}`` a
-  status. Command arguments that are numbers are sent as Redis spells them (``%.17g``).
-* Creating a global variable is an error, as in Redis (reading an undefined one gives nil:
-  lupa itself looks some up).
+  ``redis.pcall`` (returns it as ``{err=...}``), ``redis.error_reply``,
+  ``redis.status_reply``, ``redis.sha1hex``, ``redis.log`` (which logs nothing) and the
+  replication and version helpers; the ``string``, ``table``, ``math`` and ``coroutine``
+  libraries and the base functions Redis keeps, with Redis's ``pcall`` (an error table is
+  caught as its message) and ``math.random`` (rand48: after ``math.randomseed(n)`` the
+  same numbers as Redis).
+* A sandbox: the globals and the library tables are read-only (``Attempt to modify a
+  readonly table``), and reading an undefined global is an error (``Script attempted to
+  access nonexistent global variable``). No script can leave anything behind for the next.
+* Conversions both ways as Redis does them: a nil reply becomes ``false``, an integer a
+  number, a status reply ``{ok=...}``, an error reply ``{err=...}``; a Lua number becomes an
+  integer (truncated; out of range or NaN: the smallest 64-bit integer, as on x86), ``false``
+  a nil reply, ``true`` the integer 1, a table an array up to its first nil, ``{err=...}``
+  an error and ``{ok=...}`` a status. Numbers passed to ``redis.call`` are spelled
+  ``%.17g``.
+* Errors as Redis words them: an error raised in a script (by ``error``, a failed
+  ``redis.call`` or the Lua runtime) ends with ``script: <sha1>, on @user_script:<line>.``;
+  an error reply returned by the script does not.
 
-One difference: a status reply reaches the script as a plain string, not ``{ok=...}``,
-because the memory driver's replies do not keep that distinction.
+Left out: the ``cjson``, ``cmsgpack``, ``bit`` and ``struct`` modules (kvstore's scripts never
+parse JSON), ``redis.setresp(3)`` (the memory driver speaks RESP2), and a script's time limit.
+Known differences: ``redis.call`` and ``redis.pcall`` are Python callables (``type()`` says
+``userdata``, and an error caught by ``xpcall`` is one too); an error raised by the
+sandbox's own Lua helpers (``rawset`` or ``setmetatable`` on a read-only table, a bad
+``math.random`` argument) names the line of the script only if the helper was not
+tail-called; ``-0.0`` reaches a command as ``0`` (lupa hands integral numbers to Python as
+integers); a script may touch only the keys it declares (see ``_driver``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
+import math
 from typing import TYPE_CHECKING, Any
 
 from kvstore.errors import CommandError
@@ -43,78 +51,267 @@ if TYPE_CHECKING:
 
     from kvstore.drivers.base import Reply
 
-
-def _interpreter() -> Any:
-    """lupa's LuaJIT 2.1 module where the wheel has it, else its Lua 5.1 module."""
-    for name in ("luajit21", "lua51"):
-        try:
-            return importlib.import_module(f"lupa.{name}")
-        except ImportError:
-            continue
-    raise ImportError("kvstore's memory driver needs lupa with Lua 5.1 (pip install 'lupa>=2.2')")
-
-
-_lua = _interpreter()
+try:
+    from lupa import lua51
+except ImportError as exc:  # pragma: no cover - lupa's wheels ship Lua 5.1 on every platform
+    raise ImportError(
+        "kvstore's memory driver needs lupa with Lua 5.1 (pip install 'lupa>=2.2')"
+    ) from exc
 
 __all__ = ["LuaEngine"]
 
-# Runs once per engine. It keeps private references to what the sandbox then removes from
-# the globals, defines the ``redis`` table around the Python bridge, and locks the globals.
+# Runs once per engine: builds the sandbox around the Python bridge and returns the
+# functions that compile and run scripts in it.
 _SETUP = """
-function(bridge)
-  local loadstring, pcall, type, tostring, error, rawset =
-    loadstring, pcall, type, tostring, error, rawset
-  for _, name in ipairs({'os', 'io', 'package', 'require', 'dofile', 'loadfile', 'debug',
-                         'python', 'module', 'print', 'load', 'loadstring', 'getfenv',
-                         'setfenv', 'collectgarbage', 'gcinfo', 'newproxy'}) do
-    _G[name] = nil
+function(call, pcall_, unwrap, format_error, sha1hex, lrand48, srand48)
+  local G = _G
+  local getinfo, setfenv, loadstring, load = debug.getinfo, setfenv, loadstring, load
+  local xpcall, type, tostring, error, rawget, rawset, tonumber, floor =
+    xpcall, type, tostring, error, rawget, rawset, tonumber, math.floor
+  local setmetatable, getmetatable = setmetatable, getmetatable
+  local INTERNAL = getinfo(1, 'S').source
+  local READONLY = 'Attempt to modify a readonly table'
+
+
+  -- Read-only tables: an empty proxy in front of each, refusing writes.
+  local protected = {}
+  local function refuse()
+    error(READONLY, 2)
   end
-  local function raise_error_reply(reply)
-    if type(reply) == 'table' and reply.err ~= nil then
-      error(reply, 0)
+  local function protect(t)
+    local proxy = setmetatable({}, {__index = t, __newindex = refuse, __metatable = {}})
+    protected[proxy] = true
+    return proxy
+  end
+
+  local function error_reply(message)
+    if type(message) ~= 'string' then
+      return {err = 'ERR wrong number or type of arguments'}
     end
-    return reply
+    return {err = format_error(message)}
   end
-  redis = {
-    call = function(...) return raise_error_reply(bridge(...)) end,
-    pcall = function(...) return bridge(...) end,
-    error_reply = function(message) return {err = message} end,
-    status_reply = function(message) return {ok = message} end,
-  }
-  KEYS, ARGV = {}, {}
-  setmetatable(_G, {
-    __newindex = function(_, name)
-      error('Script attempted to create global variable ' .. tostring(name), 2)
+  local function status_reply(message)
+    if type(message) ~= 'string' then
+      return {err = 'ERR wrong number or type of arguments'}
+    end
+    return {ok = message}
+  end
+  local redis = {
+    -- Python callables, which Lua calls as C functions, as Redis's are: a script's
+    -- ``return redis.call(...)`` is then no tail call, and keeps its line for errors.
+    call = call,
+    pcall = pcall_,
+    error_reply = error_reply,
+    status_reply = status_reply,
+    sha1hex = function(text)
+      if type(text) ~= 'string' and type(text) ~= 'number' then
+        error('wrong number of arguments', 0)
+      end
+      return sha1hex(tostring(text))
     end,
-  })
+    log = function() end,
+    LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+    setresp = function(version)
+      if version ~= 2 then
+        error("the memory driver's scripts speak RESP2 only", 0)
+      end
+    end,
+    set_repl = function() end,
+    replicate_commands = function() return true end,
+    breakpoint = function() return false end,
+    debug = function() end,
+    REPL_NONE = 0, REPL_AOF = 1, REPL_SLAVE = 2, REPL_REPLICA = 2, REPL_ALL = 3,
+    REDIS_VERSION = '7.0.0', REDIS_VERSION_NUM = 458752,
+  }
+  -- Redis's PRNG (rand48), one sequence across scripts, as in Redis 7.
+  local function random(...)
+    local r = (lrand48() % 2147483647) / 2147483647
+    local n = select('#', ...)
+    if n == 0 then
+      return r
+    end
+    local low, high = 1, tonumber((...))
+    if n == 2 then
+      low, high = tonumber((...)), tonumber((select(2, ...)))
+    elseif n > 2 then
+      error('wrong number of arguments', 2)
+    end
+    if low == nil or high == nil then
+      error("bad argument #1 to 'random' (number expected)", 2)
+    end
+    if low > high then
+      error("bad argument #" .. n .. " to 'random' (interval is empty)", 2)
+    end
+    return floor(r * (high - low + 1)) + low
+  end
+  local math = {}
+  for name, f in pairs(G.math) do
+    math[name] = f
+  end
+  math.random = random
+  math.randomseed = function(seed) srand48(tonumber(seed) or 0) end
+
+  -- The scripts' globals: a copy of the standard ones (lupa reads the real ones itself),
+  -- in which reading an unknown name is an error, behind a read-only proxy.
+  local S = {}
+  for name, value in pairs(G) do
+    S[name] = value
+  end
+  for _, name in ipairs({'os', 'io', 'package', 'require', 'dofile', 'loadfile', 'debug',
+                         'python', 'module', 'print', 'getfenv', 'setfenv', 'newproxy'}) do
+    S[name] = nil
+  end
+  local env
+  local function sandboxed(chunk, message)
+    if chunk then
+      setfenv(chunk, env)
+    end
+    return chunk, message
+  end
+  -- Redis's pcall: an error table (or redis.call's error reply) is caught as its message.
+  local builtin_pcall, unpack = pcall, unpack
+  local function pack(...)
+    return {n = select('#', ...), ...}
+  end
+  S.pcall = function(...)
+    local r = pack(builtin_pcall(...))
+    if not r[1] then
+      local e = r[2]
+      if type(e) == 'userdata' then
+        r[2] = unwrap(e) or e
+      elseif type(e) == 'table' then
+        local message = rawget(e, 'err')
+        if type(message) == 'string' or type(message) == 'number' then
+          r[2] = message
+        end
+      end
+    end
+    return unpack(r, 1, r.n)
+  end
+  S.loadstring = function(...) return sandboxed(loadstring(...)) end
+  S.load = function(...) return sandboxed(load(...)) end
+  S.rawset = function(t, k, v)
+    if protected[t] then
+      error(READONLY, 0)
+    end
+    return rawset(t, k, v)
+  end
+  S.setmetatable = function(t, m)
+    if protected[t] then
+      error(READONLY, 0)
+    end
+    return setmetatable(t, m)
+  end
+  S.redis = protect(redis)
+  S.math = protect(math)
+  for _, name in ipairs({'string', 'table', 'coroutine'}) do
+    S[name] = protect(G[name])
+  end
+  setmetatable(S, {__index = function(_, name)
+    error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'",
+      2)
+  end})
+  env = protect(S)
+  S._G = env
+
+  -- Redis's error handler: the error as a table, with where the script raised it.
+  local function handler(err)
+    local level = 2
+    local info = getinfo(level, 'Sl')
+    while info and (info.what == 'C' or info.source == INTERNAL) do
+      level = level + 1
+      info = getinfo(level, 'Sl')
+    end
+    if type(err) == 'userdata' then
+      -- redis.call's error reply, raised from Python
+      local text = unwrap(err)
+      err = text and {err = text} or {err = 'ERR ' .. tostring(err)}
+    elseif type(err) ~= 'table' then
+      err = {err = 'ERR ' .. tostring(err)}
+    end
+    if info then
+      rawset(err, 'source', info.source)
+      rawset(err, 'line', info.currentline)
+    end
+    return err
+  end
+
   local function compile(source)
-    return loadstring(source, '@user_script')
+    return sandboxed(loadstring(source, '@user_script'))
   end
   local function run(chunk, keys, argv)
-    rawset(_G, 'KEYS', keys)
-    rawset(_G, 'ARGV', argv)
-    local ok, result = pcall(chunk)
+    S.KEYS, S.ARGV = keys, argv
+    local ok, result = xpcall(chunk, handler)
     if ok then
       return true, result
     end
-    if type(result) == 'table' and result.err ~= nil then
-      return false, result.err
+    local message = rawget(result, 'err')
+    if type(message) ~= 'string' and type(message) ~= 'number' then
+      message = nil
     end
-    return false, tostring(result)
+    return false, message and tostring(message), rawget(result, 'source'),
+      rawget(result, 'line')
   end
-  return compile, run
+  return compile, run, rawget
 end
 """
 
-_lua_type = _lua.lua_type
+_lua_type = lua51.lua_type
 _INT64 = 2**63
+_INT64_MIN = -(2**63)
+# Commands whose reply is a status (``+OK``), which scripts see as ``{ok=...}``.
+_STATUS = {b"MSET", b"FLUSHDB", b"FLUSHALL", b"TYPE", b"SELECT", b"RENAME", b"HMSET"}
+_A48, _C48, _MASK48 = 0x5DEECE66D, 0xB, (1 << 48) - 1
 
 
 def _number_arg(value: float) -> bytes:
-    """A Lua number as Redis sends it in a command: an integer plainly, else ``%.17g``."""
-    if value.is_integer() and -_INT64 <= value < _INT64:
-        return b"%d" % int(value)
+    """A Lua number as Redis spells it in a command (``%.17g``, glibc's ``-nan``)."""
+    if math.isnan(value):
+        return b"-nan" if math.copysign(1.0, value) < 0 else b"nan"
     return b"%.17g" % value
+
+
+def _integer(value: float) -> int:
+    """A Lua number as Redis's ``(long long)`` cast makes it on x86."""
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value < _INT64 else _INT64_MIN
+    if not math.isfinite(value) or not _INT64_MIN <= value < _INT64:
+        return _INT64_MIN
+    return int(value)
+
+
+def error_text(message: str) -> str:
+    """An error reply as Redis's Lua bridge words it for a script: ``CODE message``, the
+    code being the first word (``ERR`` when there is only one), without a final newline."""
+    code, space, rest = message.partition(" ")
+    if not space:
+        code, rest = "ERR", message
+    return f"{code} {rest}".rstrip("\r\n")
+
+
+def _flat(message: str) -> str:
+    """Redis replaces newlines in an error reply with spaces."""
+    return message.replace("\r", " ").replace("\n", " ")
+
+
+class _ErrorReply(Exception):  # noqa: N818 - it is an error reply, not an error of ours
+    """An error reply of ``redis.call``, raised through Lua to the script's error handler.
+
+    A script that catches it with ``pcall`` can read ``e.err``, as with Redis's table.
+    """
+
+    def __init__(self, err: bytes) -> None:
+        super().__init__(err.decode("utf-8", errors="replace"))
+        self.err = err
+
+    @staticmethod
+    def text_of(error: object) -> bytes | None:
+        return error.err if type(error) is _ErrorReply else None
+
+
+def _format_error_reply(message: bytes) -> bytes:
+    """``redis.error_reply``'s wording of ``message``."""
+    return error_text(message.decode("utf-8", errors="replace").removeprefix("-")).encode()
 
 
 class LuaEngine:
@@ -126,17 +323,26 @@ class LuaEngine:
             whatever lock makes a script atomic.
     """
 
-    __slots__ = ("_call", "_compile", "_functions", "_run", "_runtime")
+    __slots__ = ("_call", "_compile", "_functions", "_rand", "_rawget", "_run", "_runtime")
 
     def __init__(self, call: Callable[[list[bytes]], Reply]) -> None:
         self._call = call
-        self._runtime = _lua.LuaRuntime(
+        self._rand = 0x1234ABCD330E  # rand48's initial state
+        self._runtime = lua51.LuaRuntime(
             encoding=None,
             unpack_returned_tuples=False,
             register_eval=False,
             register_builtins=False,
         )
-        self._compile, self._run = self._runtime.eval(_SETUP)(self._bridge)
+        self._compile, self._run, self._rawget = self._runtime.eval(_SETUP)(
+            self._raising_call,
+            self._protected_call,
+            _ErrorReply.text_of,
+            _format_error_reply,
+            self._sha1hex,
+            self._lrand48,
+            self._srand48,
+        )
         self._functions: dict[str, Any] = {}
 
     def load(self, source: bytes) -> str:
@@ -167,12 +373,21 @@ class LuaEngine:
         Raises:
             CommandError: the script raised an error, or returned an error reply.
         """
+        sha = sha.lower()
         table_from = self._runtime.table_from
-        ok, result = self._run(self._functions[sha.lower()], table_from(keys), table_from(args))
-        if not ok:
-            message = result.decode("utf-8", errors="replace")
-            raise CommandError(message if message[:1].isupper() else "ERR " + message)
-        return self._to_reply(result)
+        outcome = self._run(self._functions[sha], table_from(keys), table_from(args))
+        if outcome[0]:
+            return self._to_reply(outcome[1])
+        _, message, source, line = outcome
+        if message is None:
+            # Redis 7.0 crashes on such an error object (error({})); say what happened.
+            text = "ERR the script raised an error object without a message"
+        else:
+            text = message.decode("utf-8", errors="replace")
+        if source is not None and line is not None:
+            where = source.decode("utf-8", errors="replace")
+            text += f" script: {sha}, on {where}:{_integer(line)}."
+        raise CommandError(_flat(text))
 
     def _compile_source(self, source: bytes) -> tuple[Any, str]:
         compiled = self._compile(source)
@@ -181,10 +396,35 @@ class LuaEngine:
             return function, error.decode("utf-8", errors="replace") if error else ""
         return compiled, ""
 
-    # -- the bridge between Lua values and Redis replies -----------------------------------
+    # -- what the sandbox calls --------------------------------------------------------------
 
-    def _bridge(self, *command: Any) -> Any:
-        """``redis.call``/``redis.pcall``: run one command; an error becomes ``{err=...}``."""
+    @staticmethod
+    def _sha1hex(text: bytes) -> bytes:
+        return hashlib.sha1(text).hexdigest().encode()
+
+    def _lrand48(self) -> int:
+        self._rand = (_A48 * self._rand + _C48) & _MASK48
+        return self._rand >> 17
+
+    def _srand48(self, seed: float) -> None:
+        low32 = _integer(seed) & 0xFFFFFFFF
+        self._rand = (low32 << 16) | 0x330E
+
+    def _raising_call(self, *command: Any) -> Any:
+        """``redis.call``: run one command; an error reply is raised in the script."""
+        reply = self._command(command)
+        if type(reply) is _ErrorReply:
+            raise reply
+        return reply
+
+    def _protected_call(self, *command: Any) -> Any:
+        """``redis.pcall``: run one command; an error reply is returned as ``{err=...}``."""
+        reply = self._command(command)
+        if type(reply) is _ErrorReply:
+            return self._runtime.table_from({b"err": reply.err})
+        return reply
+
+    def _command(self, command: tuple[Any, ...]) -> Any:
         try:
             if not command:
                 raise CommandError(
@@ -195,18 +435,27 @@ class LuaEngine:
                 kind = type(value)
                 if kind is bytes:
                     args.append(value)
-                elif kind is int:
-                    args.append(b"%d" % value)
-                elif kind is float:
-                    args.append(_number_arg(value))
+                elif kind is int or kind is float:
+                    args.append(_number_arg(float(value)))
                 else:
                     raise CommandError(
                         "ERR Lua redis lib command arguments must be strings or integers"
                     )
             reply = self._call(args)
         except CommandError as exc:
-            return self._runtime.table_from({b"err": exc.message.encode()})
+            return _ErrorReply(error_text(exc.message).encode())
+        if type(reply) is bytes and self._is_status(args):
+            return self._runtime.table_from({b"ok": reply})
         return self._to_lua(reply)
+
+    @staticmethod
+    def _is_status(args: list[bytes]) -> bool:
+        name = args[0].upper()
+        if name == b"SET":
+            return not any(a.upper() == b"GET" for a in args[3:])
+        if name == b"PING":
+            return len(args) == 1
+        return name in _STATUS
 
     def _to_lua(self, reply: Reply) -> Any:
         if reply is None:
@@ -217,25 +466,29 @@ class LuaEngine:
 
     def _to_reply(self, value: Any) -> Reply:
         kind = type(value)
-        if kind is bytes or kind is int:
+        if kind is bytes:
             return value  # type: ignore[no-any-return]
         if value is None or value is False:
             return None
+        if kind is _ErrorReply:  # pcall(redis.call, ...) returned the error, then the script
+            raise CommandError(_flat(value.err.decode("utf-8", errors="replace")))
         if value is True:
             return 1
-        if kind is float:
-            return int(value)
+        if kind is int or kind is float:
+            return _integer(value)
         if _lua_type(value) == "table":
-            error = value[b"err"]
-            if error is not None:
-                message = error.decode("utf-8", errors="replace")
-                raise CommandError(message if message[:1].isupper() else "ERR " + message)
-            status = value[b"ok"]
-            if status is not None:
-                return status  # type: ignore[no-any-return]
+            # Raw reads, as Redis's: a read-only table would answer unknown names with an
+            # error.
+            rawget = self._rawget
+            error = rawget(value, b"err")
+            if type(error) is bytes:
+                raise CommandError(_flat(error.decode("utf-8", errors="replace")))
+            status = rawget(value, b"ok")
+            if type(status) is bytes:
+                return status
             out: list[Reply] = []
             index = 1
-            while (item := value[index]) is not None:
+            while (item := rawget(value, index)) is not None:
                 out.append(self._to_reply(item))
                 index += 1
             return out
