@@ -6,9 +6,11 @@ operations on the memory driver get no slower than 1.2 times layout 1's.
 
 Two worker processes run the same workload code (`benchmarks/_memory_worker.py`, this
 tree's `_workload.py`: the dataset of the Upstash section and every domain operation) on a
-`Storage(MemoryDriver())`: one with this checkout's kvstore, one with the layout-1 checkout's
-(its own venv: `$KVSTORE_V1`, default `/work/wt/v1`, whose `.venv/bin/python` imports the
-kvstore of that checkout). They are timed in interleaved rounds, the order alternating, each
+`Storage(MemoryDriver())`: one with this checkout's kvstore, one with layout 1's: the
+`kvstore` package of commit 335539c (the last before the layout-2 rewrite), taken from this
+repository's history with `git archive` and imported by the same interpreter ahead of this
+checkout's (or, with `$KVSTORE_V1`, the kvstore of that checkout, run by its
+`.venv/bin/python`). They are timed in interleaved rounds, the order alternating, each
 worker taking its samples in turn while the other waits; calls shorter than about 20 µs are
 timed in batches (the same batch size in both). Operations with a step before each call (a
 delete) are timed one call per sample, the step untimed. Ratio: layout 2's p50 over layout
@@ -26,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +42,18 @@ TITLE = "11. Memory driver: layout 2 against layout 1, every domain operation"
 
 TARGET = 1.2
 WORKER = Path(__file__).with_name("_memory_worker.py")
-V1 = Path(os.environ.get("KVSTORE_V1", "/work/wt/v1"))
+V1_COMMIT = "335539c8f2598f55f09c7df5dac291daa1d5d570"  # the last commit of layout 1
+REPO = Path(__file__).resolve().parent.parent
 PROFILED = 3
 
 
 class _Worker:
     """One worker process and its line protocol."""
 
-    def __init__(self, label: str, python: Path) -> None:
+    def __init__(self, label: str, python: Path, pythonpath: str | None = None) -> None:
         self.label = label
         self.python = python
+        self.pythonpath = pythonpath
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -57,6 +63,7 @@ class _Worker:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=str(WORKER.parent.parent.parent),  # neither checkout: nothing shadows kvstore
+            env={**os.environ, "PYTHONPATH": self.pythonpath} if self.pythonpath else None,
             limit=1 << 24,
         )
 
@@ -90,57 +97,75 @@ class _Worker:
 
 async def run(env: Env) -> Report:
     report = Report(NAME, TITLE, env.out)
-    v1_python = V1 / ".venv" / "bin" / "python"
-    if not v1_python.exists():
-        raise SkipSection(
-            f"no layout-1 checkout with a venv at {V1} (set KVSTORE_V1 to a checkout of the "
-            "code before the layout-2 rewrite whose .venv has it installed)"
-        )
-    report.text(__doc__.split("\n\n", 1)[1])
-    workers = {
-        "layout 1": _Worker("layout 1", v1_python),
-        "layout 2": _Worker("layout 2", Path(sys.executable)),
-    }
-    try:
-        for worker in workers.values():
-            await worker.start()
-        setups = {label: await w.ask("setup", quick=env.mode.quick) for label, w in workers.items()}
-        here = Path(__file__).resolve().parent.parent
-        if Path(setups["layout 2"]["kvstore"]).resolve().parent != here:
-            raise SkipSection(
-                f"the layout-2 worker imported kvstore from {setups['layout 2']['kvstore']}"
-            )
-        if Path(setups["layout 1"]["kvstore"]).resolve().parent == here:
-            raise SkipSection(f"{v1_python} imports this checkout's kvstore, not layout 1's")
-        ops = [op for op in setups["layout 2"]["ops"] if op in setups["layout 1"]["ops"]]
-        only = [op for op in setups["layout 2"]["ops"] if op not in ops]
-        budget = env.mode.micro
-        results: dict[str, dict[str, Stats]] = {}
-        for op in ops:
-            batch = (await workers["layout 1"].ask("calibrate", name=op))["batch"]
-            samples: dict[str, list[float]] = {label: [] for label in workers}
-            order = list(workers)
-            for round_no in range(budget.rounds):
-                for label in order if round_no % 2 == 0 else order[::-1]:
-                    reply = await workers[label].ask(
-                        "time", name=op, samples=budget.per_round, batch=batch,
-                        seconds=budget.seconds,
-                    )  # fmt: skip
-                    samples[label] += reply["samples"]
-            results[op] = {label: Stats.of(s) for label, s in samples.items()}
-        ratios = {op: r["layout 2"].p50 / r["layout 1"].p50 for op, r in results.items()}
-        slowest = sorted(ratios, key=ratios.__getitem__, reverse=True)[:PROFILED]
-        profiles = {}
-        calls = 200 if env.mode.quick else 2_000
-        for op in slowest:
-            profiles[op] = {
-                label: await w.ask("profile", name=op, calls=calls) for label, w in workers.items()
-            }
-    finally:
-        for worker in workers.values():
-            await worker.close()
-    _write(report, setups, results, ratios, only, profiles)
+    with tempfile.TemporaryDirectory(prefix="kvstore-layout1-") as scratch:
+        layout1 = _layout1_worker(Path(scratch))
+        report.text(__doc__.split("\n\n", 1)[1])
+        workers = {"layout 1": layout1, "layout 2": _Worker("layout 2", Path(sys.executable))}
+        try:
+            for worker in workers.values():
+                await worker.start()
+            await _compare(env, report, workers)
+        finally:
+            for worker in workers.values():
+                await worker.close()
     return report
+
+
+def _layout1_worker(scratch: Path) -> _Worker:
+    """Layout 1's worker: ``$KVSTORE_V1``'s own venv, else layout 1's package from git."""
+    if checkout := os.environ.get("KVSTORE_V1"):
+        python = Path(checkout) / ".venv" / "bin" / "python"
+        if not python.exists():
+            raise SkipSection(f"KVSTORE_V1={checkout} has no .venv/bin/python")
+        return _Worker("layout 1", python)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", V1_COMMIT, "kvstore"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        raise SkipSection(
+            f"commit {V1_COMMIT[:7]} is not in this clone's history (a shallow clone?): "
+            f"{archive.stderr.decode(errors='replace').strip()}"
+        )
+    subprocess.run(["tar", "-x", "-C", str(scratch)], input=archive.stdout, check=True)
+    return _Worker("layout 1", Path(sys.executable), pythonpath=str(scratch))
+
+
+async def _compare(env: Env, report: Report, workers: dict[str, _Worker]) -> None:
+    setups = {label: await w.ask("setup", quick=env.mode.quick) for label, w in workers.items()}
+    here = Path(__file__).resolve().parent.parent
+    if Path(setups["layout 2"]["kvstore"]).resolve().parent != here:
+        raise SkipSection(
+            f"the layout-2 worker imported kvstore from {setups['layout 2']['kvstore']}"
+        )
+    if Path(setups["layout 1"]["kvstore"]).resolve().parent == here:
+        raise SkipSection("the layout-1 worker imports this checkout's kvstore, not layout 1's")
+    ops = [op for op in setups["layout 2"]["ops"] if op in setups["layout 1"]["ops"]]
+    only = [op for op in setups["layout 2"]["ops"] if op not in ops]
+    budget = env.mode.micro
+    results: dict[str, dict[str, Stats]] = {}
+    for op in ops:
+        batch = (await workers["layout 1"].ask("calibrate", name=op))["batch"]
+        samples: dict[str, list[float]] = {label: [] for label in workers}
+        order = list(workers)
+        for round_no in range(budget.rounds):
+            for label in order if round_no % 2 == 0 else order[::-1]:
+                reply = await workers[label].ask(
+                    "time", name=op, samples=budget.per_round, batch=batch,
+                    seconds=budget.seconds,
+                )  # fmt: skip
+                samples[label] += reply["samples"]
+        results[op] = {label: Stats.of(s) for label, s in samples.items()}
+    ratios = {op: r["layout 2"].p50 / r["layout 1"].p50 for op, r in results.items()}
+    slowest = sorted(ratios, key=ratios.__getitem__, reverse=True)[:PROFILED]
+    profiles = {}
+    calls = 200 if env.mode.quick else 2_000
+    for op in slowest:
+        profiles[op] = {
+            label: await w.ask("profile", name=op, calls=calls) for label, w in workers.items()
+        }
+    _write(report, setups, results, ratios, only, profiles)
 
 
 def _write(
