@@ -49,6 +49,7 @@ __all__ = [
     "LAYOUT_VERSION",
     "SLOTS",
     "Bucket",
+    "CheckpointKeys",
     "Keys",
     "ThreadKeys",
     "key_slot",
@@ -150,6 +151,10 @@ class Bucket:
         score_index: lex index of the bucket's scores.
         traces: hash, trace id -> trace summary.
         trace_index: lex index of the bucket's traces.
+        checkpoint_threads: lex index, the ids (escaped) of the bucket's checkpoint threads
+            (see :mod:`kvstore.domains.checkpoints`).
+        checkpoint_runs: lex index, ``<run id>\0<thread id>`` (escaped) for every run with
+            checkpoints in a thread of the bucket.
     """
 
     number: int
@@ -167,6 +172,8 @@ class Bucket:
     score_index: str
     traces: str
     trace_index: str
+    checkpoint_threads: str
+    checkpoint_runs: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +192,32 @@ class ThreadKeys:
     bucket: Bucket
     messages: str
     message_ids: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointKeys:
+    """Every key of one checkpoint thread (a LangGraph thread), all in the thread's bucket.
+
+    See :mod:`kvstore.domains.checkpoints` for what each holds.
+
+    Attributes:
+        id: The thread id.
+        bucket: The thread's bucket.
+        index: lex index of the thread's checkpoints (by namespace, by id, by metadata
+            value, by run).
+        records: hash, ``<namespace>\0<checkpoint id>`` -> the checkpoint record.
+        blobs: hash, ``<namespace>\0<channel>\0<version>`` -> a channel value.
+        refs: hash, the same fields -> how many checkpoints refer to that value.
+        writes: sorted set of the pending writes, in LangGraph's order.
+    """
+
+    id: str
+    bucket: Bucket
+    index: str
+    records: str
+    blobs: str
+    refs: str
+    writes: str
 
 
 class Keys:
@@ -224,6 +257,8 @@ class Keys:
             score_index=root + "score_index",
             traces=root + "traces",
             trace_index=root + "trace_index",
+            checkpoint_threads=root + "cp_threads",
+            checkpoint_runs=root + "cp_runs",
         )
 
     @property
@@ -246,6 +281,20 @@ class Keys:
             bucket=bucket,
             messages=bucket.root + "messages:" + thread_id,
             message_ids=bucket.root + "message_ids:" + thread_id,
+        )
+
+    def checkpoint_thread(self, thread_id: str) -> CheckpointKeys:
+        """The keys of one checkpoint thread."""
+        bucket = self.bucket_of(thread_id)
+        root = bucket.root
+        return CheckpointKeys(
+            id=thread_id,
+            bucket=bucket,
+            index=root + "cp_index:" + thread_id,
+            records=root + "cp_records:" + thread_id,
+            blobs=root + "cp_blobs:" + thread_id,
+            refs=root + "cp_refs:" + thread_id,
+            writes=root + "cp_writes:" + thread_id,
         )
 
     def message_home(self, message_id: str) -> str:

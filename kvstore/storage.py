@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Self
 
+from kvstore.domains.checkpoints import CheckpointStore
 from kvstore.domains.evals import EvalStore
 from kvstore.domains.memory import MemoryStore
 from kvstore.domains.traces import TraceRetention, TraceStore
@@ -82,6 +83,8 @@ class Storage:
         workflows: Workflow runs and their snapshots.
         evals: Eval scores.
         traces: Spans and traces.
+        checkpoints: Graph checkpoints with their channel values and pending writes (what
+            ``kvstore.integrations.langgraph.KVStoreSaver`` keeps).
     """
 
     __slots__ = (
@@ -89,6 +92,7 @@ class Storage:
         "_driver",
         "_layout",
         "_owns_driver",
+        "checkpoints",
         "evals",
         "memory",
         "namespace",
@@ -128,6 +132,7 @@ class Storage:
         self.workflows = WorkflowStore(driver, layout, codec)
         self.evals = EvalStore(driver, layout, codec)
         self.traces = TraceStore(driver, layout, codec, trace_retention)
+        self.checkpoints = CheckpointStore(driver, layout, codec)
 
     @classmethod
     def from_url(
