@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, cast
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from kvstore._sync_api import (
+    BlockingCheckpointStore,
     BlockingEvalStore,
     BlockingMemoryStore,
     BlockingTraceStore,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Blocking",
+    "BlockingCheckpointStore",
     "BlockingEvalStore",
     "BlockingMemoryStore",
     "BlockingTraceStore",
@@ -50,7 +52,7 @@ __all__ = [
 D = TypeVar("D")
 
 #: The domains a Storage offers; SyncStorage wraps each.
-DOMAINS = ("memory", "workflows", "evals", "traces")
+DOMAINS = ("memory", "workflows", "evals", "traces", "checkpoints")
 
 
 class Blocking(Generic[D]):
@@ -109,6 +111,7 @@ class SyncStorage:
         "_portal",
         "_portal_cm",
         "_storage",
+        "checkpoints",
         "evals",
         "memory",
         "traces",
@@ -152,6 +155,7 @@ class SyncStorage:
         self.workflows = cast(BlockingWorkflowStore, Blocking(portal, storage.workflows))
         self.evals = cast(BlockingEvalStore, Blocking(portal, storage.evals))
         self.traces = cast(BlockingTraceStore, Blocking(portal, storage.traces))
+        self.checkpoints = cast(BlockingCheckpointStore, Blocking(portal, storage.checkpoints))
 
     @classmethod
     def from_url(
