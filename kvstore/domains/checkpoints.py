@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import math
 import re
@@ -124,11 +125,21 @@ def _key_ok(key: Any) -> bool:
 
 
 def _escaped(text: str) -> bytes:
-    return lex_escape(text).encode()
+    if "\x00" in text or "\x01" in text:
+        return lex_escape(text).encode()
+    return text.encode()
 
 
+@functools.lru_cache(maxsize=4096)
 def _unescape(data: bytes) -> str:
-    return _UNESCAPE.sub(lambda m: b"\x00" if m.group(1) == b"\x01" else b"\x01", data).decode()
+    if b"\x01" in data:
+        data = _UNESCAPE.sub(lambda m: b"\x00" if m.group(1) == b"\x01" else b"\x01", data)
+    return data.decode()
+
+
+@functools.lru_cache(maxsize=256)
+def _kind(data: bytes) -> str:
+    return data.decode()
 
 
 def _entries(items: Iterable[bytes]) -> bytes:
@@ -341,7 +352,11 @@ class CheckpointStore(Domain):
         where = thread.records
         fields = _record_fields(record, where)
         refs = _refs(fields.get(b"b", b""))
-        values = dict(zip(refs, as_list(blobs), strict=True))
+        values = {
+            ref: self._typed(raw, where)
+            for ref, raw in zip(refs, as_list(blobs), strict=True)
+            if isinstance(raw, bytes)
+        }
         return self._stored(
             thread_id,
             namespace,
@@ -439,8 +454,13 @@ class CheckpointStore(Domain):
         )
         next_cursor, *rows, blob_fields, blob_values = reply
         assert isinstance(next_cursor, bytes)
-        blobs = dict(zip(as_list(blob_fields), as_list(blob_values), strict=True))
         where = thread.records
+        # Each value once, however many checkpoints of the page refer to it.
+        blobs = {
+            field: self._typed(raw, where)
+            for field, raw in zip(as_list(blob_fields), as_list(blob_values), strict=True)
+            if isinstance(raw, bytes)
+        }
         items = []
         for row in rows:
             ns, found_id, record, writes = as_list(row)
@@ -452,7 +472,12 @@ class CheckpointStore(Domain):
                 continue
             fields = _record_fields(record, where)
             refs = _refs(fields.get(b"b", b""))
-            values = {ref: blobs.get(ns + b"\0" + ref[0] + b"\0" + ref[1]) for ref in refs}
+            head = ns + b"\0"
+            values = {}
+            for ref in refs:
+                stored = blobs.get(head + ref[0] + b"\0" + ref[1])
+                if stored is not None:
+                    values[ref] = stored
             items.append(
                 self._stored(
                     thread_id,
@@ -680,7 +705,7 @@ class CheckpointStore(Domain):
                 data = base64.b64decode(data, validate=True)
             except binascii.Error:
                 raise CorruptRecordError(where, "bad base64 in a checkpoint value") from None
-        return kind.decode(), data
+        return _kind(kind), data
 
     def _record(
         self,
@@ -728,7 +753,7 @@ class CheckpointStore(Domain):
         *,
         fields: dict[bytes, bytes],
         refs: Sequence[tuple[bytes, bytes]],
-        values: Mapping[tuple[bytes, bytes], Reply],
+        values: Mapping[tuple[bytes, bytes], Typed],
         writes: Reply,
         where: str,
     ) -> StoredCheckpoint:
@@ -750,11 +775,7 @@ class CheckpointStore(Domain):
                     )
                 )
             versions = {_unescape(c): _unescape(v) for c, v in refs}
-            stored_values = {
-                _unescape(ref[0]): self._typed(raw, where)
-                for ref, raw in values.items()
-                if isinstance(raw, bytes)
-            }
+            stored_values = {_unescape(ref[0]): typed for ref, typed in values.items()}
             return StoredCheckpoint(
                 thread_id=thread_id,
                 namespace=namespace,
