@@ -87,7 +87,7 @@ async def test_every_saver_call_is_one_round_trip_and_flat(
             thread.step,
             lambda: saver.aput_writes(thread.config, [("a", 1), ("__interrupt__", 2)], "task"),
             lambda: saver.aget_tuple(thread_config),
-            lambda: saver.aget_tuple(old),
+            lambda old=old: saver.aget_tuple(old),
             lambda: _listed(saver, thread_config, limit=10),
             lambda: _listed(saver, thread_config, filter={"source": "loop"}, limit=10),
             lambda: _listed(saver, thread_config, before=thread.config, limit=10),
