@@ -470,6 +470,8 @@ class CheckpointStore(Domain):
             found = _unescape(found_id)
             if checkpoint_id is not None and found != checkpoint_id:
                 continue
+            if before is not None and found >= before:
+                continue
             fields = _record_fields(record, where)
             refs = _refs(fields.get(b"b", b""))
             head = ns + b"\0"

@@ -185,6 +185,8 @@ class CheckpointsSuite:
         assert await ids(store, "t", before="c4") == ["c3", "c2", "c1", "c0"]
         assert await ids(store, "t", "", before="c3") == ["c0"]
         assert await ids(store, "t", checkpoint_id="c2") == ["c2"]
+        assert await ids(store, "t", checkpoint_id="c2", before="c2") == []
+        assert await ids(store, "t", "child:2", checkpoint_id="c5", before="c5") == []
         assert await ids(store, "t", "child:2", checkpoint_id="c5") == ["c5"]
         assert await ids(store, "t", "", checkpoint_id="c2") == []
         assert await ids(store, "missing") == []
