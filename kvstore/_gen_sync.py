@@ -261,13 +261,16 @@ def _from_import(module: str, names: set[str], indent: str) -> str:
     return f"{indent}from {module} import (\n{body}{indent})"
 
 
-def _isort_key(name: str) -> tuple[int, str]:
-    """isort's order-by-type: CONSTANTS, then Classes, then everything else."""
+def _isort_key(name: str) -> tuple[int, str, str]:
+    """isort's order-by-type: CONSTANTS, then Classes, then everything else; within each,
+    case-insensitive (``StoredCheckpoint`` before ``StoreItem``), as ruff sorts them."""
     if name.isupper() and len(name) > 1:
-        return (0, name)
-    if name[:1].isupper():
-        return (1, name)
-    return (2, name)
+        kind = 0
+    elif name[:1].isupper():
+        kind = 1
+    else:
+        kind = 2
+    return (kind, name.lower(), name)
 
 
 def main(argv: list[str] | None = None) -> int:
