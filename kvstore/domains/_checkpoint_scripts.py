@@ -73,8 +73,13 @@ end
 
 local function ref_fields(ns, refs, out)
   out = out or {}
-  for ch, ver in string.gmatch(refs or '', '([^%z]*)%z([^%z]*)%z') do
-    out[#out + 1] = ns .. '\0' .. ch .. '\0' .. ver
+  refs = refs or ''
+  local pos, size, head = 1, #refs, ns .. '\0'
+  while pos <= size do
+    local channel_end = string.find(refs, '\0', pos, true)
+    local version_end = string.find(refs, '\0', channel_end + 1, true)
+    out[#out + 1] = head .. string.sub(refs, pos, version_end - 1)
+    pos = version_end + 1
   end
   return out
 end
