@@ -75,7 +75,7 @@ class Storage:
             default: all of them.
         buckets: How many buckets (cluster hash slots) records spread over: 1 to 1024.
             Default: what the store records, or for a new namespace the driver's default
-            (1 on a single server, 16 on a Redis Cluster). See :mod:`kvstore.keys`.
+            (1 on a single server, 64 on a Redis Cluster). See :mod:`kvstore.keys`.
 
     Attributes:
         memory: Threads, messages and working memory.

@@ -235,7 +235,7 @@ class TracesSuite:
         storage = Storage(
             counting,
             namespace=store.namespace,
-            trace_retention=TraceRetention(max_spans=100, max_age=timedelta(days=1000)),
+            trace_retention=TraceRetention(max_spans=100_000, max_age=timedelta(days=1000)),
         )
         await storage.keys()  # the layout check, once per Storage
         traces = storage.traces

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kvstore import Message, Span, Storage, Thread, TraceRetention
+from kvstore.domains.traces import RETENTION_SLICE
 from kvstore.drivers import MemoryDriver
 from kvstore.drivers.base import Arg, Command, Reply, Script
 from tests.support.counting import CountingDriver
@@ -76,19 +77,22 @@ async def test_a_long_thread_is_deleted_in_slices() -> None:
     assert await store.memory.get_messages(["m0", "m2499"]) == []
 
 
-async def test_retention_drops_traces_a_hundred_at_a_time() -> None:
+async def test_retention_drops_traces_a_slice_at_a_time() -> None:
     driver = CountingDriver(MemoryDriver())
     store = Storage(driver, namespace="big")
     old = T0 - timedelta(days=30)
     await store.traces.save_spans(
-        [Span(trace_id=f"x{i}", span_id="s", name="op", start_time=old) for i in range(250)]
+        [
+            Span(trace_id=f"x{i}", span_id="s", name="op", start_time=old)
+            for i in range(RETENTION_SLICE * 5 // 2)
+        ]
     )
     aged = Storage(
         driver, namespace="big", trace_retention=TraceRetention(max_age=timedelta(days=1))
     )
     await aged.keys()
     before = driver.round_trips
-    assert await aged.traces.apply_retention() == 250
-    # Look and drop 100, look and drop 100, look and drop 50: each call bounded.
+    assert await aged.traces.apply_retention() == RETENTION_SLICE * 5 // 2
+    # Look and drop a slice, look and drop a slice, look and drop half a slice.
     assert driver.round_trips - before == 6
     assert (await aged.traces.list_traces()).total == 0
