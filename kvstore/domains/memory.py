@@ -95,6 +95,9 @@ MAX_FILTER_SCAN = 1000
 MAX_FILTER_KEYS = 8
 #: Most messages ``clone_thread`` copies (in one atomic script).
 MAX_CLONE = 1000
+#: Most threads, and the deepest page, ``list_messages_merged`` merges.
+MAX_MERGED_THREADS = 100
+MAX_MERGED_DEPTH = 10_000
 #: Messages ``move_thread`` rewrites per round trip.
 MOVE_SLICE = 250
 
@@ -708,6 +711,106 @@ class MemoryStore(Domain):
         messages = self._decode_members(members, thread.messages)
         has_more = total > per_page if last is not None else (page + 1) * per_page < total
         return Page(items=messages, total=total, page=page, per_page=per_page, has_more=has_more)
+
+    async def list_messages_merged(
+        self,
+        *,
+        thread_ids: Iterable[str] | None = None,
+        resource_id: str | None = None,
+        page: int = 0,
+        per_page: int = DEFAULT_MESSAGES_PER_PAGE,
+        date_range: DateRange | None = None,
+        direction: Literal["asc", "desc"] = "asc",
+    ) -> Page[Message]:
+        """The messages of several threads, or of every thread of a resource, merged in
+        time order (Mastra's ``listMessages`` with several ``threadId`` or a ``resourceId``).
+
+        Equal times keep each thread's order, and the threads' order as given (for a
+        resource: by creation). ``direction="desc"`` lists newest first.
+
+        Args:
+            thread_ids: The threads (at most 100; unknown ones have no messages).
+            resource_id: Instead of ``thread_ids``: every thread of this resource (at most
+                100 threads; more is refused with ``ValidationError``).
+            page: The page number, from 0.
+            per_page: The page size, from 1 to 1000; ``(page + 1) * per_page`` may not
+                exceed 10,000.
+            date_range: Only messages created in this window.
+            direction: ``"asc"`` (oldest first) or ``"desc"`` (newest first).
+
+        Returns:
+            A page whose ``total`` counts the threads' messages in ``date_range``.
+
+        One round trip for ``thread_ids`` (two commands per thread: the count and the
+        first ``(page + 1) * per_page`` messages, whatever the threads hold); a resource
+        adds one before it that reads its threads' ids (one command per bucket).
+        """
+        if (thread_ids is None) == (resource_id is None):
+            raise ValidationError("give either thread_ids or resource_id", field="thread_ids")
+        check_page(page, per_page)
+        if (page + 1) * per_page > MAX_MERGED_DEPTH:
+            raise ValidationError(
+                f"a merged listing reaches at most {MAX_MERGED_DEPTH} messages deep",
+                field="page",
+            )
+        if direction not in ("asc", "desc"):
+            raise ValidationError("expected 'asc' or 'desc'", field="direction")
+        window = _score_window(date_range) or ("-inf", "+inf")
+        keys = await self._keys()
+        if thread_ids is not None:
+            wanted = list(dict.fromkeys(check_ids(thread_ids, "thread_ids")))
+            if len(wanted) > MAX_MERGED_THREADS:
+                raise ValidationError(
+                    f"merge at most {MAX_MERGED_THREADS} threads", field="thread_ids"
+                )
+        else:
+            wanted = await self._resource_thread_ids(keys, check_id(resource_id, "resource_id"))
+        depth = (page + 1) * per_page
+        low, high = window
+        commands: list[Command] = []
+        for thread_id in wanted:
+            key = keys.thread(thread_id).messages
+            commands.append(("ZCOUNT", key, low, high))
+            if direction == "asc":
+                commands.append(
+                    ("ZRANGE", key, low, high, "BYSCORE", "LIMIT", 0, depth, "WITHSCORES")
+                )
+            else:
+                commands.append(
+                    ("ZRANGE", key, high, low, "BYSCORE", "REV", "LIMIT", 0, depth, "WITHSCORES")
+                )
+        replies = await self._driver.execute(commands, idempotent=True) if commands else []
+        total = 0
+        merged: list[tuple[int, int, bytes]] = []
+        for position in range(len(wanted)):
+            total += int(replies[2 * position])  # type: ignore[arg-type]
+            flat = as_list(replies[2 * position + 1])
+            merged += ((int(flat[i + 1]), position, flat[i]) for i in range(0, len(flat), 2))
+        merged.sort(reverse=direction == "desc")
+        messages = [
+            self._decode_members([member], keys.thread(wanted[position]).messages)[0]
+            for _, position, member in merged[page * per_page : depth]
+        ]
+        return make_page(messages, total, page, per_page)
+
+    async def _resource_thread_ids(self, keys: Keys, resource_id: str) -> list[str]:
+        """A resource's thread ids by creation (at most :data:`MAX_MERGED_THREADS`)."""
+        low, high = lex_bounds(("c", resource_id))
+        replies = await self._driver.execute(
+            [
+                ("ZRANGE", b.thread_index, low, high, "BYLEX", "LIMIT", 0, MAX_MERGED_THREADS + 1)
+                for b in keys.all_buckets
+            ],
+            idempotent=True,
+        )
+        members = sorted(m for reply in replies for m in as_list(reply))
+        if len(members) > MAX_MERGED_THREADS:
+            raise ValidationError(
+                f"resource {resource_id!r} has more than {MAX_MERGED_THREADS} threads: "
+                "pass thread_ids",
+                field="resource_id",
+            )
+        return [_unescape(m[m.rindex(b"\x00") + 1 :]) for m in members]
 
     async def _with_includes(
         self,
