@@ -718,7 +718,7 @@ class MemoryStore(Domain):
         thread_ids: Iterable[str] | None = None,
         resource_id: str | None = None,
         page: int = 0,
-        per_page: int = DEFAULT_MESSAGES_PER_PAGE,
+        per_page: int = 40,
         date_range: DateRange | None = None,
         direction: Literal["asc", "desc"] = "asc",
     ) -> Page[Message]:
