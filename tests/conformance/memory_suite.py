@@ -739,9 +739,8 @@ class MemorySuite:
         assert caught.value.field == "metadata"
         await store.memory.save_thread(Thread(id="x", resource_id="r", metadata={"c": 1, "a": 1}))
         # The most selective key decides: "c" matches one thread in its bucket.
-        assert [
-            t.id for t in (await store.memory.list_threads(metadata={"a": 1, "c": 1})).items
-        ] == ["x"]
+        found = await store.memory.list_threads(metadata={"a": 1, "c": 1})
+        assert [t.id for t in found.items] == ["x"]
 
     async def test_move_thread_moves_its_messages_resource_too(self, store: Storage) -> None:
         mem = store.memory
@@ -753,7 +752,8 @@ class MemorySuite:
         assert before is not None
         moved = await mem.move_thread("t", "bob")
         assert (moved.id, moved.resource_id) == ("t", "bob")
-        assert moved.updated_at is not None and before.updated_at is not None
+        assert moved.updated_at is not None
+        assert before.updated_at is not None
         assert moved.updated_at >= before.updated_at
         assert await mem.get_thread("t") == moved
         assert [t.id for t in (await mem.list_threads("alice")).items] == ["keep"]
@@ -812,7 +812,8 @@ class MemorySuite:
         assert [t.id for t in (await mem.list_threads("bob")).items] == ["c4"]
         assert (await mem.list_threads(metadata={"k": "v"})).total == 5
         empty, none = await mem.clone_thread("src", "c5", message_ids=[])
-        assert none == [] and empty.metadata["clone"]["last_message_id"] is None
+        assert none == []
+        assert empty.metadata["clone"]["last_message_id"] is None
         # A taken id or a missing source writes nothing.
         count = await mem.count_messages(["copy"])
         with pytest.raises(ValidationError) as caught:
@@ -889,7 +890,7 @@ class MemorySuite:
         await mem.save_thread(Thread(id="t", resource_id="alice", metadata={"k": 1}))
         await mem.save_messages([msg("m1", "t", 1), msg("m2", "t", 2)])
         calls: list[tuple[Any, int]] = [
-            (lambda: mem.list_threads(), 1),
+            (mem.list_threads, 1),
             (lambda: mem.list_threads(metadata={"k": 1}), 1),
             (lambda: mem.list_threads("alice", metadata={"k": 1, "j": 2}), 1),
             (lambda: mem.move_thread("t", "bob"), 1),

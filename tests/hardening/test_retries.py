@@ -340,7 +340,7 @@ CALLS: dict[str, Call] = {
         resource_id="r", direction="desc"
     ),
     "memory.move_thread": lambda s: s.memory.move_thread("t", "r2"),
-    "memory.clone_thread": lambda s: _cloned(s),
+    "memory.clone_thread": _cloned,
     "workflows.delete_run": lambda s: s.workflows.delete_run("wf", "run"),
     "workflows.export_runs": lambda s: s.workflows.export_runs(),
     "workflows.get_run": lambda s: s.workflows.get_run("run"),
