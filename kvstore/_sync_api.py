@@ -154,7 +154,8 @@ class BlockingMemoryStore(Protocol):
             The new thread and its messages, oldest first.
 
         Two round trips: one reads the source, one script writes the new thread with
-        every copy at once, so the clone appears whole or not at all. Its cost is bounded
+        every copy at once, so the clone appears whole or not at all (``message_ids``
+        adds one between them that reads the chosen messages). Its cost is bounded
         by the messages copied: at most 1,000, more is refused (``ValidationError``;
         narrow it with ``message_limit`` or ``date_range``).
 

@@ -678,15 +678,22 @@ elseif old_r ~= r then
 end
 local start, size = tonumber(ARGV[7]), tonumber(ARGV[8])
 local members = redis.call('ZRANGE', KEYS[4], start, start + size - 1, 'WITHSCORES')
+local old, new = {}, {}
 for i = 1, #members, 2 do
   local member = members[i]
   local cut = string.find(member, '\0', 13, true)
   local packed = string.sub(member, cut + 1)
   local moved = set_fields(packed, {'resource_id', resource}, 1, 2)
   if moved ~= packed then
-    redis.call('ZREM', KEYS[4], member)
-    redis.call('ZADD', KEYS[4], members[i + 1], string.sub(member, 1, cut) .. moved)
+    old[#old + 1] = member
+    new[#new + 1] = members[i + 1]
+    new[#new + 1] = string.sub(member, 1, cut) .. moved
   end
+end
+if #old > 0 then
+  -- A member keeps its score and its sequence prefix, so its rank too.
+  redis.call('ZREM', KEYS[4], unpack(old))
+  redis.call('ZADD', KEYS[4], unpack(new))
 end
 local next_rank = -1
 if redis.call('ZCARD', KEYS[4]) > start + size then

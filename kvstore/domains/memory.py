@@ -420,7 +420,8 @@ class MemoryStore(Domain):
             The new thread and its messages, oldest first.
 
         Two round trips: one reads the source, one script writes the new thread with
-        every copy at once, so the clone appears whole or not at all. Its cost is bounded
+        every copy at once, so the clone appears whole or not at all (``message_ids``
+        adds one between them that reads the chosen messages). Its cost is bounded
         by the messages copied: at most 1,000, more is refused (``ValidationError``;
         narrow it with ``message_limit`` or ``date_range``).
 
@@ -443,34 +444,58 @@ class MemoryStore(Domain):
             raise ValidationError(
                 f"expected an integer from 1 to {MAX_CLONE}", field="message_limit"
             )
-        only = None if message_ids is None else set(check_ids(message_ids, "message_ids"))
+        only = None if message_ids is None else check_ids(message_ids, "message_ids")
+        if only is not None and len(only) > MAX_CLONE:
+            raise ValidationError(f"clone at most {MAX_CLONE} messages", field="message_ids")
         window = _score_window(date_range)
         keys = await self._keys()
         source = keys.thread(thread_id)
+        t = lex_escape(thread_id)
         low, high = window or ("-inf", "+inf")
-        record, activity, members = await self._driver.execute(
-            [
-                ("HGET", source.bucket.threads, lex_escape(thread_id)),
-                ("HGET", source.bucket.thread_activity, lex_escape(thread_id)),
-                ("ZRANGE", source.messages, low, high, "BYSCORE", "LIMIT", 0, MAX_CLONE + 1),
-            ],
-            idempotent=True,
-        )
+        commands: list[Command] = [
+            ("HGET", source.bucket.threads, t),
+            ("HGET", source.bucket.thread_activity, t),
+        ]
+        if only:
+            # Chosen ids: where they sit in the source (its bucket's pointers), then them.
+            commands.append(("HMGET", source.bucket.pointers, *(lex_escape(i) for i in only)))
+        elif only is None and message_limit is not None:
+            commands.append(
+                ("ZRANGE", source.messages, high, low, "BYSCORE", "REV", "LIMIT", 0, message_limit)
+            )
+        elif only is None:
+            commands.append(
+                ("ZRANGE", source.messages, low, high, "BYSCORE", "LIMIT", 0, MAX_CLONE + 1)
+            )
+        record, activity, *found = await self._driver.execute(commands, idempotent=True)
         if activity is None:
             raise NotFoundError(f"no thread {thread_id!r}")
         original = self._thread([record, activity], source.bucket.threads)  # type: ignore[list-item]
-        selected = as_list(members)
-        if len(selected) > MAX_CLONE:
+        selected: list[bytes] = as_list(found[0]) if found else []
+        if only:
+            located = {
+                lex_escape(i).encode(): _location(pointer)
+                for i, pointer in zip(only, selected, strict=True)
+                if isinstance(pointer, bytes) and _location(pointer).thread == t
+            }
+            members = await self._read_members(keys, located)
+            kept = [
+                (int(located[m].score), member)
+                for m, member in members.items()
+                if _in_window(int(located[m].score), window)
+            ]
+            selected = [member for _, member in sorted(kept)]
+            if message_limit is not None:
+                selected = selected[-message_limit:]
+        elif message_limit is not None:
+            selected.reverse()
+        elif len(selected) > MAX_CLONE:
             raise ValidationError(
                 f"a clone copies at most {MAX_CLONE} messages: narrow it with message_limit "
                 "or date_range",
                 field="message_limit",
             )
         messages = self._decode_members(selected, source.messages)
-        if only is not None:
-            messages = [m for m in messages if m.id in only]
-        if message_limit is not None:
-            messages = messages[-message_limit:]
         now = utc_now()
         owner = original.resource_id if resource_id is None else resource_id
         copies = [
@@ -506,7 +531,7 @@ class MemoryStore(Domain):
         ]
         for copy in copies:
             args += (lex_escape(copy.id), micros(copy.created_at), self._messages.pack(copy))
-        commands: list[Command] = [
+        commands = [
             scripts.CLONE_THREAD.command(
                 [
                     bucket.threads,
@@ -1500,6 +1525,16 @@ def _score_window(date_range: DateRange | None) -> tuple[str, str] | None:
         else ("(" if window.end_exclusive else "") + str(micros(window.end))
     )
     return low, high
+
+
+def _in_window(score: int, window: tuple[str, str] | None) -> bool:
+    """Whether a message's score lies within :func:`_score_window`'s bounds."""
+    if window is None:
+        return True
+    low, high = window
+    if low != "-inf" and (score <= int(low[1:]) if low[0] == "(" else score < int(low)):
+        return False
+    return high == "+inf" or (score < int(high[1:]) if high[0] == "(" else score <= int(high))
 
 
 def _page_commands(

@@ -811,6 +811,10 @@ class MemorySuite:
         assert {m.resource_id for m in chosen} == {"bob"}
         assert [t.id for t in (await mem.list_threads("bob")).items] == ["c4"]
         assert (await mem.list_threads(metadata={"k": "v"})).total == 5
+        _, windowed = await mem.clone_thread(
+            "src", "c7", message_ids=["m4", "m0", "m2"], date_range=DateRange(end=at(2))
+        )
+        assert [m.content for m in windowed] == ["text of m0", "text of m2"]
         empty, none = await mem.clone_thread("src", "c5", message_ids=[])
         assert none == []
         assert empty.metadata["clone"]["last_message_id"] is None
