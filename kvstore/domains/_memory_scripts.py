@@ -8,7 +8,9 @@ Conventions (see :mod:`kvstore.domains.memory` for the key schema):
   the document and the attributes ``update_thread`` set), which changes rarely, and its
   *activity*, which every message write changes and scripts read without parsing:
   ``<12 hex: last message sequence><created sort key><updated sort key><R>\0<stored
-  updated_at>``. A thread exists if and only if it has an activity.
+  updated_at>``, with the thread's indexed metadata (``\1`` then ``K\2V\3`` per entry)
+  and a ``\0`` before the stored ``updated_at`` when it has any. A thread exists if and
+  only if it has an activity.
 * A message is a member of its thread's sorted set, scored by its creation time:
   ``<12 hex digits: sequence><M>\0<packed record>``. The sequence orders messages of equal
   timestamps by when they were first saved; a message saved again keeps its sequence.

@@ -9,7 +9,10 @@ and message ids escaped for lex members (:func:`~kvstore.keys.lex_escape`).
   message sequence number given out).
 * ``thread_index`` (bucket lex index): per thread ``c\\0R\\0<created>\\0T`` and
   ``u\\0R\\0<updated>\\0T`` (a resource's threads), ``C\\0<created>\\0T`` and
-  ``U\\0<updated>\\0T`` (every thread).
+  ``U\\0<updated>\\0T`` (every thread); and per indexed metadata entry (key ``K`` and
+  value ``V`` as JSON, see :func:`_index_value`) ``mc\\0R\\0K\\0V\\0<created>\\0T``,
+  ``mu\\0R\\0K\\0V\\0<updated>\\0T``, ``Mc\\0K\\0V\\0<created>\\0T`` and
+  ``Mu\\0K\\0V\\0<updated>\\0T``.
 * ``messages:<thread id>`` (sorted set): the thread's messages scored by ``created_at`` in
   microseconds; a member is ``<12 hex digits: sequence><M>\\0<packed record>``, so reading a
   page of messages is one ``ZRANGE`` of the records themselves, and equal timestamps keep
@@ -22,9 +25,11 @@ and message ids escaped for lex members (:func:`~kvstore.keys.lex_escape`).
 Round trips. Every call is one round trip, except those that start from message ids
 alone (``get_messages``, ``update_messages``, ``delete_messages`` and ``include``), which
 first read where the messages live (one ``HMGET`` per bucket), then act on their threads:
-two round trips. A message saved again under a thread other than its own is moved: saving
-it reports its old thread, which a second round trip removes it from. Deleting a thread of
-more than 1,000 messages takes a round trip per 1,000, so no call holds the server long.
+two round trips; ``clone_thread`` reads its source, then writes (two), and ``move_thread``
+takes a round trip per 250 messages. A message saved again under a thread other than its
+own is moved: saving it reports its old thread, which a second round trip removes it from.
+Deleting a thread of more than 1,000 messages takes a round trip per 1,000, so no call
+holds the server long.
 """
 
 from __future__ import annotations
