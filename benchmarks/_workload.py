@@ -69,6 +69,8 @@ class Op:
         mastra: The Mastra operation this corresponds to, for the Upstash cost table.
         method: The domain method called, when the operation is not named after one that
             every kvstore version has (``available`` checks it).
+        requests: The round trips the operation is documented to take (one, but for a
+            few calls that read before they write).
     """
 
     domain: str
@@ -77,6 +79,7 @@ class Op:
     prepare: Callable[[Storage], Awaitable[Any]] | None = None
     mastra: str | None = None
     method: str | None = None
+    requests: int = 1
 
     def available(self, store: Storage) -> bool:
         """Whether this kvstore has the operation (an older checkout may lack it)."""
@@ -129,7 +132,10 @@ async def populate(store: Storage, size: Dataset) -> None:
     )
     await bulk((_save_resource(i) for i in range(RESOURCES)), store, pipelined=twin)
     for thread_id in (BIG_THREAD, APPEND_THREAD):
-        await memory.save_thread(Thread(id=thread_id, resource_id=RESOURCE))
+        # Metadata that two of the resource's threads share, for the metadata filter.
+        await memory.save_thread(
+            Thread(id=thread_id, resource_id=RESOURCE, metadata={"project": "demo"})
+        )
     await save_messages(store, BIG_THREAD, 0, size.messages)
     snap = _data.snapshot(1_000)
     await bulk((_persist(f"run-{i:07d}", snap, i) for i in range(size.runs)), store, pipelined=twin)
@@ -201,6 +207,15 @@ def operations(size: Dataset) -> list[Op]:
     async def victim_messages(s: Storage) -> None:
         await s.memory.save_messages(_data.message_pair(0, APPEND_THREAD))
 
+    async def mover(s: Storage) -> None:
+        await s.memory.save_thread(Thread(id="mover", resource_id=RESOURCE))
+        await s.memory.save_messages(_data.message_pair(0, "mover"))
+
+    async def small_resource(s: Storage) -> None:
+        for thread_id in ("small-1", "small-2"):
+            await s.memory.save_thread(Thread(id=thread_id, resource_id="small"))
+            await s.memory.save_messages(_data.message_pair(0, thread_id))
+
     # Records are built once; a timed call only gives them fresh ids.
     user, answer = _data.message_pair(0, APPEND_THREAD)
     score = _data.score(0)
@@ -235,6 +250,52 @@ def operations(size: Dataset) -> list[Op]:
             lambda s: s.memory.list_threads(RESOURCE, per_page=20),
             mastra="listThreads",
         ),
+        # Issue 12's listings, moves and clones; ``method`` names the call that arrived with
+        # them, which older checkouts lack.
+        Op(
+            "memory",
+            "list_threads (namespace, page of 20)",
+            lambda s: s.memory.list_threads(per_page=20),
+            method="list_messages_merged",
+        ),
+        Op(
+            "memory",
+            "list_threads (metadata filter)",
+            lambda s: s.memory.list_threads(RESOURCE, metadata={"project": "demo"}),
+            method="list_messages_merged",
+        ),
+        Op(
+            "memory",
+            "move_thread (2 messages)",
+            lambda s: s.memory.move_thread("mover", "user-2"),
+            prepare=mover,
+            method="move_thread",
+        ),
+        Op(
+            "memory",
+            "clone_thread (last 20 messages)",
+            lambda s: s.memory.clone_thread(BIG_THREAD, f"clone-{next(n)}", message_limit=20),
+            method="clone_thread",
+            requests=2,
+        ),
+        Op(
+            "memory",
+            "list_messages_merged (2 threads, page of 20)",
+            lambda s: s.memory.list_messages_merged(
+                thread_ids=[BIG_THREAD, APPEND_THREAD], per_page=20
+            ),
+            method="list_messages_merged",
+        ),
+        Op(
+            "memory",
+            "list_messages_merged (resource of 2 threads)",
+            lambda s: s.memory.list_messages_merged(
+                resource_id="small", per_page=20, direction="desc"
+            ),
+            prepare=small_resource,
+            method="list_messages_merged",
+            requests=2,
+        ),
         Op(
             "memory",
             "update_thread (title)",
@@ -266,20 +327,28 @@ def operations(size: Dataset) -> list[Op]:
                 last=20,
                 include=[Include(message_id=_data.message(5).id, before=2, after=2)],
             ),
+            requests=2,
         ),
-        Op("memory", "get_messages (20 ids)", lambda s: s.memory.get_messages(last_ids)),
+        Op(
+            "memory",
+            "get_messages (20 ids)",
+            lambda s: s.memory.get_messages(last_ids),
+            requests=2,
+        ),
         Op(
             "memory",
             "update_messages (1)",
             lambda s: s.memory.update_messages(
                 [MessagePatch(id=last_ids[-1], metadata={"seen": next(n)})]
             ),
+            requests=2,
         ),
         Op(
             "memory",
             "delete_messages (2)",
             lambda s: s.memory.delete_messages([f"{APPEND_THREAD}-u0", f"{APPEND_THREAD}-a0"]),
             prepare=victim_messages,
+            requests=2,
         ),
         Op(
             "memory",

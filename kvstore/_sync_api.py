@@ -54,16 +54,30 @@ class BlockingMemoryStore(Protocol):
 
     def list_threads(
         self,
-        resource_id: str,
+        resource_id: str | None = None,
         page: int = 0,
         per_page: int = 20,
         order_by: Literal["created_at", "updated_at"] = "created_at",
         direction: Literal["asc", "desc"] = "desc",
+        *,
+        metadata: Mapping[str, Any] | None = None,
     ) -> Page[Thread]:
-        """One page of a resource's threads, ordered by ``order_by`` in ``direction``.
+        """One page of a resource's threads (or, without ``resource_id``, of every thread
+        of the namespace), ordered by ``order_by`` in ``direction``.
+
+        Args:
+            resource_id: The resource, or None for every thread.
+            metadata: Only threads whose metadata holds each of these keys with an equal
+                value (AND; at most 8 keys). Values must be strings, numbers, booleans or
+                None of at most 256 characters as JSON: those are what the index holds,
+                for the first 64 such entries of a thread's metadata. ``1`` equals ``1.0``.
 
         One round trip on one bucket (``per_page + 3`` commands) whatever the number of
         threads stored; with several buckets, see :func:`~kvstore.domains._base.list_index`.
+        A filter on one key reads an index of its own like any listing. A filter on
+        several keys scans the threads that match its most selective key, and is refused
+        (``ValidationError``) when that key matches more than 1,000 threads in a bucket:
+        ``total`` stays exact and no call's work grows with the data stored.
         """
 
     def update_thread(
@@ -87,6 +101,68 @@ class BlockingMemoryStore(Protocol):
         One round trip per 250 messages: the thread disappears with the first one, and no
         single call holds the server longer than deleting 250 messages takes. With several
         buckets, one more drops the message ids' homes.
+        """
+
+    def move_thread(self, thread_id: str, resource_id: str) -> Thread:
+        """Move a thread and its messages to another resource (Mastra's
+        ``updateThreadResourceId``): the thread's ``resource_id``, its place in both
+        resources' listings and every message's ``resource_id`` follow, and its
+        ``updated_at`` is bumped.
+
+        The thread moves atomically in the first round trip, with its first 250 messages;
+        each further 250 messages take a round trip (a script on the thread's bucket), so
+        that no call holds the server long. A move cut short (a crash, a lost connection)
+        leaves later messages with their old ``resource_id``: moving again finishes it.
+
+        Returns:
+            The thread as moved.
+
+        Raises:
+            NotFoundError: there is no such thread.
+        """
+
+    def clone_thread(
+        self,
+        thread_id: str,
+        new_thread_id: str,
+        *,
+        resource_id: str | None = None,
+        title: str | None = None,
+        message_limit: int | None = None,
+        date_range: DateRange | None = None,
+        message_ids: Iterable[str] | None = None,
+    ) -> tuple[Thread, list[Message]]:
+        """Copy a thread and its messages (or some of them) to a new thread (Mastra's
+        ``cloneThread``).
+
+        The copies get fresh ids and the new thread's id and resource; their times,
+        contents and order stay. The new thread keeps the source's metadata and records
+        where it came from under ``metadata["clone"]``: ``source_thread_id``,
+        ``cloned_at`` (ISO 8601) and ``last_message_id`` (the last message copied, or
+        None).
+
+        Args:
+            thread_id: The source thread.
+            new_thread_id: The new thread's id; it must not exist.
+            resource_id: The new thread's resource (default: the source's).
+            title: The new thread's title (default: the source's).
+            message_limit: Copy only the newest this many of the selected messages.
+            date_range: Copy only messages created in this window.
+            message_ids: Copy only these messages (those not in the source are ignored).
+
+        Returns:
+            The new thread and its messages, oldest first.
+
+        Two round trips: one reads the source, one script writes the new thread with
+        every copy at once, so the clone appears whole or not at all (``message_ids``
+        adds one between them that reads the chosen messages). Its cost is bounded
+        by the messages copied: at most 1,000, more is refused (``ValidationError``;
+        narrow it with ``message_limit`` or ``date_range``).
+
+        Raises:
+            NotFoundError: there is no source thread.
+            ValidationError: ``new_thread_id`` is taken (nothing is written), or an
+                argument is malformed.
         """
 
     def save_messages(self, messages: Iterable[Message | Mapping[str, Any]]) -> list[Message]:
@@ -131,6 +207,40 @@ class BlockingMemoryStore(Protocol):
         Two commands in one round trip (``ZCARD``/``ZCOUNT`` and one ``ZRANGE`` of the
         records themselves), whatever the size of the thread. ``include`` adds a second
         round trip that reads the neighbours.
+        """
+
+    def list_messages_merged(
+        self,
+        *,
+        thread_ids: Iterable[str] | None = None,
+        resource_id: str | None = None,
+        page: int = 0,
+        per_page: int = 40,
+        date_range: DateRange | None = None,
+        direction: Literal["asc", "desc"] = "asc",
+    ) -> Page[Message]:
+        """The messages of several threads, or of every thread of a resource, merged in
+        time order (Mastra's ``listMessages`` with several ``threadId`` or a ``resourceId``).
+
+        Equal times keep each thread's order, and the threads' order as given (for a
+        resource: by creation). ``direction="desc"`` lists newest first.
+
+        Args:
+            thread_ids: The threads (at most 100; unknown ones have no messages).
+            resource_id: Instead of ``thread_ids``: every thread of this resource (at most
+                100 threads; more is refused with ``ValidationError``).
+            page: The page number, from 0.
+            per_page: The page size, from 1 to 1000; ``(page + 1) * per_page`` may not
+                exceed 10,000.
+            date_range: Only messages created in this window.
+            direction: ``"asc"`` (oldest first) or ``"desc"`` (newest first).
+
+        Returns:
+            A page whose ``total`` counts the threads' messages in ``date_range``.
+
+        One round trip for ``thread_ids`` (two commands per thread: the count and the
+        first ``(page + 1) * per_page`` messages, whatever the threads hold); a resource
+        adds one before it that reads its threads' ids (one command per bucket).
         """
 
     def get_messages(self, ids: Iterable[str]) -> list[Message]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
@@ -47,8 +48,27 @@ def parse_when(value: str, *, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def parse_metadata(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--metadata KEY=VALUE`` options as a filter: a VALUE that reads as JSON (``1``,
+    ``true``, ``null``, ``"1"``) is that value, any other is the text itself.
+
+    Raises:
+        click.BadParameter: an option without ``=``.
+    """
+    wanted: dict[str, Any] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r}: expected KEY=VALUE", param_hint="--metadata")
+        try:
+            wanted[key] = json.loads(text)
+        except ValueError:
+            wanted[key] = text
+    return wanted
+
+
 @click.command()
-@click.argument("resource")
+@click.argument("resource", required=False)
 @store_options
 @_limit_option
 @_page_option
@@ -59,19 +79,29 @@ def parse_when(value: str, *, now: datetime | None = None) -> datetime:
     show_default=True,
     help="Newest first by last activity or by creation.",
 )
+@click.option(
+    "--metadata",
+    "metadata",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only threads whose metadata has KEY equal to VALUE (JSON, or else text); "
+    "repeat to require several.",
+)
 @_json_option
 def threads(
     *,
-    resource: str,
+    resource: str | None,
     url: str | None,
     namespace: str,
     limit: int,
     page: int,
     order_by: Literal["updated", "created"],
+    metadata: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """List a resource's (a user's) threads, most recent first."""
+    """List a resource's (a user's) threads, or every thread, most recent first."""
     store_url = resolve_url(url)
+    wanted = parse_metadata(metadata)
 
     async def main() -> None:
         async with open_store(store_url, namespace) as store:
@@ -80,6 +110,7 @@ def threads(
                 page=page,
                 per_page=limit,
                 order_by="updated_at" if order_by == "updated" else "created_at",
+                metadata=wanted or None,
             )
         if as_json:
             json_lines(listing.items)
@@ -89,7 +120,8 @@ def threads(
             for t in listing.items
         ]
         shown = f"{len(rows)} of {listing.total}"
-        title = f"threads of {resource!r} ({shown})"
+        owner = "every thread" if resource is None else f"threads of {resource!r}"
+        title = f"{owner}{f' with {wanted}' if wanted else ''} ({shown})"
         show(out, title, table(["id", "title", "created", "updated", "metadata"], rows))
 
     run(main)

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import pytest
 
-from kvstore import Storage
+from kvstore import Storage, Thread
 from kvstore.drivers import MemoryDriver
 from kvstore.transfer import KIND_NAMES, Checkpoint, digest_records, migrate
 from tests.conftest import flush_db, redis_url_for_db
@@ -275,7 +275,13 @@ def test_verify_reports_a_difference(tmp_path: Path) -> None:
             "/proc/x/s.json: cannot create the migration state file",
         ),
         (["traces", "--url", "memory://", "--since", "soon"], None, 2, "neither an ISO"),
-        (["threads"], None, 2, "Missing argument 'RESOURCE'"),
+        (["threads", "--metadata", "nokey"], None, 2, "expected KEY=VALUE"),
+        (
+            ["threads", "--url", "memory://", "--metadata", "k=[1]"],
+            None,
+            1,
+            "metadata.k: only strings, numbers, booleans and None",
+        ),
         (["frobnicate"], None, 2, "No such command"),
     ],
     ids=lambda value: value[0] if isinstance(value, list) else None,
@@ -284,6 +290,35 @@ def test_user_errors_are_one_line_without_a_traceback(
     tmp_path: Path, args: list[str], stdin: bytes | None, code: int, text: str
 ) -> None:
     assert_one_line_error(kv(*args, cwd=tmp_path, stdin=stdin), code, text)
+
+
+def test_threads_filtered_by_metadata_across_the_namespace(tmp_path: Path) -> None:
+    async def fill() -> None:
+        async with Storage.from_url("memory://data.aof") as store:
+            for i, (owner, project) in enumerate([("a", "p1"), ("b", "p1"), ("a", "p2")]):
+                metadata = {"project": project, "n": i % 2}
+                await store.memory.save_thread(
+                    Thread(id=f"t{i}", resource_id=owner, metadata=metadata)
+                )
+
+    with contextlib.chdir(tmp_path):
+        anyio.run(fill)
+    store = ["--url", "memory://data.aof", "--json", "--order-by", "created"]
+
+    def ids(*args: str) -> list[str]:
+        result = kv("threads", *args, *store, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return [t["id"] for t in json_lines(result.stdout)]
+
+    assert ids() == ["t2", "t1", "t0"]
+    assert ids("--metadata", "project=p1") == ["t1", "t0"]
+    assert ids("a", "--metadata", "project=p1") == ["t0"]
+    assert ids("--metadata", "project=p1", "--metadata", "n=1") == ["t1"]
+    assert ids("--metadata", "n=1") == ["t1"]
+    assert ids("--metadata", 'n="1"') == []
+    table = kv("threads", "--metadata", "project=p2", "--url", "memory://data.aof", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert b"every thread with {'project': 'p2'} (1 of 1)" in table.stdout
 
 
 def test_a_state_file_of_layout_1_needs_restart(tmp_path: Path) -> None:

@@ -122,6 +122,18 @@ async def _memory_calls(store: Storage) -> None:
         [Message(id="rm", thread_id="restored", role="user", content="r", created_at=_at(5))]
     )
     await memory.restore_resources([Resource(id="dora", working_memory="restored")])
+    # Issue 12: metadata filters, moves, clones.
+    await memory.save_thread(
+        Thread(id="meta", resource_id="erin", metadata={"p": "x", "n": 1, "deep": [1]})
+    )
+    await memory.update_thread("meta", metadata={"n": None, "q": True})
+    await memory.update_thread("t2", metadata={"p": "x"})
+    await memory.list_threads(metadata={"p": "x", "q": True}, order_by="updated_at")
+    await memory.list_threads("erin", metadata={"p": "x"})
+    await memory.move_thread("t1", "erin")
+    await memory.clone_thread("t1", "cloned", title="c", message_limit=2)
+    await memory.clone_thread("t2", WEIRD[3], resource_id="erin", message_ids=["m1", "m9"])
+    await memory.list_messages_merged(resource_id="erin", direction="desc")
 
 
 async def _workflow_calls(store: Storage) -> None:

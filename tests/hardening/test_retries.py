@@ -291,6 +291,12 @@ def _span(**fields: Any) -> Span:
     return Span(**{"trace_id": "tr2", "span_id": "x", "name": "n", "start_time": T0, **fields})
 
 
+async def _cloned(store: Storage) -> Any:
+    """A clone, without what is new on every call (its ids and times)."""
+    thread, copies = await store.memory.clone_thread("t", "t-copy", message_limit=2)
+    return thread.id, thread.resource_id, thread.title, [(m.content, m.created_at) for m in copies]
+
+
 CALLS: dict[str, Call] = {
     "memory.count_messages": lambda s: s.memory.count_messages(["t", "missing"]),
     "memory.delete_messages": lambda s: s.memory.delete_messages(["a", "missing"]),
@@ -330,6 +336,11 @@ CALLS: dict[str, Call] = {
     ),
     "memory.update_resource": lambda s: s.memory.update_resource("r", working_memory="w"),
     "memory.update_thread": lambda s: s.memory.update_thread("t", title="x"),
+    "memory.list_messages_merged": lambda s: s.memory.list_messages_merged(
+        resource_id="r", direction="desc"
+    ),
+    "memory.move_thread": lambda s: s.memory.move_thread("t", "r2"),
+    "memory.clone_thread": _cloned,
     "workflows.delete_run": lambda s: s.workflows.delete_run("wf", "run"),
     "workflows.export_runs": lambda s: s.workflows.export_runs(),
     "workflows.get_run": lambda s: s.workflows.get_run("run"),

@@ -96,3 +96,24 @@ async def test_retention_drops_traces_a_slice_at_a_time() -> None:
     # Look and drop a slice, look and drop a slice, look and drop half a slice.
     assert driver.round_trips - before == 6
     assert (await aged.traces.list_traces()).total == 0
+
+
+async def test_a_long_thread_moves_its_messages_in_slices() -> None:
+    driver = CountingDriver(MemoryDriver())
+    store = Storage(driver, namespace="big")
+    await store.memory.save_thread(Thread(id="t", resource_id="r"))
+    for start in range(0, 1000, 500):
+        await store.memory.save_messages(
+            [
+                Message(id=f"m{i}", thread_id="t", role="user", content="x", created_at=T0)
+                for i in range(start, start + 500)
+            ]
+        )
+    before = driver.round_trips
+    moved = await store.memory.move_thread("t", "elsewhere")
+    assert moved.resource_id == "elsewhere"
+    # The thread moved with the first call; its messages 250 at a time.
+    assert driver.round_trips - before == 4
+    messages = (await store.memory.list_messages("t", per_page=1000)).items
+    assert len(messages) == 1000
+    assert {m.resource_id for m in messages} == {"elsewhere"}

@@ -19,7 +19,7 @@ import pytest
 from kvstore import Message, MessagePatch, Score, Span, Storage, Thread, TraceRetention
 from kvstore.drivers import Driver, MemoryDriver
 from kvstore.drivers.base import Command, Reply
-from kvstore.errors import ConnectionFailedError
+from kvstore.errors import ConnectionFailedError, ValidationError
 from tests.support.counting import CountingDriver
 from tests.support.walks import walk_all
 
@@ -132,6 +132,19 @@ async def check_consistent(store: Storage) -> None:
 
 Operation = Callable[[Storage], Awaitable[Any]]
 
+
+async def clone_into_another_bucket(store: Storage) -> None:
+    """A clone, or (retried after it was written) the refusal that finds it done."""
+    keys = await store.keys()
+    assert keys.bucket_of("t0") != keys.bucket_of("new-thread")
+    try:
+        await store.memory.clone_thread("t0", "new-thread")
+    except ValidationError:
+        clone = await store.memory.get_thread("new-thread")
+        assert clone is not None
+        assert clone.metadata["clone"]["source_thread_id"] == "t0"
+
+
 OPERATIONS: dict[str, Operation] = {
     "save_messages to threads in several buckets": lambda s: s.memory.save_messages(
         [message(t, 5, "later") for t in THREADS]
@@ -152,6 +165,7 @@ OPERATIONS: dict[str, Operation] = {
         ]
     ),
     "delete_traces in several buckets": lambda s: s.traces.delete_traces(TRACES),
+    "clone_thread into another bucket (with the copies' homes)": clone_into_another_bucket,
     "retention across buckets": lambda s: Storage(
         s.driver, namespace=s.namespace, trace_retention=TraceRetention(max_age=timedelta(days=1))
     ).traces.apply_retention(),
