@@ -886,6 +886,9 @@ class MemorySuite:
             await mem.list_messages_merged(thread_ids="x")
         with pytest.raises(ValidationError):
             await mem.list_messages_merged(thread_ids=["x"], resource_id="alice")
+        with pytest.raises(ValidationError) as caught:  # each thread would be read 2,000 deep
+            await mem.list_messages_merged(thread_ids=["x"], page=1, per_page=1000)
+        assert caught.value.field == "page"
 
     async def test_issue_12_calls_round_trips(self, store: Storage) -> None:
         counting = CountingDriver(store.driver)
