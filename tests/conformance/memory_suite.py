@@ -715,6 +715,10 @@ class MemorySuite:
         assert await ids("alice", metadata=support) == ["t2"]
         await mem.delete_thread("t2")
         assert await ids(metadata=support) == ["t1"]
+        # A value the index does not hold takes the key out of it.
+        await mem.update_thread("t1", metadata={"category": ["support"]})
+        assert await ids(metadata=support) == []
+        assert (await mem.get_thread("t1")).metadata["category"] == ["support"]  # type: ignore[union-attr]
         with pytest.raises(ValidationError) as caught:
             await mem.list_threads(metadata={"category": ["support"]})
         assert caught.value.field == "metadata.category"
