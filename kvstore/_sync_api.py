@@ -231,7 +231,7 @@ class BlockingMemoryStore(Protocol):
                 100 threads; more is refused with ``ValidationError``).
             page: The page number, from 0.
             per_page: The page size, from 1 to 1000; ``(page + 1) * per_page`` may not
-                exceed 10,000.
+                exceed 1,000 (each thread is read that deep).
             date_range: Only messages created in this window.
             direction: ``"asc"`` (oldest first) or ``"desc"`` (newest first).
 

@@ -102,7 +102,7 @@ MAX_FILTER_KEYS = 8
 MAX_CLONE = 1000
 #: Most threads, and the deepest page, ``list_messages_merged`` merges.
 MAX_MERGED_THREADS = 100
-MAX_MERGED_DEPTH = 10_000
+MAX_MERGED_DEPTH = 1000
 #: Messages ``move_thread`` rewrites per round trip.
 MOVE_SLICE = 250
 
@@ -764,7 +764,7 @@ class MemoryStore(Domain):
                 100 threads; more is refused with ``ValidationError``).
             page: The page number, from 0.
             per_page: The page size, from 1 to 1000; ``(page + 1) * per_page`` may not
-                exceed 10,000.
+                exceed 1,000 (each thread is read that deep).
             date_range: Only messages created in this window.
             direction: ``"asc"`` (oldest first) or ``"desc"`` (newest first).
 

@@ -668,15 +668,16 @@ class MemorySuite:
         assert await ids() == ["t2", "t0"]
 
     async def test_mastra_4333_list_threads_filtered_by_metadata(self, store: Storage) -> None:
-        # Mastra #4333: list a resource's threads (or every thread) by metadata, e.g. the
-        # threads of one agent in one project, with the listing's ordering and paging.
+        # Mastra #4333 ("we use metadata on threads to categorize types of threads"), as
+        # Mastra 1.x's listThreads answers it: filter.metadata {category: "support"}, with or
+        # without a resource, keys ANDed, with the listing's ordering and paging.
         mem = store.memory
         rows = [
-            ("t0", "alice", {"agentId": "support", "projectId": "p1", "n": 1}),
-            ("t1", "alice", {"agentId": "support", "projectId": "p2"}),
-            ("t2", "alice", {"agentId": "sales", "projectId": "p1"}),
-            ("t3", "bob", {"agentId": "support", "projectId": "p1", "n": 1.0}),
-            ("t4", "bob", {"agentId": ["support"], "projectId": "p1"}),  # a list: not indexed
+            ("t0", "alice", {"category": "support", "projectId": "p1", "n": 1}),
+            ("t1", "alice", {"category": "support", "projectId": "p2"}),
+            ("t2", "alice", {"category": "sales", "projectId": "p1"}),
+            ("t3", "bob", {"category": "support", "projectId": "p1", "n": 1.0}),
+            ("t4", "bob", {"category": ["support"], "projectId": "p1"}),  # a list: not indexed
         ]
         for i, (thread_id, owner, metadata) in enumerate(rows):
             await mem.save_thread(
@@ -686,11 +687,11 @@ class MemorySuite:
         async def ids(resource_id: str | None = None, **kw: Any) -> list[str]:
             return [t.id for t in (await mem.list_threads(resource_id, **kw)).items]
 
-        support = {"agentId": "support"}
+        support = {"category": "support"}
         assert await ids("alice", metadata=support) == ["t1", "t0"]
         assert await ids(metadata=support) == ["t3", "t1", "t0"]
         assert await ids(metadata=support, direction="asc") == ["t0", "t1", "t3"]
-        both = {"agentId": "support", "projectId": "p1"}
+        both = {"category": "support", "projectId": "p1"}
         assert await ids(metadata=both) == ["t3", "t0"]
         assert await ids("alice", metadata=both) == ["t0"]
         assert await ids(metadata={**both, "n": 1}) == ["t3", "t0"]  # 1 == 1.0, as in JSON
@@ -700,11 +701,11 @@ class MemorySuite:
         assert [[t.id for t in p.items] for p in paged] == [["t3"], ["t0"], []]
         assert [(p.total, p.has_more) for p in paged] == [(2, True), (2, False), (2, False)]
         # Updates, saves, moves and deletes keep the index true.
-        await mem.update_thread("t2", metadata={"agentId": "support"})
+        await mem.update_thread("t2", metadata={"category": "support"})
         assert await ids(metadata=both, order_by="updated_at") == ["t2", "t3", "t0"]
-        await mem.update_thread("t0", metadata={"agentId": None})
+        await mem.update_thread("t0", metadata={"category": None})
         assert await ids(metadata=both) == ["t3", "t2"]
-        assert await ids(metadata={"agentId": None}) == ["t0"]
+        assert await ids(metadata={"category": None}) == ["t0"]
         await mem.save_thread(Thread(id="t3", resource_id="bob", created_at=at(3)))
         assert await ids(metadata=both) == ["t2"]
         await mem.save_messages([msg("m1", "t1", 1)])
@@ -714,11 +715,15 @@ class MemorySuite:
         assert await ids("alice", metadata=support) == ["t2"]
         await mem.delete_thread("t2")
         assert await ids(metadata=support) == ["t1"]
+        # A value the index does not hold takes the key out of it.
+        await mem.update_thread("t1", metadata={"category": ["support"]})
+        assert await ids(metadata=support) == []
+        assert (await mem.get_thread("t1")).metadata["category"] == ["support"]  # type: ignore[union-attr]
         with pytest.raises(ValidationError) as caught:
-            await mem.list_threads(metadata={"agentId": ["support"]})
-        assert caught.value.field == "metadata.agentId"
+            await mem.list_threads(metadata={"category": ["support"]})
+        assert caught.value.field == "metadata.category"
         with pytest.raises(ValidationError):
-            await mem.list_threads(metadata="agentId=support")  # type: ignore[arg-type]
+            await mem.list_threads(metadata="category=support")  # type: ignore[arg-type]
 
     async def test_a_metadata_filter_on_several_keys_too_broad_to_scan_is_refused(
         self, store: Storage, monkeypatch: pytest.MonkeyPatch
@@ -885,6 +890,9 @@ class MemorySuite:
             await mem.list_messages_merged(thread_ids="x")
         with pytest.raises(ValidationError):
             await mem.list_messages_merged(thread_ids=["x"], resource_id="alice")
+        with pytest.raises(ValidationError) as caught:  # each thread would be read 2,000 deep
+            await mem.list_messages_merged(thread_ids=["x"], page=1, per_page=1000)
+        assert caught.value.field == "page"
 
     async def test_issue_12_calls_round_trips(self, store: Storage) -> None:
         counting = CountingDriver(store.driver)
