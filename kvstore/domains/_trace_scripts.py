@@ -289,9 +289,10 @@ UPDATE_SPAN = script(
 --       hash
 -- ARGV: T, span id, override count, overrides (name, value, ...: the span's attributes
 --       that change), appended events (an encoded list, or ''), end (microseconds or '',
---       and the stored end_time), error ('1' or '0', or '' when the status stays), root field count, root fields (the
---       summary's attributes that change if the span is the trace's root), atoms to drop
---       (packed prefixes: every atom starting with one goes), atoms to add (packed)
+--       and the stored end_time), error ('1' or '0', or '' when the status stays), root
+--       field count, root fields (the summary's attributes that change if the span is the
+--       trace's root), atoms to drop (packed prefixes: every atom starting with one goes),
+--       atoms to add (packed)
 -- Returns the span as now stored (packed), or false when the trace holds no such span.
 local summaries, index, stream, ids = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local t, sid = ARGV[1], ARGV[2]

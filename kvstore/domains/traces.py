@@ -776,9 +776,7 @@ def _atoms(root: Span) -> list[str]:
     out += [_attribute_atom(k, v) for k, v in root.attributes.items()]
     out.append(f"s\x00{root.status.code}")
     out += _tag_atoms(root.attributes.get(TAGS_ATTRIBUTE))
-    environment = next(
-        (root.resource[k] for k in ENVIRONMENT_RESOURCE if k in root.resource), None
-    )
+    environment = next((root.resource[k] for k in ENVIRONMENT_RESOURCE if k in root.resource), None)
     for kind, value in (("v", environment), ("S", root.resource.get(SERVICE_RESOURCE))):
         if isinstance(value, str) and _indexed_text(value):
             out.append(f"{kind}\x00{lex_escape(value)}")
