@@ -7,18 +7,24 @@ Key schema (layout 2, see :mod:`kvstore.keys`). A trace lives in the bucket of i
   ``d`` the packed span). Entry ids carry time, ``<start ms>-<seq>`` (raised when needed so
   that ids only grow: see :mod:`~kvstore.domains._trace_scripts`), so the spans of a trace
   newer than one already read are one ``XRANGE``.
-* ``span_ids:<trace id>`` (hash): span id -> stream id, so a span saved again replaces its
-  entry.
+* ``span_ids:<trace id>`` (hash): span id -> stream id (with ``!`` after it when the span's
+  status is ``error``), so a span saved again or updated replaces its entry and the trace's
+  error count stays exact.
 * ``traces`` (bucket hash): ``T`` -> the trace summary listings show (root span, start, end,
-  span count), packed; and the bucket's span total (for retention).
+  span count, error count), packed; and the bucket's span total (for retention).
 * ``trace_index`` (bucket lex index): per trace, one entry for every combination of its
-  root span's ``name`` (``n``), ``scope`` (``c``) and one of its attributes (``a``), plus
-  ``T`` (every trace by start): ``<filters>\0<values>\0<start>\0T``.
+  root span's ``name`` (``n``), ``scope`` (``c``) and one of its attributes (``a``); one for
+  each of its root's status code (``s``), tags (``g``), environment (``v``) and service
+  (``S``); ``e`` while one of its spans has an error; and ``T`` (every trace by start):
+  ``<filters>\0<values>\0<start>\0T``. The scripts make these from the root's *atoms*
+  (see :mod:`~kvstore.domains._trace_scripts`), so that an update of the root moves them.
 
 Which attributes are indexed: each attribute of a trace's root span whose value is a
 string, number or boolean of at most 256 bytes (JSON-encoded) and whose name is at most 256
-bytes. A trace is in ``1 + 4 * (1 + attributes)`` index entries; ``list_traces`` filters on
-one attribute at a time.
+bytes; each string of at most 256 bytes in its ``tags`` attribute (:data:`TAGS_ATTRIBUTE`);
+its resource's environment and ``service.name`` (:data:`ENVIRONMENT_RESOURCE`,
+:data:`SERVICE_RESOURCE`). ``list_traces`` filters on one attribute at a time; the id
+filters are attribute filters (:data:`ID_ATTRIBUTES`).
 
 Retention (:class:`TraceRetention`, set on the store) drops whole traces, oldest first by
 start: those that started before ``max_age``, and as many as needed to keep each bucket's
@@ -34,7 +40,10 @@ Cost of each call (one round trip each unless said):
 ``save_spans``       one script per bucket: per span 4 commands (``HGET``, ``XADD``,
                      ``HSET``, ``XDEL`` for a span saved again), per trace about 5
                      plus its index entries when its root or start changes
+``update_span``      one script: 8 commands, 10 when the trace's index entries move
 ``get_trace``        one ``XRANGE`` of the trace's stream
+``get_span``         one script: ``HGET``, ``XRANGE`` of one entry (``get_root_span``:
+                     one ``HGET`` more, of the summary)
 ``list_traces``      one script per bucket, ``per_page + 3`` commands with one bucket
 ``delete_traces``    one script per bucket, about 5 commands per trace
 ``apply_retention``  one round trip to look, then one per 100 traces dropped
