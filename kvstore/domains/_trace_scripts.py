@@ -199,6 +199,8 @@ local summaries, index = KEYS[1], KEYS[2]
 local now = tonumber(ARGV[1])
 local pos = 3
 local added = 0
+-- Spans per HMGET and HSET: well within what unpack() takes (Lua's C stack, 8000 slots).
+local SLICE = 1000
 for i = 1, tonumber(ARGV[2]) do
   local stream, ids = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
   local t, nspans = ARGV[pos], tonumber(ARGV[pos + 1])
@@ -215,27 +217,39 @@ for i = 1, tonumber(ARGV[2]) do
   -- spans
   local last = values['_l'] or '0-0'
   local errors = tonumber(values['_ne'] or '0')
-  for _ = 1, nspans do
-    local sid, ms, err, span = ARGV[pos], math.min(tonumber(ARGV[pos + 1]), now),
-      ARGV[pos + 2], ARGV[pos + 3]
-    pos = pos + 4
-    local id_ms, id_seq = next_id(last, ms)
-    last = string.format('%d-%d', id_ms, id_seq)
-    local previous = redis.call('HGET', ids, sid)
-    if previous then
-      local entry, was_error = span_entry(previous)
-      redis.call('XDEL', stream, entry)
-      errors = errors - was_error
-    else
-      added = added + 1
+  -- The span ids hash is read and written once per slice of spans, not once per span: a
+  -- redis.call costs a script several times what the command itself does.
+  for first = 0, nspans - 1, SLICE do
+    local count = math.min(SLICE, nspans - first)
+    local sids = {}
+    for j = 0, count - 1 do
+      sids[j + 1] = ARGV[pos + 4 * j]
     end
-    redis.call('XADD', stream, last, 's', sid, 'd', span)
-    if err == '1' then
-      errors = errors + 1
-      redis.call('HSET', ids, sid, last .. '!')
-    else
-      redis.call('HSET', ids, sid, last)
+    local previous = redis.call('HMGET', ids, unpack(sids))
+    local entries = {}
+    for j = 1, count do
+      local sid, ms, err, span = ARGV[pos], math.min(tonumber(ARGV[pos + 1]), now),
+        ARGV[pos + 2], ARGV[pos + 3]
+      pos = pos + 4
+      local id_ms, id_seq = next_id(last, ms)
+      last = string.format('%d-%d', id_ms, id_seq)
+      if previous[j] then
+        local entry, was_error = span_entry(previous[j])
+        redis.call('XDEL', stream, entry)
+        errors = errors - was_error
+      else
+        added = added + 1
+      end
+      redis.call('XADD', stream, last, 's', sid, 'd', span)
+      entries[#entries + 1] = sid
+      if err == '1' then
+        errors = errors + 1
+        entries[#entries + 1] = last .. '!'
+      else
+        entries[#entries + 1] = last
+      end
     end
+    redis.call('HSET', ids, unpack(entries))
   end
   local set = {'_l', last, '_n', tostring(redis.call('HLEN', ids)), '_ne', tostring(errors)}
   -- summary: earliest start, latest end, most root-like span

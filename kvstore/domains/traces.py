@@ -37,9 +37,10 @@ runs it on demand for every bucket.
 Cost of each call (one round trip each unless said):
 
 ===================  ===========================================================
-``save_spans``       one script per bucket: per span 4 commands (``HGET``, ``XADD``,
-                     ``HSET``, ``XDEL`` for a span saved again), per trace about 5
-                     plus its index entries when its root or start changes
+``save_spans``       one script per bucket: per span an ``XADD`` (and an ``XDEL``
+                     for a span saved again), per trace about 7 (its span ids read
+                     and written once per 1000 spans) plus its index entries when
+                     its root or start changes
 ``update_span``      one script: 8 commands, 10 when the trace's index entries move
 ``get_trace``        one ``XRANGE`` of the trace's stream
 ``get_span``         one script: ``HGET``, ``XRANGE`` of one entry (``get_root_span``:

@@ -831,3 +831,23 @@ class TracesSuite:
                 await call()
             assert (caught.value.field or "").startswith(field), (field, caught.value.field)
         assert await traces.get_trace("t1") == state
+
+    async def test_traces_one_save_of_a_trace_larger_than_a_script_slice(
+        self, store: Storage
+    ) -> None:
+        # The save script reads and writes span ids 1000 at a time: cross a slice boundary,
+        # with spans saved again (one an error) among new ones.
+        spans = [
+            span("big", f"s{i:04d}", i / 1000, None if i == 0 else "s0000") for i in range(1500)
+        ]
+        await store.traces.save_spans(spans[:700])
+        again = [
+            replace(s, name="again", status=SpanStatus(code="error" if i == 650 else "ok"))
+            for i, s in enumerate(spans[600:], start=600)
+        ]
+        await store.traces.save_spans(again)
+        stored = await store.traces.get_trace("big")
+        assert len(stored) == 1500
+        assert sorted(stored, key=lambda s: s.span_id) == spans[:600] + again
+        (summary,) = (await store.traces.list_traces()).items
+        assert (summary.span_count, summary.error_count) == (1500, 1)

@@ -182,7 +182,8 @@ async def test_trace_calls_cost_is_flat(
         LISTING,
         LISTING,
         1,  # XRANGE of the trace's own stream
-        37,
+        19,  # EVALSHA, per span an XADD, per trace HGET, HMGET, HSET, HLEN, ZADD, HSET, then
+        # HINCRBY and ZRANGE (the bucket's total and oldest trace, for retention)
         7,
     )
 
@@ -204,7 +205,7 @@ async def test_save_spans_cost_does_not_grow_with_a_full_stream(
             costs.append(cost)
     assert costs[0] == costs[1]
     # 3 spans in, 3 spans out (a whole older trace), whatever the stream holds.
-    assert costs[1] == 26
+    assert costs[1] == 22
 
 
 def _running_trace(i: int) -> list[Span]:
@@ -272,7 +273,7 @@ async def test_span_lifecycle_reads_and_filters_cost_is_flat(
         3,  # EVALSHA, HGET (the span's stream id), XRANGE of that one entry
         4,  # the same and the HGET of the summary naming the root
         1,  # XRANGE of the trace's own stream
-        13,
+        11,
         8,  # EVALSHA, HGET, XRANGE, HGET (summary), XDEL, XADD, HSET (span id), HSET (summary)
         10,  # the same, and ZREM + ZADD: the trace now has an error
         10,  # the root's status and attributes move its index entries: ZREM + ZADD
