@@ -332,12 +332,13 @@ def traces(
                 when(t.start_time),
                 "" if t.end_time is None else f"{(t.end_time - t.start_time).total_seconds():g} s",
                 t.span_count,
+                t.error_count,
                 t.status.code,
                 t.scope,
             )
             for t in listing.items
         ]
-        columns = ["trace", "name", "start", "duration", "spans", "status", "scope"]
+        columns = ["trace", "name", "start", "duration", "spans", "errors", "status", "scope"]
         show(out, f"traces ({len(rows)} of {listing.total})", table(columns, rows))
 
     run(main)
@@ -353,7 +354,8 @@ def trace(*, trace_id: str, url: str | None, namespace: str, as_json: bool) -> N
 
     async def main() -> None:
         async with open_store(store_url, namespace) as store:
-            spans = await store.traces.get_trace(trace_id)
+            # The tree shows no attributes: a light read unless the spans are printed whole.
+            spans = await store.traces.get_trace(trace_id, with_attributes=as_json)
         if not spans:
             raise CLIError(f"no trace {trace_id!r} in namespace {namespace!r}")
         if as_json:
