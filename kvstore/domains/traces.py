@@ -342,8 +342,10 @@ class TraceStore(Domain):
         Only what is given changes: ``attributes`` merge key by key into the span's,
         ``events`` are appended to its events. The trace's summary and index entries follow
         in the same atomic script (its end, error count and, for its root, name, status
-        and filter values). Not retried after a lost reply: appending events twice is not
-        harmless.
+        and filter values). The span's stream entry moves to the end of the trace's stream
+        (the next id), so an export walking the trace meanwhile may meet it twice, the
+        later copy being the newer. Not retried after a lost reply: appending events twice
+        is not harmless.
 
         Returns:
             The span as now stored, or None when the trace holds no such span (nothing is
