@@ -19,7 +19,7 @@ from msgspec.structs import replace
 
 from benchmarks import _data
 from benchmarks._env import PipelinedDriver
-from kvstore import Include, MessagePatch, Resource, Score, Storage, Thread
+from kvstore import Include, MessagePatch, Resource, Score, SpanStatus, Storage, Thread
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -438,6 +438,32 @@ def operations(size: Dataset) -> list[Op]:
             "traces",
             "list_traces (time window)",
             lambda s: s.traces.list_traces(from_date=window[0], to_date=window[1], per_page=20),
+        ),
+        Op(
+            "traces",
+            "get_trace (10 spans, light)",
+            lambda s: s.traces.get_trace(f"{1:032x}", with_attributes=False),
+        ),
+        Op("traces", "get_span", lambda s: s.traces.get_span(f"{1:032x}", f"{12:016x}")),
+        Op("traces", "get_root_span", lambda s: s.traces.get_root_span(f"{1:032x}")),
+        Op(
+            "traces",
+            "update_span (end, status)",
+            lambda s: s.traces.update_span(
+                f"{2:032x}", f"{23:016x}", end_time=_data.EPOCH, status=SpanStatus(code="ok")
+            ),
+        ),
+        Op(
+            "traces",
+            "list_traces (has_error, page of 20)",
+            lambda s: s.traces.list_traces(has_error=True, per_page=20),
+        ),
+        Op(
+            "traces",
+            "list_traces (status, time window)",
+            lambda s: s.traces.list_traces(
+                status="ok", from_date=window[0], to_date=window[1], per_page=20
+            ),
         ),
         Op(
             "traces",

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime
 
+    from kvstore.domains.traces import SpanStatusCode
     from kvstore.domains.workflows import T
     from kvstore.records import (
         Chunk,
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
         Score,
         ScoreSource,
         Span,
+        SpanEvent,
+        SpanStatus,
         Thread,
         TraceSummary,
         WorkflowRun,
@@ -643,12 +646,54 @@ class BlockingTraceStore(Protocol):
             How many spans were dropped (with their traces).
         """
 
-    def get_trace(self, trace_id: str) -> list[Span]:
+    def get_trace(self, trace_id: str, *, with_attributes: bool = True) -> list[Span]:
         """Every stored span of a trace, each parent before its children.
 
         The order is depth-first from the roots (spans whose parent is not stored), with
         siblings by start time. Empty when the trace is unknown or was dropped. One
         ``XRANGE``.
+
+        Args:
+            with_attributes: False for a light read (a waterfall, a tree): each span comes
+                without its ``attributes``, ``events``, ``links`` and ``resource``, which
+                are then not decoded.
+        """
+
+    def get_span(self, trace_id: str, span_id: str) -> Span | None:
+        """One span of a trace, or None. One script: two commands and an ``EVALSHA``."""
+
+    def get_root_span(self, trace_id: str) -> Span | None:
+        """A trace's root span (the one its summary names, see
+        :class:`~kvstore.records.TraceSummary`), or None. One script: three commands and
+        an ``EVALSHA``."""
+
+    def update_span(
+        self,
+        trace_id: str,
+        span_id: str,
+        *,
+        name: str | None = None,
+        end_time: datetime | None = None,
+        status: SpanStatus | Mapping[str, Any] | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        events: Iterable[SpanEvent | Mapping[str, Any]] | None = None,
+    ) -> Span | None:
+        """Update a stored span (one started and saved without ``end_time``, say) in place.
+
+        Only what is given changes: ``attributes`` merge key by key into the span's,
+        ``events`` are appended to its events. The trace's summary and index entries follow
+        in the same atomic script (its end, error count and, for its root, name, status
+        and filter values). The span's stream entry moves to the end of the trace's stream
+        (the next id), so an export walking the trace meanwhile may meet it twice, the
+        later copy being the newer. Not retried after a lost reply: appending events twice
+        is not harmless.
+
+        Returns:
+            The span as now stored, or None when the trace holds no such span (nothing is
+            written).
+
+        Raises:
+            ValidationError: a value is malformed; nothing is written.
         """
 
     def list_traces(
@@ -657,6 +702,15 @@ class BlockingTraceStore(Protocol):
         name: str | None = None,
         scope: str | None = None,
         attributes: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+        thread_id: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        status: SpanStatusCode | None = None,
+        has_error: bool = False,
+        tag: str | None = None,
+        environment: str | None = None,
+        service: str | None = None,
         from_date: datetime | None = None,
         to_date: datetime | None = None,
         page: int = 0,
@@ -664,14 +718,30 @@ class BlockingTraceStore(Protocol):
     ) -> Page[TraceSummary]:
         """One page of traces, newest first (by start time).
 
-        Filters apply to each trace's root span and combine freely. One script per bucket
-        (``per_page + 3`` commands on one bucket) whatever the number of traces stored.
+        Filters apply to each trace's root span (``has_error`` to all its spans) and
+        each is served by an index, together with the time window, in one script per
+        bucket (``per_page + 3`` commands on one bucket) whatever the number of traces
+        stored. ``name``, ``scope`` and one attribute filter (``attributes`` or an id)
+        combine freely; ``status``, ``has_error``, ``tag``, ``environment`` and
+        ``service`` are each given alone (with the time window).
 
         Args:
             name: Only traces whose root span has this name.
             scope: Only traces whose root span has this instrumentation scope.
             attributes: Only traces whose root span has this attribute; at most one
                 ``{name: value}`` pair (see the module docstring for what is indexed).
+            user_id: Only traces whose root span's ``user.id`` attribute is this.
+            thread_id: The same for its ``thread.id`` attribute.
+            session_id: The same for its ``session.id`` attribute.
+            run_id: The same for its ``run.id`` attribute.
+            status: Only traces whose root span's status code is this (``"error"``,
+                ``"ok"`` or ``"unset"``).
+            has_error: Only traces with at least one span whose status is ``error``.
+            tag: Only traces whose root span's ``tags`` attribute (a list of strings)
+                holds this tag.
+            environment: Only traces whose root span's resource says this
+                ``deployment.environment.name`` (or the former ``deployment.environment``).
+            service: Only traces whose root span's resource says this ``service.name``.
             from_date: Only traces that started at or after this time.
             to_date: Only traces that started at or before this time.
             page: The page number, from 0.

@@ -155,6 +155,10 @@ class Format:
         """Split an encoded object into its members, each still encoded."""
         return cast(dict[str, msgspec.Raw], self.decoder(dict[str, msgspec.Raw]).decode(data))
 
+    def raw_list(self, data: bytes) -> list[msgspec.Raw]:
+        """Split an encoded list into its items, each still encoded."""
+        return cast(list[msgspec.Raw], self.decoder(list[msgspec.Raw]).decode(data))
+
 
 @functools.cache
 def get_format(name: FormatName) -> Format:
@@ -485,9 +489,19 @@ class RecordCodec(Generic[S]):
         fmt = self._format
         members: dict[str, Any] = {} if document is None else fmt.raw_object(document)
         merged: dict[str, dict[str, Any]] = {}
+        appended: dict[str, list[Any]] = {}
         for field, value in overrides:
             attribute, dot, sub = field.decode().partition(".")
             if not dot:
+                # ``<list attribute>+<n>``: items an update appended (a span's events), in
+                # order, so that a script appends without decoding the list.
+                name, plus, _ = attribute.partition("+")
+                if plus:
+                    if name not in appended:
+                        base = members.get(name)
+                        appended[name] = [] if base is None else fmt.raw_list(bytes(base))
+                    appended[name] += fmt.raw_list(value)
+                    continue
                 members[attribute] = msgspec.Raw(value)
                 continue
             if attribute not in merged:
@@ -495,6 +509,7 @@ class RecordCodec(Generic[S]):
                 merged[attribute] = {} if base is None else dict(fmt.raw_object(bytes(base)))
             merged[attribute][sub] = msgspec.Raw(value)
         members.update(merged)
+        members.update(appended)
         return fmt.encode(members)
 
 

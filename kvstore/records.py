@@ -334,6 +334,7 @@ class TraceSummary(_Record, kw_only=True, frozen=True):
         span_count: How many of the trace's spans are stored.
         status: The root span's status.
         root_span_id: The root span's id.
+        error_count: How many of the trace's spans have the status ``error``.
     """
 
     trace_id: Id
@@ -344,3 +345,4 @@ class TraceSummary(_Record, kw_only=True, frozen=True):
     span_count: int = 0
     status: SpanStatus = SpanStatus()
     root_span_id: Id | None = None
+    error_count: int = 0

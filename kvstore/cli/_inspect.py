@@ -289,6 +289,19 @@ def scores(
 @click.option("--until", metavar="WHEN", help="Only traces started until then.")
 @click.option("--name", help="Only traces whose root span has this name.")
 @click.option("--scope", help="Only traces whose root span has this scope.")
+@click.option("--error", "has_error", is_flag=True, help="Only traces with an error in any span.")
+@click.option(
+    "--status",
+    type=click.Choice(["ok", "error", "unset"]),
+    help="Only traces whose root span has this status.",
+)
+@click.option("--user", "user_id", help="Only traces whose root span's user.id is this.")
+@click.option("--thread", "thread_id", help="Only traces whose root span's thread.id is this.")
+@click.option("--session", "session_id", help="Only traces whose root span's session.id is this.")
+@click.option("--run", "run_id", help="Only traces whose root span's run.id is this.")
+@click.option("--tag", help="Only traces whose root span's tags attribute holds this tag.")
+@click.option("--env", "environment", help="Only traces of this deployment environment.")
+@click.option("--service", help="Only traces whose root span's service.name is this.")
 @_limit_option
 @_page_option
 @_json_option
@@ -300,11 +313,24 @@ def traces(
     until: str | None,
     name: str | None,
     scope: str | None,
+    has_error: bool,
+    status: Literal["ok", "error", "unset"] | None,
+    user_id: str | None,
+    thread_id: str | None,
+    session_id: str | None,
+    run_id: str | None,
+    tag: str | None,
+    environment: str | None,
+    service: str | None,
     limit: int,
     page: int,
     as_json: bool,
 ) -> None:
-    """List traces, newest first."""
+    """List traces, newest first.
+
+    --error, --status, --tag, --env and --service each combine with --since and --until
+    only; --user, --thread, --session and --run with --name and --scope too.
+    """
     store_url = resolve_url(url)
     from_date = None if since is None else parse_when(since)
     to_date = None if until is None else parse_when(until)
@@ -314,6 +340,15 @@ def traces(
             listing = await store.traces.list_traces(
                 name=name,
                 scope=scope,
+                has_error=has_error,
+                status=status,
+                user_id=user_id,
+                thread_id=thread_id,
+                session_id=session_id,
+                run_id=run_id,
+                tag=tag,
+                environment=environment,
+                service=service,
                 from_date=from_date,
                 to_date=to_date,
                 page=page,
@@ -329,12 +364,13 @@ def traces(
                 when(t.start_time),
                 "" if t.end_time is None else f"{(t.end_time - t.start_time).total_seconds():g} s",
                 t.span_count,
+                t.error_count,
                 t.status.code,
                 t.scope,
             )
             for t in listing.items
         ]
-        columns = ["trace", "name", "start", "duration", "spans", "status", "scope"]
+        columns = ["trace", "name", "start", "duration", "spans", "errors", "status", "scope"]
         show(out, f"traces ({len(rows)} of {listing.total})", table(columns, rows))
 
     run(main)
@@ -350,7 +386,8 @@ def trace(*, trace_id: str, url: str | None, namespace: str, as_json: bool) -> N
 
     async def main() -> None:
         async with open_store(store_url, namespace) as store:
-            spans = await store.traces.get_trace(trace_id)
+            # The tree shows no attributes: a light read unless the spans are printed whole.
+            spans = await store.traces.get_trace(trace_id, with_attributes=as_json)
         if not spans:
             raise CLIError(f"no trace {trace_id!r} in namespace {namespace!r}")
         if as_json:

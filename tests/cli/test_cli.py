@@ -176,6 +176,19 @@ def test_inspection_commands(tmp_path: Path, redis_urls: tuple[str, str]) -> Non
 
     since = kv("traces", "--since", "2025-06-01T09:03:21", "--json", *store, cwd=tmp_path)
     assert [t["trace_id"] for t in json_lines(since.stdout)] == ["trace-2", "trace-1"]
+    # Only trace-1 has an error (in a child span); every root says ok and service svc.
+    errors = kv("traces", "--error", "--json", *store, cwd=tmp_path)
+    assert [(t["trace_id"], t["error_count"]) for t in json_lines(errors.stdout)] == [
+        ("trace-1", 1)
+    ]
+    ok = kv(
+        "traces", "--status", "ok", "--since", "2025-06-01T09:03:21", "--json", *store, cwd=tmp_path
+    )
+    assert [t["trace_id"] for t in json_lines(ok.stdout)] == ["trace-2", "trace-1"]
+    service = kv("traces", "--service", "svc", "--json", *store, cwd=tmp_path)
+    assert len(json_lines(service.stdout)) == 3
+    both = kv("traces", "--error", "--name", "agent run", *store, cwd=tmp_path)
+    assert_one_line_error(both, 1, "combine with the time window only")
     tree = kv("trace", "trace-1", *store, cwd=tmp_path)
     assert tree.returncode == 0, tree.stderr
     lines = tree.stdout.decode().splitlines()

@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
-from kvstore import Score, Span, Storage, TraceRetention
+from kvstore import Score, Span, SpanEvent, SpanStatus, Storage, TraceRetention
 from tests.cost.conftest import CountCommands
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -181,7 +182,8 @@ async def test_trace_calls_cost_is_flat(
         LISTING,
         LISTING,
         1,  # XRANGE of the trace's own stream
-        37,
+        19,  # EVALSHA, per span an XADD, per trace HGET, HMGET, HSET, HLEN, ZADD, HSET, then
+        # HINCRBY and ZRANGE (the bucket's total and oldest trace, for retention)
         7,
     )
 
@@ -203,4 +205,77 @@ async def test_save_spans_cost_does_not_grow_with_a_full_stream(
             costs.append(cost)
     assert costs[0] == costs[1]
     # 3 spans in, 3 spans out (a whole older trace), whatever the stream holds.
-    assert costs[1] == 26
+    assert costs[1] == 22
+
+
+def _running_trace(i: int) -> list[Span]:
+    """A trace with every filter value set on its root, its child still running."""
+    root = Span(
+        trace_id=f"run-{i}",
+        span_id="root",
+        name="agent.run",
+        start_time=T0 + timedelta(seconds=i),
+        end_time=T0 + timedelta(seconds=i + 1),
+        status=SpanStatus(code=("ok", "error")[i % 2]),
+        attributes={"user.id": f"user-{i % 3}", "thread.id": "th", "tags": ["a", "b"]},
+        resource={"service.name": "svc", "deployment.environment.name": "prod"},
+    )
+    child = Span(
+        trace_id=f"run-{i}",
+        span_id="tool",
+        parent_span_id="root",
+        name="tool.call",
+        start_time=T0 + timedelta(seconds=i),
+    )
+    return [root, child]
+
+
+async def test_span_lifecycle_reads_and_filters_cost_is_flat(
+    redis_store: Storage, count_commands: CountCommands
+) -> None:
+    traces = redis_store.traces
+    window: dict[str, Any] = {"from_date": T0, "to_date": T0 + timedelta(days=1)}
+    costs: list[tuple[int, ...]] = []
+    saved = 0
+    for stored in SIZES:
+        for first in range(saved, stored, 100):
+            await traces.save_spans(
+                [s for i in range(first, min(stored, first + 100)) for s in _running_trace(i)]
+            )
+        saved = stored
+        new = f"new-{stored}"
+        costs.append(
+            await _measure(
+                count_commands,
+                lambda: traces.get_span("run-3", "tool"),
+                lambda: traces.get_root_span("run-3"),
+                lambda: traces.get_trace("run-3", with_attributes=False),
+                lambda t=new, n=stored: traces.save_spans(
+                    [replace(s, trace_id=t) for s in _running_trace(n)]
+                ),
+                lambda t=new: traces.update_span(
+                    t, "tool", events=[SpanEvent(name="e", timestamp=T0)]
+                ),
+                lambda t=new: traces.update_span(t, "tool", end_time=T0, status={"code": "error"}),
+                lambda t=new: traces.update_span(
+                    t, "root", status={"code": "ok"}, attributes={"k": 1}
+                ),
+                lambda: traces.list_traces(status="error", **window),
+                lambda: traces.list_traces(has_error=True, **window),
+                lambda: traces.list_traces(user_id="user-1", name="agent.run", **window),
+                lambda: traces.list_traces(tag="a", **window),
+                lambda: traces.list_traces(environment="prod", **window),
+                lambda: traces.list_traces(service="svc", **window),
+            )
+        )
+    assert costs[0] == costs[1]
+    assert costs[0] == (
+        3,  # EVALSHA, HGET (the span's stream id), XRANGE of that one entry
+        4,  # the same and the HGET of the summary naming the root
+        1,  # XRANGE of the trace's own stream
+        11,
+        8,  # EVALSHA, HGET, XRANGE, HGET (summary), XDEL, XADD, HSET (span id), HSET (summary)
+        10,  # the same, and ZREM + ZADD: the trace now has an error
+        10,  # the root's status and attributes move its index entries: ZREM + ZADD
+        *[LISTING] * 6,
+    )

@@ -25,6 +25,8 @@ from kvstore import (
     Resource,
     Score,
     Span,
+    SpanEvent,
+    SpanStatus,
     Storage,
     Thread,
     TraceRetention,
@@ -225,6 +227,21 @@ async def _trace_calls(store: Storage) -> None:
     await traces.list_traces(name="agent.run", attributes={"user.id": "user-0"})
     await traces.list_traces(from_date=_at(5), to_date=_at(30))
     await traces.get_trace("tr-1")
+    await traces.get_span("tr-1", "tr-1-2")
+    await traces.get_root_span("tr-1")
+    await traces.get_root_span("nope")
+    await traces.update_span(
+        "tr-1",
+        "tr-1-root",
+        name="agent.done",
+        end_time=_at(9),
+        status=SpanStatus(code="error"),
+        attributes={"user.id": "user-9", "tags": ["a"]},
+        events=[SpanEvent(name="e", timestamp=_at(1))],
+    )
+    await traces.update_span("tr-1", "tr-1-2", events=[SpanEvent(name="e", timestamp=_at(2))])
+    await traces.update_span("tr-1", "nope", end_time=_at(9))
+    await traces.list_traces(has_error=True)
     await traces.export_spans(count=3)
     await traces.delete_traces(["tr-2", "nope"])
     await traces.apply_retention()

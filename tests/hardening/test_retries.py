@@ -375,9 +375,14 @@ CALLS: dict[str, Call] = {
     ).traces.apply_retention(),
     "traces.delete_traces": lambda s: s.traces.delete_traces(["tr", "missing"]),
     "traces.export_spans": lambda s: s.traces.export_spans(),
+    "traces.get_root_span": lambda s: s.traces.get_root_span("tr"),
+    "traces.get_span": lambda s: s.traces.get_span("tr", "sp"),
     "traces.get_trace": lambda s: s.traces.get_trace("tr"),
     "traces.list_traces": lambda s: s.traces.list_traces(),
     "traces.save_spans": lambda s: s.traces.save_spans([_span()]),
+    "traces.update_span": lambda s: s.traces.update_span(
+        "tr", "sp", end_time=T0, attributes={"k": "w"}, events=[{"name": "e", "timestamp": T0}]
+    ),
 }
 
 
