@@ -22,6 +22,7 @@ from kvstore import (
     Storage,
     ValidationError,
     WorkflowRun,
+    WorkflowRunSummary,
 )
 from tests.support.counting import CountingDriver
 
@@ -331,10 +332,18 @@ class WorkflowsSuite:
         await wf.persist_snapshot(
             "checkout", "r1", MASTRA_SNAPSHOT, resource_id="u1", status="suspended"
         )
-        (listed,) = (await wf.list_runs("checkout")).items
+        await wf.update_step_result("checkout", "r1", "fetch", {"total": 12.5})
+        (listed,) = (await wf.list_runs("checkout", with_snapshot=True)).items
         assert isinstance(listed, WorkflowRun)
         assert listed == await wf.get_run("r1", "checkout")
         assert listed.snapshot == MASTRA_SNAPSHOT
+        assert listed.steps == {"fetch": {"total": 12.5}}
+        # Without with_snapshot: the same run, less its snapshot and step results.
+        (summary,) = (await wf.list_runs("checkout")).items
+        assert isinstance(summary, WorkflowRunSummary)
+        assert msgspec.structs.asdict(summary) == {
+            k: v for k, v in msgspec.structs.asdict(listed).items() if k not in ("snapshot", "steps")
+        }
 
     # -- updates and deletes ----------------------------------------------------------------
 
@@ -487,8 +496,10 @@ class WorkflowsSuite:
             await wf.get_run("bad")
         assert caught.value.key == bucket.runs
         with pytest.raises(CorruptRecordError) as caught:
-            await wf.list_runs("checkout")
+            await wf.list_runs("checkout", with_snapshot=True)
         assert caught.value.key == bucket.runs
+        # Summaries never read the snapshot, so they list the run all the same.
+        assert [r.run_id for r in (await wf.list_runs("checkout")).items] == ["bad", "good"]
         assert await wf.load_snapshot("checkout", "good") == 1
         # A version that is not a number.
         await store.driver.execute([("HSET", bucket.run_snapshots, member, b"2")])
@@ -537,6 +548,7 @@ class WorkflowsSuite:
                 status="failed",
                 result=None,
                 error={"message": "boom"},
+                steps={"fetch": {"ok": True}, "a.b": [1]},
             ),
             WorkflowRun(
                 workflow_name="w{2}",
@@ -553,8 +565,9 @@ class WorkflowsSuite:
         # The indexes follow the restored resource and status.
         assert (await wf.list_runs(status="running")).total == 0
         assert (await wf.list_runs(resource_id="a")).total == 0
-        assert (await wf.list_runs("w", status="failed", resource_id="b")).items == [runs[0]]
-        assert (await wf.list_runs()).items == runs[::-1]
+        listed = await wf.list_runs("w", status="failed", resource_id="b", with_snapshot=True)
+        assert listed.items == [runs[0]]
+        assert (await wf.list_runs(with_snapshot=True)).items == runs[::-1]
         # Compare-and-set goes on from the restored version.
         assert await wf.persist_snapshot("w", "r:1", {"step": 4}, expected_version=7) == 8
         with pytest.raises(ValidationError) as caught:
