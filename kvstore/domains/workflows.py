@@ -537,10 +537,9 @@ class WorkflowStore(Domain):
             "w": check_optional_id(workflow_name, "workflow_name"),
             "s": check_optional_id(status, "status"),
         }
-        if older_than is None:
+        if not isinstance(older_than, datetime) or older_than.tzinfo is None:
             raise ValidationError("expected a timezone-aware datetime", field="older_than")
-        _, high = time_window(None, older_than)
-        assert high is not None
+        high = micros(older_than)
         present = [(name, value) for name, value in filters.items() if value is not None]
         tag = "".join(name for name, _ in present) or "all"
         low, upper = lex_bounds((tag, *(value for _, value in present)), None, high - 1)
