@@ -8,6 +8,12 @@ member (:meth:`~kvstore.keys.Keys.run_member`):
   per attribute, plus ``_v`` (the version), ``_c`` (creation sort key) and ``_w``, ``_i``,
   ``_r``, ``_s`` (the escaped workflow, run id, resource and status it is indexed under).
 * ``run_snapshots`` (bucket hash): member -> the snapshot, encoded.
+* ``run_steps`` (bucket hash): member -> the run's step results, a packed field list (step
+  id -> encoded result), rewritten one entry at a time by ``update_step_result``.
+* ``run_lease:<member>`` (string with a TTL): the run's lease, ``<token>\\0<owner>``; it
+  expires with the lease, on the server's clock.
+* ``run_tokens`` (bucket string): the last fencing token the bucket gave; each claim takes
+  the next (``INCR``), so tokens grow per run even across expiry and re-creation.
 * ``run_index`` (bucket lex index): per run, one entry for every combination of its
   workflow (``w``), resource (``r``) and status (``s``), all of them (``all``), and its run id
   (``i``): ``<filters>\0<values>\0<created>\0<member>``. Any combination of filters, with or
@@ -35,6 +41,17 @@ If two workers try at once, exactly one write succeeds; the other gets
         except ConflictError:
             continue  # another worker resumed this run first
         ...  # this worker owns the run; persist later steps with expected_version=version
+
+Leases
+------
+When resuming takes a while, claim the run instead: ``claim_run`` returns a fencing token
+and every write of the worker carries it (``fencing_token=``). Once the lease expires and
+another worker claims the run, the first worker's writes are refused with
+:class:`~kvstore.errors.ConflictError`, however long it was paused: a resumed run never
+runs twice. ``renew_run`` keeps a lease alive, ``release_run`` ends it.
+
+Listings return :class:`~kvstore.records.WorkflowRunSummary` records (no snapshot, no step
+results, neither read nor sent) unless ``with_snapshot=True``.
 """
 
 from __future__ import annotations

@@ -52,11 +52,11 @@ async def _fill_runs(store: Storage, upto: int) -> None:
 HOUR = timedelta(hours=1)
 
 
-async def _old_runs(wf: Any, stored: int, count: int) -> None:
-    """``count`` runs of their own workflow, created before every other run."""
+async def _old_runs(wf: Any, workflow: str, count: int) -> None:
+    """``count`` runs of ``workflow``, created before every other run."""
     for i in range(count):
         await wf.persist_snapshot(
-            f"old-{stored}", f"old-{i}", {}, status="x", created_at=T0 - timedelta(days=1)
+            workflow, f"old-{i}", {}, status="x", created_at=T0 - timedelta(days=1)
         )
 
 
@@ -65,7 +65,7 @@ async def test_workflow_calls_cost_is_flat(
 ) -> None:
     wf = redis_store.workflows
     costs: list[tuple[int, ...]] = []
-    for stored in SIZES:
+    for token, stored in enumerate(SIZES, 1):  # each claim takes the bucket's next token
         await _fill_runs(redis_store, stored)
         costs.append(
             await _measure(
@@ -86,14 +86,14 @@ async def test_workflow_calls_cost_is_flat(
                 lambda r=f"new-{stored}": wf.update_step_result("wf1", r, "a", {"out": 1}),
                 lambda r=f"new-{stored}": wf.update_step_result("wf1", r, "b", 2, status="ok"),
                 lambda r=f"new-{stored}": wf.claim_run("wf1", r, "w", timedelta(minutes=1)),
-                lambda r=f"new-{stored}": wf.renew_run("wf1", r, 1 + SIZES.index(stored), HOUR),
-                lambda r=f"new-{stored}": wf.persist_snapshot(
-                    "wf1", r, {"step": 1}, fencing_token=1 + SIZES.index(stored)
+                lambda r=f"new-{stored}", t=token: wf.renew_run("wf1", r, t, HOUR),
+                lambda r=f"new-{stored}", t=token: wf.persist_snapshot(
+                    "wf1", r, {"step": 1}, fencing_token=t
                 ),
-                lambda r=f"new-{stored}": wf.release_run("wf1", r, 1 + SIZES.index(stored)),
+                lambda r=f"new-{stored}", t=token: wf.release_run("wf1", r, t),
                 lambda: wf.delete_runs(older_than=T0),  # nothing that old
-                lambda: _old_runs(wf, stored, 3),
-                lambda: wf.delete_runs(older_than=T0, workflow_name=f"old-{stored}"),
+                lambda w=f"old-{stored}": _old_runs(wf, w, 3),
+                lambda w=f"old-{stored}": wf.delete_runs(older_than=T0, workflow_name=w),
             )
         )
     assert costs[0] == costs[1]
