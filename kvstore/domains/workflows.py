@@ -444,7 +444,7 @@ class WorkflowStore(Domain):
         """
         check_id(workflow_name, "workflow_name")
         check_id(run_id, "run_id")
-        step = utf8(check_id(step_id, "step_id"), "step_id")
+        step = _step_name(check_id(step_id, "step_id"), "step_id")
         _check_token(fencing_token)
         reply = await self._write(
             "step",
@@ -668,7 +668,10 @@ class WorkflowStore(Domain):
             steps = [
                 x
                 for step, result in run.steps.items()
-                for x in (utf8(step), self._encode(result, f"runs[{i}].steps.{step}"))
+                for x in (
+                    _step_name(check_id(step, f"runs[{i}].steps"), f"runs[{i}].steps"),
+                    self._encode(result, f"runs[{i}].steps.{step}"),
+                )
             ]
             plan[1].extend(
                 (
@@ -867,6 +870,18 @@ def _token(fencing_token: Any) -> int:
     if check_version(fencing_token, "fencing_token") in (None, 0):
         raise ValidationError("expected a token returned by claim_run", field="fencing_token")
     return int(fencing_token)
+
+
+#: The longest step id: a packed field list gives a name four hex digits of length.
+MAX_STEP_ID_BYTES = 0xFFFF
+
+
+def _step_name(step_id: str, field: str) -> bytes:
+    """A step id as the name of its entry in the run's packed step results."""
+    name = utf8(step_id, field)
+    if len(name) > MAX_STEP_ID_BYTES:
+        raise ValidationError(f"step ids take at most {MAX_STEP_ID_BYTES} bytes", field=field)
+    return name
 
 
 def _stale(workflow_name: str, run_id: str, token: int, live: int) -> ConflictError:

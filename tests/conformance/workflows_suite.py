@@ -879,6 +879,7 @@ class WorkflowsSuite:
             (lambda: wf.persist_snapshot("w", "r", 2, fencing_token=-1), "fencing_token"),
             (lambda: wf.update_run("w", "r", fencing_token=True), "fencing_token"),
             (lambda: wf.update_step_result("w", "r", "", 1), "step_id"),
+            (lambda: wf.update_step_result("w", "r", "é" * 40_000, 1), "step_id"),
             (lambda: wf.update_step_result("w", "r", "s", object()), "result"),
             (lambda: wf.update_step_result("w", "r", "s", 1, status=""), "status"),
             (lambda: wf.list_runs(with_snapshot="yes"), "with_snapshot"),
