@@ -317,10 +317,10 @@ class BlockingWorkflowStore(Protocol):
             The run's new version (1 for a new run).
 
         Raises:
-            ConflictError: the run's version is not ``expected_version``, or
-                ``fencing_token`` is not the live lease's (``actual`` carries the live
-                lease's token, 0 for none); nothing is written. ``actual`` carries the
-                stored version (0: no such run).
+            ConflictError: the run's version is not ``expected_version`` (``actual``:
+                the stored version, 0 for no run), or ``fencing_token`` is not the token of
+                the run's live lease (``actual``: that token, 0 for no lease or no run);
+                nothing is written.
             ValidationError: an argument is malformed; nothing is written.
         """
 
@@ -523,10 +523,10 @@ class BlockingWorkflowStore(Protocol):
         """Delete every run created before ``older_than`` (of a workflow, with a status).
 
         Works in slices: each round trip deletes at most 100 runs per bucket (one script
-        per bucket, ``5 * 100 + 1`` commands at most), so no single call holds the server
-        longer than that; the call loops until nothing is left, ``n / 100 + 1`` round
-        trips for ``n`` runs on one bucket. Runs created meanwhile may or may not go. Not
-        retried after a lost reply (the count would be wrong).
+        per bucket, ``2 + 5`` commands per run deleted, 502 at most), so no script holds
+        the server longer than that; the call loops until a slice comes back short,
+        ``n // 100 + 1`` round trips for ``n`` runs on one bucket. Runs created meanwhile
+        may or may not go. Not retried after a lost reply (the count would be wrong).
 
         Args:
             older_than: Delete runs created strictly before this time.
@@ -558,9 +558,9 @@ class BlockingWorkflowStore(Protocol):
         """Create or replace runs exactly as given, in one round trip.
 
         Unlike :meth:`persist_snapshot` and :meth:`update_run`, nothing is computed: the
-        version, ``created_at``, ``updated_at``, status, result and error are stored as
-        given, and the run is indexed under its own resource and status. The write side
-        of :meth:`export_runs`.
+        version, ``created_at``, ``updated_at``, status, result, error and step results
+        are stored as given, and the run is indexed under its own resource and status.
+        The write side of :meth:`export_runs`.
 
         Raises:
             ValidationError: a run is malformed (``runs[i]...``); nothing is written.
