@@ -745,10 +745,13 @@ class WorkflowsSuite:
 
         async with anyio.create_task_group() as tg:
             for worker in range(8):
-                tg.start_soon(claim_once, worker, short)
+                tg.start_soon(claim_once, worker, long)
         assert len(tokens) == 1
         ((first, first_token),) = tokens.items()
         assert await wf.update_run("trip", "r1", status="running", fencing_token=first_token)
+        # Its lease now ends soon (so that the test waits little, however slow the machine
+        # was during the race).
+        await wf.renew_run("trip", "r1", first_token, short)
 
         # The first worker stalls. The other seven keep trying until its lease expires and
         # one of them gets the run (each round they race again).
