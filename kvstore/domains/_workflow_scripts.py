@@ -238,10 +238,12 @@ RESTORE_RUNS = script(
     "restore_runs",
     _RUN_LUA
     + r"""
--- KEYS: the bucket's runs hash, its run index, its run_snapshots hash, its run_steps hash
+-- KEYS: the bucket's runs hash, its run index, its run_snapshots hash, its run_steps hash,
+--       then each run's lease, in the order of ARGV
 -- ARGV: count, then per run: id, packed record, snapshot, step results ('' for none)
+-- A run created here drops a lease left under its name by a deleted run, as WRITE_RUN does.
 local pos = 2
-for _ = 1, tonumber(ARGV[1]) do
+for n = 1, tonumber(ARGV[1]) do
   local id, packed = ARGV[pos], ARGV[pos + 1]
   local old = redis.call('HGET', KEYS[1], id)
   local old_values = nil
@@ -251,6 +253,9 @@ for _ = 1, tonumber(ARGV[1]) do
   end
   local _, values = fields_of(packed)
   index_run(KEYS[2], id, old_values, values)
+  if not old then
+    redis.call('DEL', KEYS[4 + n])
+  end
   redis.call('HSET', KEYS[1], id, packed)
   redis.call('HSET', KEYS[3], id, ARGV[pos + 2])
   if ARGV[pos + 3] == '' then

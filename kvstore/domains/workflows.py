@@ -649,7 +649,8 @@ class WorkflowStore(Domain):
         if not valid:
             return []
         keys = await self._keys()
-        plans: dict[int, tuple[Bucket, list[Arg]]] = {}
+        # Per bucket: the runs' leases (script keys) and the runs (script arguments).
+        plans: dict[int, tuple[Bucket, list[str], list[Arg]]] = {}
         for i, run in enumerate(valid):
             _check_version(run.version)
             flat = self._runs.fields(run, f"runs[{i}]")
@@ -663,7 +664,8 @@ class WorkflowStore(Domain):
             fields += _index_fields(run.workflow_name, run.run_id, run.created_at)
             fields += _filter_fields(run.resource_id, run.status)
             bucket = keys.bucket_of(run.run_id)
-            plan = plans.setdefault(bucket.number, (bucket, []))
+            plan = plans.setdefault(bucket.number, (bucket, [], []))
+            member = Keys.run_member(run.workflow_name, run.run_id)
             snapshot = self._encode(run.snapshot, f"runs[{i}].snapshot")
             steps = [
                 x
@@ -673,9 +675,10 @@ class WorkflowStore(Domain):
                     self._encode(result, f"runs[{i}].steps.{step}"),
                 )
             ]
-            plan[1].extend(
+            plan[1].append(Keys.run_lease(bucket, member))
+            plan[2].extend(
                 (
-                    Keys.run_member(run.workflow_name, run.run_id),
+                    member,
                     pack_fields(fields),
                     snapshot,
                     pack_fields(steps) if steps else b"",
@@ -684,10 +687,16 @@ class WorkflowStore(Domain):
         await self._driver.execute(
             [
                 scripts.RESTORE_RUNS.command(
-                    [bucket.runs, bucket.run_index, bucket.run_snapshots, bucket.run_steps],
-                    [len(args) // 4, *args],
+                    [
+                        bucket.runs,
+                        bucket.run_index,
+                        bucket.run_snapshots,
+                        bucket.run_steps,
+                        *leases,
+                    ],
+                    [len(leases), *args],
                 )
-                for bucket, args in plans.values()
+                for bucket, leases, args in plans.values()
             ],
             idempotent=True,
         )

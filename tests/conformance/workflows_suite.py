@@ -726,7 +726,20 @@ class WorkflowsSuite:
         await wf.persist_snapshot("w", "r", {"new": True})
         with pytest.raises(ConflictError):
             await wf.persist_snapshot("w", "r", {}, fencing_token=second)
-        assert await wf.claim_run("w", "r", "worker-c", minute) > second
+        third = await wf.claim_run("w", "r", "worker-c", minute)
+        assert third > second
+        # delete_runs leaves leases to expire; a run created again under the name, here
+        # restored, drops the lease, so its token fences nothing.
+        leased = await wf.get_run("r", "w")
+        assert leased is not None
+        tomorrow = datetime.now(UTC) + timedelta(days=1)
+        assert await wf.delete_runs(older_than=tomorrow, workflow_name="w") == 1
+        await wf.restore_runs([leased])
+        with pytest.raises(ConflictError) as caught:
+            await wf.update_run("w", "r", status="late", fencing_token=third)
+        assert caught.value.actual == 0
+        assert await wf.get_run("r", "w") == leased
+        assert await wf.claim_run("w", "r", "worker-d", minute) > third
 
     async def test_workflows_eight_racing_workers_and_an_expiring_lease(
         self, store: Storage
