@@ -32,6 +32,8 @@ RESOURCE = "user-1"
 BIG_THREAD = "thread-big"
 APPEND_THREAD = "thread-append"
 WORKFLOW = "weather-workflow"
+#: How long the benchmark's leases last: longer than any run of the benchmarks.
+LEASE = timedelta(hours=1)
 SCORER = "answer-relevancy"
 SPANS_PER_TRACE = 10
 #: Where the turns that operations append start: after every message a dataset holds.
@@ -196,6 +198,17 @@ def operations(size: Dataset) -> list[Op]:
         _data.EPOCH + timedelta(milliseconds=10 * SPANS_PER_TRACE * (size.traces // 2)),
         _data.EPOCH + timedelta(milliseconds=10 * SPANS_PER_TRACE * (size.traces // 2 + 30)),
     )
+
+    lease: dict[str, int] = {}
+
+    async def fresh_run(s: Storage) -> None:
+        # A run without a lease, so that every claim takes a new token.
+        await s.workflows.delete_run(WORKFLOW, "leased")
+        await s.workflows.persist_snapshot(WORKFLOW, "leased", {"a": 1})
+
+    async def claimed_run(s: Storage) -> None:
+        await fresh_run(s)
+        lease["token"] = await s.workflows.claim_run(WORKFLOW, "leased", "worker", LEASE)
 
     def victim_thread(s: Storage) -> Awaitable[Any]:
         return s.memory.save_thread(Thread(id="victim", resource_id=RESOURCE))
@@ -412,6 +425,50 @@ def operations(size: Dataset) -> list[Op]:
             "delete_run",
             lambda s: s.workflows.delete_run(WORKFLOW, "victim"),
             prepare=lambda s: s.workflows.persist_snapshot(WORKFLOW, "victim", {"a": 1}),
+        ),
+        Op(
+            "workflows",
+            "list_runs (page of 20, with snapshots)",
+            lambda s: s.workflows.list_runs(WORKFLOW, per_page=20, with_snapshot=True),
+            method="delete_runs",  # with_snapshot came with it
+        ),
+        Op(
+            "workflows",
+            "update_step_result",
+            lambda s: s.workflows.update_step_result(
+                WORKFLOW, "run-0000003", "fetch", {"status": "success", "output": next(n)}
+            ),
+            method="update_step_result",
+        ),
+        Op(
+            "workflows",
+            "claim_run",
+            lambda s: s.workflows.claim_run(WORKFLOW, "leased", "worker", LEASE),
+            prepare=fresh_run,
+            method="claim_run",
+        ),
+        Op(
+            "workflows",
+            "renew_run",
+            lambda s: s.workflows.renew_run(WORKFLOW, "leased", lease["token"], LEASE),
+            prepare=claimed_run,
+            method="renew_run",
+        ),
+        Op(
+            "workflows",
+            "release_run",
+            lambda s: s.workflows.release_run(WORKFLOW, "leased", lease["token"]),
+            prepare=claimed_run,
+            method="release_run",
+        ),
+        Op(
+            "workflows",
+            "delete_runs (1 run)",
+            lambda s: s.workflows.delete_runs(older_than=_data.EPOCH, workflow_name="retired"),
+            prepare=lambda s: s.workflows.persist_snapshot(
+                "retired", "old", {"a": 1}, created_at=_data.EPOCH - timedelta(days=1)
+            ),
+            method="delete_runs",
         ),
         Op(
             "evals",

@@ -38,6 +38,7 @@ from kvstore.records import (
     Thread,
     TraceSummary,
     WorkflowRun,
+    WorkflowRunSummary,
 )
 from kvstore.storage import Storage
 from kvstore.sync import SyncStorage
@@ -75,6 +76,7 @@ __all__ = [
     "UnsupportedError",
     "ValidationError",
     "WorkflowRun",
+    "WorkflowRunSummary",
 ]
 
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from kvstore.domains.traces import SpanStatusCode
     from kvstore.domains.workflows import T
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         Thread,
         TraceSummary,
         WorkflowRun,
+        WorkflowRunSummary,
     )
 
 
@@ -407,6 +408,7 @@ class BlockingWorkflowStore(Protocol):
         status: str | None = None,
         expected_version: int | None = None,
         created_at: datetime | None = None,
+        fencing_token: int | None = None,
     ) -> int:
         """Store a run's snapshot, creating the run if needed; atomically.
 
@@ -421,13 +423,17 @@ class BlockingWorkflowStore(Protocol):
                 does not exist yet). None writes whatever the version.
             created_at: The creation time of a new run (default now); an existing run
                 keeps its own.
+            fencing_token: Write only if this is the token of the run's live lease (see
+                :meth:`claim_run`). None writes whatever the lease.
 
         Returns:
             The run's new version (1 for a new run).
 
         Raises:
-            ConflictError: the run's version is not ``expected_version``; nothing is
-                written. ``actual`` carries the stored version (0: no such run).
+            ConflictError: the run's version is not ``expected_version`` (``actual``:
+                the stored version, 0 for no run), or ``fencing_token`` is not the token of
+                the run's live lease (``actual``: that token, 0 for no lease or no run);
+                nothing is written.
             ValidationError: an argument is malformed; nothing is written.
         """
 
@@ -462,6 +468,7 @@ class BlockingWorkflowStore(Protocol):
                 workflow.
         """
 
+    @overload
     def list_runs(
         self,
         workflow_name: str | None = None,
@@ -472,12 +479,15 @@ class BlockingWorkflowStore(Protocol):
         to_date: datetime | None = None,
         page: int = 0,
         per_page: int = 20,
-    ) -> Page[WorkflowRun]:
+        with_snapshot: Literal[False] = False,
+    ) -> Page[WorkflowRunSummary]:
         """One page of runs, newest first (by creation time).
 
         Every filter is optional and any combination works; ``total`` counts every run that
-        matches. One script per bucket (``per_page + 4`` commands on one bucket), whatever
-        the number of runs stored.
+        matches. One script per bucket (``per_page + 4`` commands on one bucket, two more
+        with snapshots), whatever the number of runs stored. Snapshots and step results are
+        neither read nor sent unless ``with_snapshot`` asks for them, so a page of runs with
+        large snapshots stays small.
 
         Args:
             workflow_name: Only this workflow's runs.
@@ -487,7 +497,23 @@ class BlockingWorkflowStore(Protocol):
             to_date: Only runs created at or before this time.
             page: The page number, from 0.
             per_page: The page size, from 1 to 1000.
+            with_snapshot: Return whole :class:`WorkflowRun` records (snapshots and step
+                results included) instead of :class:`WorkflowRunSummary` records.
         """
+
+    @overload
+    def list_runs(
+        self,
+        workflow_name: str | None = None,
+        *,
+        resource_id: str | None = None,
+        status: str | None = None,
+        from_date: datetime | None = None,
+        to_date: datetime | None = None,
+        page: int = 0,
+        per_page: int = 20,
+        with_snapshot: Literal[True],
+    ) -> Page[WorkflowRun]: ...
 
     def update_run(
         self,
@@ -498,19 +524,130 @@ class BlockingWorkflowStore(Protocol):
         result: Any = None,
         error: Any = None,
         expected_version: int | None = None,
+        fencing_token: int | None = None,
     ) -> WorkflowRun:
         """Change a run's status, result or error, atomically; the snapshot stays.
 
         Arguments left None keep their stored value. Every update counts as a write: it
         bumps the run's version, so a worker holding an older version loses its next
-        compare-and-set.
+        compare-and-set. ``fencing_token`` works as in :meth:`persist_snapshot`.
 
         Returns:
             The run after the update.
 
         Raises:
             NotFoundError: there is no such run.
-            ConflictError: ``expected_version`` was given and does not match.
+            ConflictError: ``expected_version`` or ``fencing_token`` was given and does not
+                match.
+        """
+
+    def update_step_result(
+        self,
+        workflow_name: str,
+        run_id: str,
+        step_id: str,
+        result: Any,
+        *,
+        status: str | None = None,
+        fencing_token: int | None = None,
+    ) -> dict[str, Any]:
+        """Set one step's result, merged atomically into the run's step results.
+
+        Only this step's entry changes: parallel branches that finish at once each set
+        their own and never revert one another, and a later :meth:`persist_snapshot`
+        leaves them all in place. Counts as a write (bumps the version). One script.
+
+        Args:
+            workflow_name: The workflow.
+            run_id: The run.
+            step_id: The step.
+            result: Its result: any value a snapshot may be.
+            status: The run's new status. None keeps the stored one.
+            fencing_token: As in :meth:`persist_snapshot`.
+
+        Returns:
+            Every step result of the run after the merge (step id -> result).
+
+        Raises:
+            NotFoundError: there is no such run.
+            ConflictError: ``fencing_token`` was given and is not the live lease's.
+            ValidationError: an argument is malformed; nothing is written.
+        """
+
+    def claim_run(self, workflow_name: str, run_id: str, owner: str, ttl: timedelta) -> int:
+        """Take the lease on a run for ``ttl``, and return its fencing token.
+
+        A lease is held by one owner at a time and ends when it expires (server time:
+        the lease is a key with a TTL) or is released. Each new lease gets a larger token
+        than any given before in the run's bucket, so tokens grow per run even across
+        expiry. Pass the token as ``fencing_token`` with every write: once the lease has
+        expired or gone to another owner, those writes are refused with
+        :class:`ConflictError`, so a worker that paused longer than its lease can never
+        run the resumed run a second time. The same owner claiming again while it holds
+        the lease extends it and keeps its token (so a claim may be retried). One script.
+
+        Args:
+            workflow_name: The workflow.
+            run_id: The run.
+            owner: Who claims it: an id unique to the worker.
+            ttl: How long the lease lasts unless renewed (at least a millisecond).
+
+        Returns:
+            The lease's fencing token.
+
+        Raises:
+            NotFoundError: there is no such run.
+            ConflictError: another owner holds a live lease on the run; ``actual`` is its
+                token.
+            ValidationError: an argument is malformed.
+        """
+
+    def renew_run(
+        self,
+        workflow_name: str,
+        run_id: str,
+        fencing_token: int,
+        ttl: timedelta,
+    ) -> None:
+        """Extend the lease that ``fencing_token`` names to ``ttl`` from now. One script.
+
+        Raises:
+            ConflictError: the lease has expired or another owner holds the run; the
+                worker must stop. ``actual`` is the live lease's token (0 for none).
+            ValidationError: an argument is malformed.
+        """
+
+    def release_run(self, workflow_name: str, run_id: str, fencing_token: int) -> bool:
+        """End the lease that ``fencing_token`` names, so another worker may claim the run
+        at once. One script.
+
+        Returns:
+            Whether the lease was still held with this token (False once it expired or
+            went to another owner: then nothing changes).
+        """
+
+    def delete_runs(
+        self,
+        *,
+        older_than: datetime,
+        workflow_name: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """Delete every run created before ``older_than`` (of a workflow, with a status).
+
+        Works in slices: each round trip deletes at most 100 runs per bucket (one script
+        per bucket, ``2 + 5`` commands per run deleted, 502 at most), so no script holds
+        the server longer than that; the call loops until a slice comes back short,
+        ``n // 100 + 1`` round trips for ``n`` runs on one bucket. Runs created meanwhile
+        may or may not go. Not retried after a lost reply (the count would be wrong).
+
+        Args:
+            older_than: Delete runs created strictly before this time.
+            workflow_name: Only this workflow's runs.
+            status: Only runs with this status.
+
+        Returns:
+            How many runs were deleted.
         """
 
     def delete_run(self, workflow_name: str, run_id: str) -> bool:
@@ -534,9 +671,9 @@ class BlockingWorkflowStore(Protocol):
         """Create or replace runs exactly as given, in one round trip.
 
         Unlike :meth:`persist_snapshot` and :meth:`update_run`, nothing is computed: the
-        version, ``created_at``, ``updated_at``, status, result and error are stored as
-        given, and the run is indexed under its own resource and status. The write side
-        of :meth:`export_runs`.
+        version, ``created_at``, ``updated_at``, status, result, error and step results
+        are stored as given, and the run is indexed under its own resource and status.
+        The write side of :meth:`export_runs`.
 
         Raises:
             ValidationError: a run is malformed (``runs[i]...``); nothing is written.

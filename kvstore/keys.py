@@ -146,6 +146,10 @@ class Bucket:
         runs: hash, run member -> run record (without its snapshot).
         run_snapshots: hash, run member -> the run's snapshot.
         run_index: lex index of the bucket's runs.
+        run_steps: hash, run member -> the run's step results (packed, step id -> result).
+        run_tokens: string, the bucket's last fencing token: every claim of a run takes the
+            next, so a token is never issued twice in a bucket, even to a run deleted and
+            created again.
         scores: hash, score id -> score record.
         score_index: lex index of the bucket's scores.
         traces: hash, trace id -> trace summary.
@@ -163,6 +167,8 @@ class Bucket:
     runs: str
     run_snapshots: str
     run_index: str
+    run_steps: str
+    run_tokens: str
     scores: str
     score_index: str
     traces: str
@@ -220,6 +226,8 @@ class Keys:
             runs=root + "runs",
             run_snapshots=root + "run_snapshots",
             run_index=root + "run_index",
+            run_steps=root + "run_steps",
+            run_tokens=root + "run_tokens",
             scores=root + "scores",
             score_index=root + "score_index",
             traces=root + "traces",
@@ -262,6 +270,12 @@ class Keys:
         Runs are placed by run id alone, so that ``get_run(run_id)`` reads one bucket.
         """
         return lex_escape(f"{len(run_id)}:{run_id}{workflow_name}")
+
+    @staticmethod
+    def run_lease(bucket: Bucket, member: str) -> str:
+        """string with a TTL: the lease on a run (``<token>\0<owner>``), named by its member
+        (:meth:`run_member`); it expires with the lease."""
+        return bucket.root + "run_lease:" + member
 
     @staticmethod
     def trace_spans(bucket: Bucket, trace_id: str) -> str:

@@ -32,6 +32,7 @@ __all__ = [
     "Thread",
     "TraceSummary",
     "WorkflowRun",
+    "WorkflowRunSummary",
     "new_id",
     "utc_now",
 ]
@@ -196,11 +197,32 @@ class WorkflowRun(_Record, kw_only=True, frozen=True):
         status: The run's status (``"running"``, ``"suspended"``, ``"success"``...), if any.
         result: What the run produced, set by ``update_run``.
         error: Why the run failed, set by ``update_run``.
+        steps: Step id -> the step's result, set by ``update_step_result``.
     """
 
     workflow_name: Id
     run_id: Id
     snapshot: Any
+    version: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
+    resource_id: Id | None = None
+    status: Id | None = None
+    result: Any = None
+    error: Any = None
+    #: Step id -> that step's result, merged one step at a time by ``update_step_result``.
+    steps: dict[str, Any] = {}
+
+
+class WorkflowRunSummary(_Record, kw_only=True, frozen=True):
+    """A workflow run without its snapshot and step results: what ``list_runs`` returns
+    unless asked for snapshots, so that a page never reads the runs' (possibly large) state.
+
+    The attributes are those of :class:`WorkflowRun` of the same names.
+    """
+
+    workflow_name: Id
+    run_id: Id
     version: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
     created_at: UTCDateTime
     updated_at: UTCDateTime

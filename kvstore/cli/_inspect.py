@@ -183,6 +183,16 @@ def messages(
 @click.option("--workflow", "-w", help="Only this workflow's runs.")
 @click.option("--status", "-s", help="Only runs with this status.")
 @click.option("--resource", "-r", help="Only this resource's runs.")
+@click.option(
+    "--older-than",
+    metavar="WHEN",
+    help="Only runs created before: 7d, 2h, or ISO 8601.",
+)
+@click.option(
+    "--delete",
+    is_flag=True,
+    help="Delete the runs --older-than selects (with --workflow, --status) instead of listing.",
+)
 @_limit_option
 @_page_option
 @_json_option
@@ -193,17 +203,37 @@ def runs(
     workflow: str | None,
     status: str | None,
     resource: str | None,
+    older_than: str | None,
+    delete: bool,
     limit: int,
     page: int,
     as_json: bool,
 ) -> None:
-    """List workflow runs, newest first."""
+    """List workflow runs, newest first; or delete old ones."""
     store_url = resolve_url(url)
+    cutoff = None if older_than is None else parse_when(older_than)
+    if delete and cutoff is None:
+        raise click.UsageError("--delete needs --older-than")
+    if delete and resource is not None:
+        raise click.UsageError("--delete takes --workflow and --status, not --resource")
 
     async def main() -> None:
         async with open_store(store_url, namespace) as store:
+            if delete:
+                assert cutoff is not None
+                deleted = await store.workflows.delete_runs(
+                    older_than=cutoff, workflow_name=workflow, status=status
+                )
+                out.print(f"deleted {deleted} runs created before {when(cutoff)}")
+                return
             listing = await store.workflows.list_runs(
-                workflow, status=status, resource_id=resource, page=page, per_page=limit
+                workflow,
+                status=status,
+                resource_id=resource,
+                # Strictly before, as delete_runs counts: to_date is inclusive.
+                to_date=None if cutoff is None else cutoff - timedelta(microseconds=1),
+                page=page,
+                per_page=limit,
             )
         if as_json:
             json_lines(listing.items)

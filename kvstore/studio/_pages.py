@@ -302,7 +302,7 @@ class Pages:
             title=f"Run {run_id}",
             nav="runs",
             run=found,
-            steps=_steps(found.snapshot),
+            steps=_steps(found.snapshot, found.steps),
         )
 
     async def run_json(self, request: Request) -> Response:
@@ -522,13 +522,14 @@ async def _window(
     return messages[start - offset : end - offset]
 
 
-def _steps(snapshot: Any) -> list[tuple[str, str, Any]]:
-    """A workflow snapshot's steps and their status, when it keeps them as Mastra does
-    (``context: {step: {status, ...}}``): what the run page lists above the tree."""
-    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("context"), dict):
-        return []
+def _steps(snapshot: Any, results: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """A workflow run's steps and their status, when its snapshot keeps them as Mastra does
+    (``context: {step: {status, ...}}``) or its step results do (``update_step_result``,
+    which win): what the run page lists above the tree."""
+    context = snapshot.get("context") if isinstance(snapshot, dict) else None
+    merged = {**(context if isinstance(context, dict) else {}), **results}
     steps = []
-    for name, step in snapshot["context"].items():
+    for name, step in merged.items():
         if isinstance(step, dict) and isinstance(step.get("status"), str):
             detail = step.get("suspendPayload") or step.get("error") or None
             steps.append((str(name), step["status"], detail))

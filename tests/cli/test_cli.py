@@ -198,6 +198,43 @@ def test_inspection_commands(tmp_path: Path, redis_urls: tuple[str, str]) -> Non
     assert "error: timeout" in lines[child]
 
 
+def test_runs_older_than_lists_then_deletes(tmp_path: Path) -> None:
+    url = f"memory://{tmp_path}/runs.aof"
+    filled(url, "kv")
+    store = ["--url", url]
+    # dataset: per workflow, runs created at T0, T0 + 1 s and T0 + 2 s (run-1 succeeded).
+    older = ["--older-than", "2025-06-01T09:00:01"]
+    listed = json_lines(kv("runs", *older, "--json", *store, cwd=tmp_path).stdout)
+    assert sorted((r["workflow_name"], r["run_id"]) for r in listed) == [
+        ("checkout", "shared\nid"),
+        ("wf:{x}", "shared\nid"),
+    ]
+    assert all("snapshot" not in r for r in listed)  # summaries
+    deleted = kv(
+        "runs",
+        "--older-than",
+        "2025-06-01T09:00:02",
+        "-w",
+        "checkout",
+        "--delete",
+        *store,
+        cwd=tmp_path,
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    assert "deleted 2 runs" in deleted.stdout.decode()
+    left = json_lines(kv("runs", "--json", *store, cwd=tmp_path).stdout)
+    assert sorted((r["workflow_name"], r["run_id"]) for r in left) == [
+        ("checkout", "run-2"),
+        ("wf:{x}", "run-1"),
+        ("wf:{x}", "run-2"),
+        ("wf:{x}", "shared\nid"),
+    ]
+    assert_one_line_error(kv("runs", "--delete", *store, cwd=tmp_path), 2, "--older-than")
+    refused = kv("runs", "--older-than", "7d", "-r", "alice", "--delete", *store, cwd=tmp_path)
+    assert_one_line_error(refused, 2, "not --resource")
+    assert len(json_lines(kv("runs", "--json", *store, cwd=tmp_path).stdout)) == 4
+
+
 # -- export, import, migrate ------------------------------------------------------------------
 
 

@@ -50,12 +50,23 @@ async def _fill_runs(store: Storage, upto: int) -> None:
         )
 
 
+HOUR = timedelta(hours=1)
+
+
+async def _old_runs(wf: Any, workflow: str, count: int) -> None:
+    """``count`` runs of ``workflow``, created before every other run."""
+    for i in range(count):
+        await wf.persist_snapshot(
+            workflow, f"old-{i}", {}, status="x", created_at=T0 - timedelta(days=1)
+        )
+
+
 async def test_workflow_calls_cost_is_flat(
     redis_store: Storage, count_commands: CountCommands
 ) -> None:
     wf = redis_store.workflows
     costs: list[tuple[int, ...]] = []
-    for stored in SIZES:
+    for token, stored in enumerate(SIZES, 1):  # each claim takes the bucket's next token
         await _fill_runs(redis_store, stored)
         costs.append(
             await _measure(
@@ -71,21 +82,45 @@ async def test_workflow_calls_cost_is_flat(
                 lambda r=f"new-{stored}": wf.update_run("wf1", r, status="done"),
                 lambda r=f"new-{stored}": wf.delete_run("wf1", r),
                 lambda: wf.export_runs(count=50),
+                lambda: wf.list_runs(per_page=20, with_snapshot=True),
+                lambda r=f"new-{stored}": wf.persist_snapshot("wf1", r, {"step": 0}),
+                lambda r=f"new-{stored}": wf.update_step_result("wf1", r, "a", {"out": 1}),
+                lambda r=f"new-{stored}": wf.update_step_result("wf1", r, "b", 2, status="ok"),
+                lambda r=f"new-{stored}": wf.claim_run("wf1", r, "w", timedelta(minutes=1)),
+                lambda r=f"new-{stored}", t=token: wf.renew_run("wf1", r, t, HOUR),
+                lambda r=f"new-{stored}", t=token: wf.persist_snapshot(
+                    "wf1", r, {"step": 1}, fencing_token=t
+                ),
+                lambda r=f"new-{stored}", t=token: wf.release_run("wf1", r, t),
+                lambda: wf.delete_runs(older_than=T0),  # nothing that old
+                lambda w=f"old-{stored}": _old_runs(wf, w, 3),
+                lambda w=f"old-{stored}": wf.delete_runs(older_than=T0, workflow_name=w),
             )
         )
     assert costs[0] == costs[1]
     assert costs[0] == (
-        LISTING + 1,  # one HMGET more: the snapshots
-        LISTING + 1,
+        LISTING,  # summaries: the page's run records only
+        LISTING,
         1,  # HGET of the snapshot
-        6,  # by run id alone: the ``i`` prefix of the run index finds its workflow
-        2,  # HGET of the run and of its snapshot
+        7,  # by run id alone: the ``i`` prefix of the run index finds its workflow
+        3,  # HGET of the run, of its snapshot and of its step results
         4,
-        5,
-        6,  # the status changes: its index entries move, in the same script
-        4,  # the same status again: nothing moves
-        5,
-        LISTING + 2,  # and one ZLEXCOUNT per bucket for the walk's total
+        6,  # a new run also drops a lease left by a deleted run of its name
+        7,  # the status changes: its index entries move, in the same script
+        5,  # the same status again: nothing moves
+        7,  # the run, its snapshot, its step results, its index entries and its lease
+        LISTING + 3,  # two HMGETs more, and one ZLEXCOUNT per bucket for the walk's total
+        LISTING + 2,  # with snapshots: one HMGET more for them, one for the step results
+        6,
+        5,  # the run record and the step results, each read and written
+        7,  # and the status's index entries moved
+        5,  # claim: GET the lease, HEXISTS the run, INCR the bucket's token, SET the lease
+        3,  # renew: GET and PEXPIRE
+        5,  # a fenced write: GET the lease too
+        3,  # release: GET and DEL
+        2,  # delete_runs with nothing to delete: the slice's ZRANGE
+        18,  # (three runs to delete)
+        2 + 3 * 5,  # each run: HGET, ZREM of its entries, HDEL of its three fields
     )
 
 

@@ -157,6 +157,30 @@ async def _workflow_calls(store: Storage) -> None:
     await wf.list_runs("wf1", status="done")
     await wf.list_runs(resource_id="user-0", from_date=_at(0), to_date=_at(3))
     await wf.get_run("run-2")
+    await wf.update_step_result("wf1", "run-1", "fetch", {"ok": 1}, status="running")
+    await wf.update_step_result("wf1", "run-1", "a.b", [2])
+    with pytest.raises(NotFoundError):
+        await wf.update_step_result("wf1", "missing", "fetch", 1)
+    await wf.list_runs("wf1", with_snapshot=True)
+    hour = timedelta(hours=1)
+    token = await wf.claim_run("wf1", "run-1", "worker-a", hour)
+    assert await wf.claim_run("wf1", "run-1", "worker-a", hour) == token
+    with pytest.raises(ConflictError):
+        await wf.claim_run("wf1", "run-1", "worker-b", hour)
+    with pytest.raises(NotFoundError):
+        await wf.claim_run("wf1", "missing", "worker-b", hour)
+    await wf.renew_run("wf1", "run-1", token, hour)
+    await wf.update_run("wf1", "run-1", status="leased", fencing_token=token)
+    with pytest.raises(ConflictError):
+        await wf.persist_snapshot("wf1", "run-1", {}, fencing_token=token + 1)
+    assert await wf.release_run("wf1", "run-1", token) is True
+    with pytest.raises(ConflictError):
+        await wf.renew_run("wf1", "run-1", token, hour)
+    await wf.claim_run("wf0", "run-2", "worker-b", hour)
+    await wf.delete_run("wf0", "run-2")
+    await wf.persist_snapshot("wf0", "run-2", {"again": True}, created_at=_at(2))
+    await wf.delete_runs(older_than=_at(2), workflow_name="wf0")
+    await wf.delete_runs(older_than=_at(4), status="suspended")
     await wf.delete_run("wf0", "run-4")
     await wf.export_runs(count=2)
     await wf.restore_runs(
@@ -169,6 +193,7 @@ async def _workflow_calls(store: Storage) -> None:
                 status="done",
                 created_at=_at(50),
                 updated_at=_at(51),
+                steps={"s": {"out": 1}},
             )
         ]
     )

@@ -278,6 +278,12 @@ PARAMETERS: dict[str, st.SearchStrategy[Any]] = {
     "events": items_of(record(SpanEvent, timestamp=times)),
     "created_at": times,
     "expected_version": maybe(st.integers(min_value=-1, max_value=3)),
+    "fencing_token": maybe(st.integers(min_value=-1, max_value=3)),
+    "owner": maybe(st.sampled_from(["seeded", "other"]) | ids),
+    "ttl": maybe(st.sampled_from([timedelta(minutes=1), timedelta(0), timedelta(microseconds=1)])),
+    "step_id": maybe(ids),
+    "older_than": times,
+    "with_snapshot": maybe(st.booleans()),
     "as_type": maybe(st.sampled_from([Any, int, str, dict, list[int], Thread])),
 }
 
@@ -318,7 +324,13 @@ async def _call_and_compare(domain: str, method: str, kwargs: dict[str, Any], co
         except (ValidationError, NotFoundError):
             pass
         except ConflictError:
-            assert kwargs.get("expected_version") is not None
+            # Compare-and-set, and leases: a claim of the seeded run (leased to "seeded"),
+            # a renewal or a fenced write with another token than the lease's.
+            assert (
+                kwargs.get("expected_version") is not None
+                or kwargs.get("fencing_token") is not None
+                or method == "claim_run"
+            )
         else:
             return
         assert await dump(store.driver) == before, "a refused call changed the store"
@@ -363,6 +375,10 @@ async def _round_trips(value: Any, codec: Any) -> None:
                 store.workflows.persist_snapshot("wf", "run", value),
                 lambda: store.workflows.load_snapshot("wf", "run"),
             ),
+            "step result": (
+                store.workflows.update_step_result("wf", "run", "s", value),
+                lambda: _step_result(store),
+            ),
             "content": (
                 store.memory.save_messages(
                     [Message(id="m", thread_id="t", role="user", content=value, created_at=T0)]
@@ -385,6 +401,12 @@ async def _round_trips(value: Any, codec: Any) -> None:
                 continue
             got = await read()
             assert same(got, value), f"{name}: stored {value!r}, read back {got!r}"
+
+
+async def _step_result(store: Storage) -> Any:
+    run = await store.workflows.get_run("run", "wf")
+    assert run is not None
+    return run.steps["s"]
 
 
 async def _first_content(store: Storage) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -341,7 +342,18 @@ CALLS: dict[str, Call] = {
     ),
     "memory.move_thread": lambda s: s.memory.move_thread("t", "r2"),
     "memory.clone_thread": _cloned,
+    "workflows.claim_run": lambda s: s.workflows.claim_run(
+        "wf", "run", "seeded", timedelta(minutes=1)
+    ),
     "workflows.delete_run": lambda s: s.workflows.delete_run("wf", "run"),
+    "workflows.delete_runs": lambda s: s.workflows.delete_runs(
+        older_than=datetime(2100, 1, 1, tzinfo=UTC), status="running"
+    ),
+    "workflows.release_run": lambda s: s.workflows.release_run("wf", "run", 1),
+    "workflows.renew_run": lambda s: s.workflows.renew_run("wf", "run", 1, timedelta(minutes=1)),
+    "workflows.update_step_result": lambda s: s.workflows.update_step_result(
+        "wf", "run", "book", {"seat": "12A"}, status="booked", fencing_token=1
+    ),
     "workflows.export_runs": lambda s: s.workflows.export_runs(),
     "workflows.get_run": lambda s: s.workflows.get_run("run"),
     "workflows.list_runs": lambda s: s.workflows.list_runs("wf"),

@@ -183,6 +183,9 @@ async def test_every_stored_string_is_escaped(http: httpx.AsyncClient) -> None:
         assert 'evil"><script>' not in response.text
     thread = (await http.get("/thread?id=xss")).text
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in thread
+    # A step result is listed with the steps, escaped too.
+    run = (await http.get("/run", params={"workflow": XSS, "id": XSS_ID})).text
+    assert 'class="list steps"' in run
 
 
 # -- the safety rules ---------------------------------------------------------------------------

@@ -91,6 +91,7 @@ async def fill(store: Storage, *, messages_per_thread: int = 9) -> None:
             )
             await workflows.persist_snapshot(w, run_id, {"step": 2, "w": w})
         await workflows.update_run(w, "run-1", status="success", result={"total": 42})
+        await workflows.update_step_result(w, "run-1", "fetch", {"status": "success", "w": w})
         await workflows.update_run(w, "run-2", status="failed", error={"message": "boom"})
     evals = store.evals
     for n in range(6):
