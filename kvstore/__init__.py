@@ -77,4 +77,15 @@ __all__ = [
     "WorkflowRun",
 ]
 
+# The long-term store of LangGraph agents (store.langgraph_items).
+from kvstore.records import (  # noqa: E402
+    GetItem,
+    ListNamespaces,
+    PutItem,
+    SearchItems,
+    StoreItem,
+)
+
+__all__ += ["GetItem", "ListNamespaces", "PutItem", "SearchItems", "StoreItem"]
+
 __version__ = "0.1.0"

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
         Chunk,
         DateRange,
         Include,
+        ItemOp,
+        ItemResult,
         Message,
         MessagePatch,
         Page,
@@ -589,4 +591,33 @@ class BlockingTraceStore(Protocol):
         Args:
             cursor: None for the first chunk, then the previous chunk's ``cursor``.
             count: How many spans to read, from 1 to 1000.
+        """
+
+
+class BlockingItemStore(Protocol):
+    """:class:`~kvstore.domains.langgraph_items.ItemStore`, blocking: each method runs the
+    coroutine method of the same name and returns its result."""
+
+    def batch(self, ops: Sequence[ItemOp]) -> list[ItemResult]:
+        """Run gets, puts, searches and namespace listings together.
+
+        One round trip (one batch per node on a cluster): one script per bucket touched.
+        Reads see the store as it was before the batch's writes; several puts of one item
+        keep the last. Two cases take further round trips, each bounded: a search whose
+        filters skip more than :data:`SCAN_BUDGET` index entries in a bucket goes on from
+        where it stopped, and a namespace listing whose conditions reject what it read (a
+        ``"*"`` before the prefix's end, a suffix, ``max_depth`` folding namespaces
+        together) reads further pages. Those later reads see the batch's writes.
+
+        Args:
+            ops: :class:`GetItem`, :class:`PutItem`, :class:`SearchItems` and
+                :class:`ListNamespaces` operations.
+
+        Returns:
+            One result per operation, in order: a :class:`StoreItem` or None for a get,
+            None for a put, a list of :class:`StoreItem` (newest first) for a search, a
+            list of namespaces (in tuple order) for a listing.
+
+        Raises:
+            ValidationError: an operation is malformed; nothing is written.
         """

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Self
 
 from kvstore.domains.evals import EvalStore
+from kvstore.domains.langgraph_items import ItemStore
 from kvstore.domains.memory import MemoryStore
 from kvstore.domains.traces import TraceRetention, TraceStore
 from kvstore.domains.workflows import WorkflowStore
-from kvstore.domains.langgraph_items import ItemStore
 from kvstore.drivers._urls import shown_scheme
 from kvstore.drivers.memory import MemoryDriver
 from kvstore.errors import UnsupportedError

@@ -114,17 +114,24 @@ class ItemStore(Domain):
             ValidationError: an operation is malformed; nothing is written.
         """
         checked = [_check_op(op, f"ops[{i}]") for i, op in enumerate(check_items(ops, "ops"))]
-        writes: dict[tuple[ItemNamespace, str], PutItem] = {}
-        for op in checked:
+        writes: dict[tuple[ItemNamespace, str], tuple[int, PutItem]] = {}
+        for i, op in enumerate(checked):
             if isinstance(op, PutItem):
                 writes.pop((op.namespace, op.key), None)  # the last put of an item wins
-                writes[(op.namespace, op.key)] = op
-        encoded = {k: self._encode_put(put, i) for i, (k, put) in enumerate(writes.items())}
+                writes[(op.namespace, op.key)] = (i, op)
+        encoded = {k: self._encode_put(put, i) for k, (i, put) in writes.items()}
         if not checked:
             return []
         keys = await self._keys()
         now = utc_now()
-        run = _Run(self, keys, now)
+        # A batch that reads and writes must not run twice: the second run's reads would
+        # see the first run's writes. Reads alone, or writes alone, may.
+        run = _Run(
+            self,
+            keys,
+            now,
+            idempotent=not writes or all(isinstance(op, PutItem) for op in checked),
+        )
         results: list[Any] = [None] * len(checked)
         searches: list[tuple[int, _Search]] = []
         listings: list[tuple[int, _Listing]] = []
@@ -132,8 +139,16 @@ class ItemStore(Domain):
         for i, op in enumerate(checked):
             if isinstance(op, GetItem):
                 bucket = keys.bucket_of(_encode(op.namespace))
-                gets.append((i, run.add(bucket, ["g", _item_id(op.namespace, op.key),
-                                                 "1" if op.refresh_ttl else "0"]), bucket))
+                gets.append(
+                    (
+                        i,
+                        run.add(
+                            bucket,
+                            ["g", _item_id(op.namespace, op.key), "1" if op.refresh_ttl else "0"],
+                        ),
+                        bucket,
+                    )
+                )
             elif isinstance(op, SearchItems):
                 search = _Search(op, keys.all_buckets)
                 search.plan(run)
@@ -142,7 +157,7 @@ class ItemStore(Domain):
                 listing = _Listing(op, keys.all_buckets)
                 listing.plan(run)
                 listings.append((i, listing))
-        for (namespace, key), args in encoded.items():
+        for (namespace, _key), args in encoded.items():
             run.add(keys.bucket_of(_encode(namespace)), args)
         await run.send()
         for i, slot, bucket in gets:
@@ -177,7 +192,9 @@ class ItemStore(Domain):
             return ["d", item_id]
         value = self._format.encode_value(put.value, f"ops[{position}].value")
         ttl = "" if put.ttl is None else str(max(1, round(put.ttl * 60_000)))
-        levels = [_encode(put.namespace[:depth]) + "\x00" for depth in range(len(put.namespace) + 1)]
+        levels = [
+            _encode(put.namespace[:depth]) + "\x00" for depth in range(len(put.namespace) + 1)
+        ]
         tokens = [_ALL, *(_token(f, v) for f, v in put.value.items() if _scalar(v))]
         return [
             "p",
@@ -216,8 +233,11 @@ class ItemStore(Domain):
 class _Run:
     """One round trip: the operations of each bucket's script, and then their replies."""
 
-    def __init__(self, domain: ItemStore, keys: Keys, now: datetime) -> None:
+    def __init__(
+        self, domain: ItemStore, keys: Keys, now: datetime, *, idempotent: bool = True
+    ) -> None:
         self._domain = domain
+        self._idempotent = idempotent
         self._keys = keys
         self._now = now
         self._args: dict[int, tuple[Bucket, list[Arg]]] = {}
@@ -247,7 +267,7 @@ class _Run:
             )
         # Every write is keyed by the item and stamped with this call's clock, so running
         # a batch twice leaves the store as running it once.
-        replies = await self._domain._driver.execute(commands, idempotent=True)
+        replies = await self._domain._driver.execute(commands, idempotent=self._idempotent)
         for (bucket, _), reply in zip(plans, replies, strict=True):
             self._replies[bucket.number] = as_list(reply)
 
@@ -486,7 +506,7 @@ def _literal(labels: Sequence[str]) -> tuple[str, ...]:
 def _matches(namespace: Sequence[str], pattern: Sequence[str]) -> bool:
     """Whether ``namespace`` starts with ``pattern`` (``"*"`` matches any label)."""
     return len(namespace) >= len(pattern) and all(
-        p == "*" or p == label for p, label in zip(pattern, namespace, strict=False)
+        p in ("*", label) for p, label in zip(pattern, namespace, strict=False)
     )
 
 
@@ -524,8 +544,7 @@ def _check_filter(value: Any, field: str) -> dict[str, Any] | None:
         if isinstance(condition, dict):
             if set(condition) != {"$eq"}:
                 raise ValidationError(
-                    f"only equality is supported: {name!r} must be a value or "
-                    '{"$eq": value}',
+                    f'only equality is supported: {name!r} must be a value or {{"$eq": value}}',
                     field=field,
                 )
             wanted = condition["$eq"]
@@ -543,9 +562,7 @@ def _check_op(op: Any, field: str) -> ItemOp:
     if isinstance(op, GetItem):
         _check_namespace(op.namespace, f"{field}.namespace", empty=False)
         check_text(op.key, f"{field}.key")
-        return GetItem(
-            namespace=tuple(op.namespace), key=op.key, refresh_ttl=bool(op.refresh_ttl)
-        )
+        return GetItem(namespace=tuple(op.namespace), key=op.key, refresh_ttl=bool(op.refresh_ttl))
     if isinstance(op, PutItem):
         namespace = _check_namespace(op.namespace, f"{field}.namespace", empty=False)
         check_text(op.key, f"{field}.key")

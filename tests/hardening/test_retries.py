@@ -35,6 +35,7 @@ from kvstore import (
     WorkflowRun,
 )
 from kvstore.drivers._retry import RetryPolicy
+from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems
 from kvstore.drivers.redis import RedisDriver
 from kvstore.drivers.upstash import UpstashDriver
 from kvstore.sync import DOMAINS
@@ -367,6 +368,15 @@ CALLS: dict[str, Call] = {
     "traces.get_trace": lambda s: s.traces.get_trace("tr"),
     "traces.list_traces": lambda s: s.traces.list_traces(),
     "traces.save_spans": lambda s: s.traces.save_spans([_span()]),
+    # Reads and writes in one batch: a retry would read the first attempt's writes.
+    "langgraph_items.batch": lambda s: s.langgraph_items.batch(
+        [
+            PutItem(namespace=("n", "a"), key="k", value={"v": 1}, ttl=5),
+            GetItem(namespace=("n", "a"), key="k"),
+            SearchItems(namespace_prefix=("n",), filter={"v": 1}),
+            ListNamespaces(prefix=("n",)),
+        ]
+    ),
 }
 
 

@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("langgraph.store.base")
 
-from langgraph.store.base import (  # noqa: E402
+from langgraph.store.base import (
     GetOp,
     InvalidNamespaceError,
     ListNamespacesOp,
@@ -25,11 +25,11 @@ from langgraph.store.base import (  # noqa: E402
     PutOp,
     SearchOp,
 )
-from langgraph.store.memory import InMemoryStore  # noqa: E402
+from langgraph.store.memory import InMemoryStore
 
-from kvstore import Storage, ValidationError  # noqa: E402
-from kvstore.domains import langgraph_items  # noqa: E402
-from kvstore.integrations.langgraph import KVStoreStore  # noqa: E402
+from kvstore import Storage, ValidationError
+from kvstore.domains import langgraph_items
+from kvstore.integrations.langgraph import KVStoreStore
 
 pytestmark = pytest.mark.anyio
 
@@ -53,12 +53,12 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     clock = Clock()
     monkeypatch.setattr(langgraph_items, "utc_now", clock)
-    yield clock
+    return clock
 
 
 @pytest.fixture
 async def kv(store: Storage) -> AsyncIterator[KVStoreStore]:
-    yield KVStoreStore(store)
+    return KVStoreStore(store)
 
 
 NAMESPACES = [
@@ -87,14 +87,20 @@ async def test_put_get_overwrite_delete(kv: KVStoreStore, clock: Clock) -> None:
     await kv.aput(("docs", "u1"), "k", {"text": "hello", "n": 1})
     item = await kv.aget(("docs", "u1"), "k")
     assert item is not None
-    assert (item.namespace, item.key, item.value) == (("docs", "u1"), "k", {"text": "hello", "n": 1})
+    assert (item.namespace, item.key, item.value) == (
+        ("docs", "u1"),
+        "k",
+        {"text": "hello", "n": 1},
+    )
     assert item.created_at == item.updated_at == T0
     clock.advance(seconds=5)
     await kv.aput(("docs", "u1"), "k", {"text": "bye"})
     again = await kv.aget(("docs", "u1"), "k")
-    assert again is not None and again.value == {"text": "bye"}
+    assert again is not None
+    assert again.value == {"text": "bye"}
     # An overwrite keeps the creation time (as LangGraph's Postgres store does).
-    assert again.created_at == T0 and again.updated_at == T0 + timedelta(seconds=5)
+    assert again.created_at == T0
+    assert again.updated_at == T0 + timedelta(seconds=5)
     assert await kv.aget(("docs", "u1"), "other") is None
     assert await kv.aget(("docs",), "k") is None
     await kv.adelete(("docs", "u1"), "k")
@@ -118,20 +124,26 @@ async def test_a_batch_reads_before_its_puts_and_keeps_the_last_put(kv: KVStoreS
     ]
     got = await kv.abatch(ops)
     want = await ref.abatch(ops)
-    assert got[0] is None and got[3] is None and got[5] is None
-    assert got[1] is None and want[1] is None
-    assert got[2] is not None and got[2].value == {"v": 0}
+    assert got[0] is None
+    assert got[3] is None
+    assert got[5] is None
+    assert got[1] is None
+    assert want[1] is None
+    assert got[2] is not None
+    assert got[2].value == {"v": 0}
     assert [i.key for i in got[4]] == [i.key for i in want[4]] == ["old"]
     assert got[6] == want[6] == [ns]
     item = await kv.aget(ns, "k")
-    assert item is not None and item.value == {"v": 2}
+    assert item is not None
+    assert item.value == {"v": 2}
     assert await kv.aget(ns, "old") is None
 
 
 async def test_sync_methods_run_on_the_stores_loop_from_a_thread(kv: KVStoreStore) -> None:
     await kv.aput(("s",), "k", {"v": 1})
     item = await anyio.to_thread.run_sync(kv.get, ("s",), "k")
-    assert item is not None and item.value == {"v": 1}
+    assert item is not None
+    assert item.value == {"v": 1}
     await anyio.to_thread.run_sync(lambda: kv.put(("s",), "k2", {"v": 2}))
     assert [i.key for i in await kv.asearch(("s",))] == ["k2", "k"]
     with pytest.raises(RuntimeError, match="async methods"):
@@ -198,13 +210,17 @@ async def test_list_namespaces_pages_through_many(kv: KVStoreStore) -> None:
 
 async def test_list_namespaces_of_an_empty_store(kv: KVStoreStore) -> None:
     assert await kv.alist_namespaces() == []
-    assert await kv.abatch([ListNamespacesOp(match_conditions=(MatchCondition("prefix", ("a",)),))]) == [[]]
+    assert await kv.abatch(
+        [ListNamespacesOp(match_conditions=(MatchCondition("prefix", ("a",)),))]
+    ) == [[]]
 
 
 # -- search -------------------------------------------------------------------------------------
 
 
-async def test_search_by_prefix_with_filters_limit_and_offset(kv: KVStoreStore, clock: Clock) -> None:
+async def test_search_by_prefix_with_filters_limit_and_offset(
+    kv: KVStoreStore, clock: Clock
+) -> None:
     docs = [
         (("docs", "u1"), "a", {"kind": "note", "score": 4, "tags": ["x"]}),
         (("docs", "u1"), "b", {"kind": "todo", "score": 4.0, "done": False}),
@@ -314,7 +330,9 @@ async def test_reads_refresh_the_ttl_unless_told_not_to(store: Storage, clock: C
     assert await keys() == ["forever"]
 
 
-async def test_refresh_on_read_false_makes_reads_leave_the_ttl(store: Storage, clock: Clock) -> None:
+async def test_refresh_on_read_false_makes_reads_leave_the_ttl(
+    store: Storage, clock: Clock
+) -> None:
     kv = KVStoreStore(store, ttl={"default_ttl": 1, "refresh_on_read": False})
     await kv.aput(("t",), "a", {"v": 1})
     clock.advance(seconds=45)
@@ -327,4 +345,5 @@ async def test_refresh_on_read_false_makes_reads_leave_the_ttl(store: Storage, c
     await kv.aput(("t",), "b", {"v": 2})
     clock.advance(seconds=45)
     item = await kv.aget(("t",), "b")
-    assert item is not None and item.value == {"v": 2}
+    assert item is not None
+    assert item.value == {"v": 2}
