@@ -78,7 +78,7 @@ __all__ = [
 ]
 
 # The long-term store of LangGraph agents (store.langgraph_items).
-from kvstore.records import (  # noqa: E402
+from kvstore.records import (
     GetItem,
     ListNamespaces,
     PutItem,

@@ -6,7 +6,6 @@ backend runs it. Time moves through the domain's clock (``utc_now``), never by w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,10 +49,10 @@ class LangGraphItemsSuite:
     """Tests of ``store.langgraph_items``; needs a ``store`` fixture (a :class:`Storage`)."""
 
     @pytest.fixture
-    def clock(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[_Clock]:
+    def clock(self, monkeypatch: pytest.MonkeyPatch) -> _Clock:
         clock = _Clock()
         monkeypatch.setattr(langgraph_items, "utc_now", clock)
-        yield clock
+        return clock
 
     async def test_items_round_trip(self, store: Storage, clock: _Clock) -> None:
         items = store.langgraph_items
@@ -161,7 +160,7 @@ class LangGraphItemsSuite:
         values = [{"a": 1 - i % 2, "b": 1 if i % 2 or i % 97 == 0 else 0} for i in range(count)]
         await items.batch([put(("p", f"n{i % 7}"), f"k{i:04d}", v) for i, v in enumerate(values)])
         # All items share one timestamp: ties go by id, newest (highest) first.
-        ordered = sorted(range(count), key=lambda i: '["p","n%d","k%04d"]' % (i % 7, i))
+        ordered = sorted(range(count), key=lambda i: f'["p","n{i % 7}","k{i:04d}"]')
         ordered.reverse()
         rare = [f"k{i:04d}" for i in ordered if values[i]["b"] == 1 and values[i]["a"] == 1]
         before = counting.round_trips
@@ -192,7 +191,7 @@ class LangGraphItemsSuite:
         assert await items.batch([ListNamespaces(max_depth=1)]) == [[("t",)]]
         (page,) = await items.batch([SearchItems(namespace_prefix=("t",), limit=6, offset=4)])
         assert isinstance(page, list)
-        ids = sorted(('["t","%s","%s","k"]' % ns[1:], ns) for ns in namespaces)[::-1]
+        ids = sorted((f'["t","{ns[1]}","{ns[2]}","k"]', ns) for ns in namespaces)[::-1]
         assert [i.namespace for i in page] == [ns for _, ns in ids[4:10]]
 
     async def test_items_never_return_what_expired(self, store: Storage, clock: _Clock) -> None:

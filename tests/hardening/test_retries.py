@@ -35,9 +35,9 @@ from kvstore import (
     WorkflowRun,
 )
 from kvstore.drivers._retry import RetryPolicy
-from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems
 from kvstore.drivers.redis import RedisDriver
 from kvstore.drivers.upstash import UpstashDriver
+from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems
 from kvstore.sync import DOMAINS
 from kvstore.upstash_server import Fault, UpstashServer
 from tests.hardening._store import T0, dump, restore, seed
