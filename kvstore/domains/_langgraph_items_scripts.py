@@ -26,9 +26,10 @@ ITEM_BATCH = script(
 --       namespace index, namespace counts hash
 -- ARGV: now (ms), now (sort key), how many expired items to purge first, then operations:
 --   'g', id, refresh ('1'/'0')                          -> packed record or false
---   's', n, n prefixes, driver (1-based, 0: choose), skip, need, budget, refresh,
---        refresh from                                   -> {next rank (-1: end), driver,
---                                                           id, record, id, record...}
+--   's', n, n prefixes, driver (1-based, 0: choose), after (the walk's last entry
+--        without its prefix, '': from the top), need, budget, refresh, refresh from
+--                                                       -> {where to resume ('': the end),
+--                                                           driver, id, record, ...}
 --   'n', index ('p'/'r'), min, max, skip, count         -> namespace members
 --   'p', id, value, ttl (ms, ''), levels, tokens, namespace, reversed namespace -> 1
 --   'd', id                                             -> 1
@@ -134,7 +135,7 @@ local function put(id, value, ttl, levels, tokens, ns, rns)
   in_slices('ZADD', index, entries(values, id), true)
 end
 
-local function search(prefixes, driver, skip, need, budget, refresh, refresh_from)
+local function search(prefixes, driver, after, need, budget, refresh, refresh_from)
   if driver == 0 then
     -- Walk the rarest condition; check the others entry by entry.
     local best = nil
@@ -146,13 +147,17 @@ local function search(prefixes, driver, skip, need, budget, refresh, refresh_fro
     end
   end
   local p = prefixes[driver]
-  local total, members = lex_page(index, '[' .. p, '(' .. string.sub(p, 1, -2) .. '\1', skip,
-    budget, '1')
-  local out = {-1, driver}
-  local found, scanned = 0, 0
+  -- Resume below the last entry walked (not at a rank: purges and writes move ranks).
+  local high = '(' .. string.sub(p, 1, -2) .. '\1'
+  if after ~= '' then
+    high = '(' .. p .. after
+  end
+  local _, members = lex_page(index, '[' .. p, high, 0, budget, '1')
+  local out = {'', driver}
+  local found = 0
   for _, member in ipairs(members) do
-    scanned = scanned + 1
     local tail = string.sub(member, #p + 1)
+    out[1] = tail
     local ok = true
     for i, q in ipairs(prefixes) do
       if i ~= driver and not redis.call('ZSCORE', index, q .. tail) then
@@ -173,14 +178,14 @@ local function search(prefixes, driver, skip, need, budget, refresh, refresh_fro
           out[#out + 1] = id
           out[#out + 1] = packed
           if found >= need then
-            break
+            return out
           end
         end
       end
     end
   end
-  if skip + scanned < total then
-    out[1] = skip + scanned
+  if #members < budget then
+    out[1] = ''
   end
   return out
 end
@@ -220,7 +225,7 @@ while pos <= #ARGV do
       prefixes[i] = ARGV[pos + 1 + i]
     end
     local at = pos + 2 + n
-    out[#out + 1] = search(prefixes, tonumber(ARGV[at]), tonumber(ARGV[at + 1]),
+    out[#out + 1] = search(prefixes, tonumber(ARGV[at]), ARGV[at + 1],
       tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), ARGV[at + 4] == '1',
       tonumber(ARGV[at + 5]))
     pos = at + 6

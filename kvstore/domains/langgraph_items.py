@@ -290,16 +290,17 @@ class _Search:
         level = _encode(op.namespace_prefix).encode() + b"\x00"
         tokens = [_token(f, _wanted(v)) for f, v in (op.filter or {}).items()] or [_ALL]
         self.prefixes = [level + t for t in dict.fromkeys(tokens)]
-        # Per bucket: next rank (-1: done), walked condition (0: let the script choose).
-        self.state = {b.number: (0, 0) for b in buckets}
+        # Per bucket: where its walk resumes (b"": the top; None: done), and the condition
+        # it walks (0: let the script choose the rarest).
+        self.state: dict[int, tuple[bytes | None, int]] = {b.number: (b"", 0) for b in buckets}
         self.found: dict[int, list[tuple[bytes, str, bytes]]] = {b.number: [] for b in buckets}
         self.slots: dict[int, int] = {}
 
     def plan(self, run: _Run) -> None:
         for bucket in self.buckets:
-            rank, driver = self.state[bucket.number]
+            after, driver = self.state[bucket.number]
             found = self.found[bucket.number]
-            if rank < 0 or len(found) >= self.need:
+            if after is None or len(found) >= self.need:
                 continue
             need = self.need - len(found)
             # With one bucket the page is known here, so only its items are refreshed;
@@ -312,7 +313,7 @@ class _Search:
                     len(self.prefixes),
                     *self.prefixes,
                     driver,
-                    rank,
+                    after,
                     need,
                     max(need, SCAN_BUDGET),
                     "1" if self.op.refresh_ttl else "0",
@@ -324,13 +325,14 @@ class _Search:
         """Read this round's replies; True when another round is needed."""
         for number, slot in self.slots.items():
             bucket = self.buckets[number]
-            rank, driver, *flat = as_list(run.reply(bucket, slot))
+            after, driver, *flat = as_list(run.reply(bucket, slot))
             for item_id, packed in zip(flat[::2], flat[1::2], strict=True):
                 self.found[number].append((_sort_key(packed), item_id.decode(), packed))
-            self.state[number] = (int(rank), int(driver))
+            self.state[number] = (after or None, int(driver))
         self.slots = {}
         return any(
-            rank >= 0 and len(self.found[n]) < self.need for n, (rank, _) in self.state.items()
+            after is not None and len(self.found[n]) < self.need
+            for n, (after, _) in self.state.items()
         )
 
     def page(self) -> list[tuple[str, bytes]]:
@@ -355,7 +357,9 @@ class _Listing:
         head = _encode(suffix if self.reversed else prefix)
         self.bounds = ("[" + head, "(" + head[:-1] + "\x01") if head else ("-", "+")
         self.chunk = min(MAX_PAGE_SIZE, max(self.need, 100))
-        self.cursor = {b.number: 0 for b in buckets}
+        # Per bucket: the last member read (a page resumes after it; ranks would move
+        # as purges and writes change the index between round trips).
+        self.cursor: dict[int, bytes | None] = {b.number: None for b in buckets}
         self.done = {b.number: False for b in buckets}
         self.buffer: dict[int, list[bytes]] = {b.number: [] for b in buckets}
         self.slots: dict[int, int] = {}
@@ -367,9 +371,10 @@ class _Listing:
             n = bucket.number
             if self.done[n] or self.buffer[n]:
                 continue
+            last = self.cursor[n]
+            low: Arg = self.bounds[0] if last is None else b"(" + last
             self.slots[n] = run.add(
-                bucket,
-                ["n", "r" if self.reversed else "p", *self.bounds, self.cursor[n], self.chunk],
+                bucket, ["n", "r" if self.reversed else "p", low, self.bounds[1], 0, self.chunk]
             )
 
     def take(self, run: _Run) -> bool:
@@ -379,7 +384,8 @@ class _Listing:
                 continue  # counts may include expired items: read again after more purging
             members = [m for m in as_list(run.reply(bucket, slot)) if isinstance(m, bytes)]
             self.buffer[n] = members
-            self.cursor[n] += len(members)
+            if members:
+                self.cursor[n] = members[-1]
             self.done[n] = len(members) < self.chunk
         self.slots = {}
         if self.reversed:
@@ -560,7 +566,8 @@ def _check_filter(value: Any, field: str) -> dict[str, Any] | None:
 def _check_op(op: Any, field: str) -> ItemOp:
     """``op`` after its checks, with namespaces as tuples."""
     if isinstance(op, GetItem):
-        _check_namespace(op.namespace, f"{field}.namespace", empty=False)
+        # An empty namespace holds nothing (puts refuse it), so a get of it finds nothing.
+        _check_namespace(op.namespace, f"{field}.namespace", empty=True)
         check_text(op.key, f"{field}.key")
         return GetItem(namespace=tuple(op.namespace), key=op.key, refresh_ttl=bool(op.refresh_ttl))
     if isinstance(op, PutItem):
