@@ -347,3 +347,47 @@ async def test_refresh_on_read_false_makes_reads_leave_the_ttl(
     item = await kv.aget(("t",), "b")
     assert item is not None
     assert item.value == {"v": 2}
+
+
+# -- in a graph ---------------------------------------------------------------------------------
+
+
+async def test_a_graph_remembers_across_runs_through_the_store(backend: Any) -> None:
+    """A node reads and writes long-term memory through the store LangGraph injects; a
+    second store on the same data (another process, on every backend but memory) sees it."""
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.store.base import BaseStore
+
+    class State(TypedDict):
+        user: str
+        said: str
+        known: list[str]
+
+    async def remember(state: State, *, store: BaseStore) -> dict[str, Any]:
+        namespace = ("memories", state["user"])
+        await store.aput(
+            namespace, f"m{len(await store.asearch(namespace))}", {"text": state["said"]}
+        )
+        found = await store.asearch(namespace, limit=10)
+        return {"known": sorted(item.value["text"] for item in found)}
+
+    builder = StateGraph(State)
+    builder.add_node("remember", remember)
+    builder.add_edge(START, "remember")
+    builder.add_edge("remember", END)
+    async with backend.store() as first:
+        graph = builder.compile(store=KVStoreStore(first))
+        out = await graph.ainvoke({"user": "u1", "said": "likes tea", "known": []})
+        assert out["known"] == ["likes tea"]
+    async with backend.store() as second:
+        graph = builder.compile(store=KVStoreStore(second))
+        out = await graph.ainvoke({"user": "u1", "said": "lives in Oslo", "known": []})
+        assert out["known"] == ["likes tea", "lives in Oslo"]
+        other = await graph.ainvoke({"user": "u2", "said": "hi", "known": []})
+        assert other["known"] == ["hi"]
+        assert await KVStoreStore(second).alist_namespaces() == [
+            ("memories", "u1"),
+            ("memories", "u2"),
+        ]
