@@ -357,24 +357,23 @@ class _Listing:
         head = _encode(suffix if self.reversed else prefix)
         self.bounds = ("[" + head, "(" + head[:-1] + "\x01") if head else ("-", "+")
         self.chunk = min(MAX_PAGE_SIZE, max(self.need, 100))
-        # Per bucket: the last member read (a page resumes after it; ranks would move
-        # as purges and writes change the index between round trips).
-        self.cursor: dict[int, bytes | None] = {b.number: None for b in buckets}
+        # Per bucket: where its next page starts, a lex bound: after the last member read
+        # (ranks would move as purges and writes change the index between round trips),
+        # or past every namespace under one that max_depth folded into a result.
+        self.low: dict[int, bytes] = {b.number: self.bounds[0].encode() for b in buckets}
         self.done = {b.number: False for b in buckets}
         self.buffer: dict[int, list[bytes]] = {b.number: [] for b in buckets}
         self.slots: dict[int, int] = {}
         self.results: list[ItemNamespace] = []
-        self.finished = False
 
     def plan(self, run: _Run) -> None:
         for bucket in self.buckets:
             n = bucket.number
             if self.done[n] or self.buffer[n]:
                 continue
-            last = self.cursor[n]
-            low: Arg = self.bounds[0] if last is None else b"(" + last
             self.slots[n] = run.add(
-                bucket, ["n", "r" if self.reversed else "p", low, self.bounds[1], 0, self.chunk]
+                bucket,
+                ["n", "r" if self.reversed else "p", self.low[n], self.bounds[1], 0, self.chunk],
             )
 
     def take(self, run: _Run) -> bool:
@@ -385,7 +384,7 @@ class _Listing:
             members = [m for m in as_list(run.reply(bucket, slot)) if isinstance(m, bytes)]
             self.buffer[n] = members
             if members:
-                self.cursor[n] = members[-1]
+                self.low[n] = b"(" + members[-1]
             self.done[n] = len(members) < self.chunk
         self.slots = {}
         if self.reversed:
@@ -409,10 +408,29 @@ class _Listing:
                 return False
             member, n = min(heads)
             self.buffer[n].pop(0)
-            namespace = self._shaped(_decode_namespace(member))
-            if namespace is not None and (not kept or kept[-1] != namespace):
+            full = _decode_namespace(member)
+            namespace = self._shaped(full)
+            if namespace is None:
+                continue
+            if not kept or kept[-1] != namespace:
                 kept.append(namespace)
+            if len(namespace) < len(full):
+                self._skip_under(_encode(namespace).encode())
         return False
+
+    def _skip_under(self, head: bytes) -> None:
+        """Drop every namespace under ``head``: each would fold into the same result.
+
+        A bucket left with nothing buffered reads on from past them, so a listing whose
+        ``max_depth`` folds many namespaces into few reads a page per result, not one per
+        namespace.
+        """
+        past = b"[" + head[:-1] + b"\x01"
+        for n, members in self.buffer.items():
+            while members and members[0].startswith(head):
+                members.pop(0)
+            if not members and not self.done[n]:
+                self.low[n] = past
 
     def _shaped(self, namespace: ItemNamespace) -> ItemNamespace | None:
         """``namespace`` as listed (truncated to ``max_depth``), or None if it does not

@@ -243,3 +243,22 @@ class LangGraphItemsSuite:
         with pytest.raises(ValidationError):
             await items.batch(good)  # type: ignore[arg-type]
         assert await items.batch([get(("ok",), "k"), ListNamespaces()]) == [None, []]
+
+    async def test_items_listing_folds_namespaces_without_reading_each(
+        self, store: Storage
+    ) -> None:
+        counting = CountingDriver(store.driver)
+        one = Storage(counting, namespace=store.namespace + "-fold", buckets=1)
+        items = one.langgraph_items
+        namespaces = [(top, f"{i:03d}", "z") for top in ("a", "b", "c") for i in range(250)]
+        for first in range(0, len(namespaces), 250):
+            await items.batch([put(ns, "k", {}) for ns in namespaces[first : first + 250]])
+        before = counting.round_trips
+        assert await items.batch([ListNamespaces(max_depth=1)]) == [[("a",), ("b",), ("c",)]]
+        # A page, then one per result folded: never one per namespace.
+        assert counting.round_trips - before <= 4
+        (two,) = await items.batch([ListNamespaces(prefix=("b",), max_depth=2, offset=240)])
+        assert two == [("b", f"{i:03d}") for i in range(240, 250)]
+        assert await items.batch([ListNamespaces(suffix=("z",), max_depth=1)]) == [
+            [("a",), ("b",), ("c",)]
+        ]
