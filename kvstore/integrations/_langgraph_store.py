@@ -11,6 +11,7 @@ refused.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import TYPE_CHECKING, Any
 
 from langgraph.store.base import (
@@ -65,8 +66,9 @@ class KVStoreStore(BaseStore):
             not needed and ignored.
 
     The synchronous methods (``get``, ``put``, ``search``...) run the async ones on the
-    event loop the store was made on, from another thread; on that loop's own thread use
-    the ``a``-methods.
+    event loop the store was made or first used on, from another thread (on that loop's
+    own thread, use the ``a``-methods); with no such loop running, on a loop of the
+    adapter's own, in a daemon thread, which every later call uses too.
     """
 
     supports_ttl: bool = True
@@ -93,15 +95,17 @@ class KVStoreStore(BaseStore):
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Run LangGraph operations synchronously, on the store's event loop."""
         loop, running = self._loop, _running_loop()
-        if loop is not None and loop.is_running() and running is not loop:
-            return asyncio.run_coroutine_threadsafe(self._run(ops), loop).result()
-        if running is not None:
+        if running is not None and (loop is None or running is loop):
             raise RuntimeError(
                 "KVStoreStore's synchronous methods block: call them from a thread without "
                 "a running event loop, or use the async methods (aget, aput, ...)"
             )
-        # No loop of the store's is running: the store's driver is not bound to one.
-        return asyncio.run(self._run(ops))
+        if loop is None or loop.is_closed() or not loop.is_running():
+            # No loop of the store's runs: give it one of its own, in a daemon thread, so
+            # that its driver stays bound to one loop for every call that follows.
+            loop = self._loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="KVStoreStore", daemon=True).start()
+        return asyncio.run_coroutine_threadsafe(self._run(ops), loop).result()
 
     async def _run(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)

@@ -150,6 +150,17 @@ async def test_sync_methods_run_on_the_stores_loop_from_a_thread(kv: KVStoreStor
         kv.get(("s",), "k")
 
 
+def test_sync_methods_without_an_event_loop_get_one_of_their_own() -> None:
+    kv = KVStoreStore(Storage())
+    kv.put(("s",), "k", {"v": 1})
+    item = kv.get(("s",), "k")
+    assert item is not None
+    assert item.value == {"v": 1}
+    assert kv.list_namespaces() == [("s",)]
+    kv.delete(("s",), "k")
+    assert kv.search(()) == []
+
+
 # -- namespaces ---------------------------------------------------------------------------------
 
 
