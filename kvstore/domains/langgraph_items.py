@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from kvstore.drivers.base import Arg
-    from kvstore.keys import Bucket, Keys
+    from kvstore.keys import Bucket
 
 __all__ = ["PURGE_LIMIT", "SCAN_BUDGET", "ItemStore"]
 
@@ -127,10 +127,7 @@ class ItemStore(Domain):
         # A batch that reads and writes must not run twice: the second run's reads would
         # see the first run's writes. Reads alone, or writes alone, may.
         run = _Run(
-            self,
-            keys,
-            now,
-            idempotent=not writes or all(isinstance(op, PutItem) for op in checked),
+            self, now, idempotent=not writes or all(isinstance(op, PutItem) for op in checked)
         )
         results: list[Any] = [None] * len(checked)
         searches: list[tuple[int, _Search]] = []
@@ -139,16 +136,9 @@ class ItemStore(Domain):
         for i, op in enumerate(checked):
             if isinstance(op, GetItem):
                 bucket = keys.bucket_of(_encode(op.namespace))
-                gets.append(
-                    (
-                        i,
-                        run.add(
-                            bucket,
-                            ["g", _item_id(op.namespace, op.key), "1" if op.refresh_ttl else "0"],
-                        ),
-                        bucket,
-                    )
-                )
+                refresh = "1" if op.refresh_ttl else "0"
+                slot = run.add(bucket, ["g", _item_id(op.namespace, op.key), refresh])
+                gets.append((i, slot, bucket))
             elif isinstance(op, SearchItems):
                 search = _Search(op, keys.all_buckets)
                 search.plan(run)
@@ -170,7 +160,7 @@ class ItemStore(Domain):
             ]
             if not pending:
                 break
-            run = _Run(self, keys, now)
+            run = _Run(self, now)
             for step in pending:
                 step.plan(run)
             await run.send()
@@ -233,12 +223,9 @@ class ItemStore(Domain):
 class _Run:
     """One round trip: the operations of each bucket's script, and then their replies."""
 
-    def __init__(
-        self, domain: ItemStore, keys: Keys, now: datetime, *, idempotent: bool = True
-    ) -> None:
+    def __init__(self, domain: ItemStore, now: datetime, *, idempotent: bool = True) -> None:
         self._domain = domain
         self._idempotent = idempotent
-        self._keys = keys
         self._now = now
         self._args: dict[int, tuple[Bucket, list[Arg]]] = {}
         self._counts: dict[int, int] = {}
