@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         Score,
         ScoreSource,
         Span,
+        StoreItem,
         Thread,
         TraceSummary,
         WorkflowRun,
@@ -620,4 +621,26 @@ class BlockingItemStore(Protocol):
 
         Raises:
             ValidationError: an operation is malformed; nothing is written.
+        """
+
+    def export_items(self, *, cursor: str | None = None, count: int = 100) -> Chunk[StoreItem]:
+        """One chunk of a walk through every item of the namespace, bucket by bucket.
+
+        One round trip (``count + 4`` commands, and one more per bucket for the total)
+        whatever the number of items stored. Items that expired are left out (``total``
+        counts those not yet purged).
+
+        Args:
+            cursor: None for the first chunk, then the previous chunk's ``cursor``.
+            count: How many items to read, from 1 to 1000.
+        """
+
+    def restore_items(self, items: Iterable[StoreItem | Mapping[str, Any]]) -> list[StoreItem]:
+        """Create or replace items exactly as given, in one round trip.
+
+        Unlike a put, nothing is computed: ``created_at``, ``updated_at``, ``ttl`` and
+        ``expires_at`` are stored as given. The write side of :meth:`export_items`.
+
+        Raises:
+            ValidationError: an item is malformed (``items[i]...``); nothing is written.
         """

@@ -4,8 +4,9 @@ Conventions (see :mod:`kvstore.domains.langgraph_items` for the key schema):
 
 * ``id`` is an item's id: the JSON array of its namespace's labels and its key, which holds
   no NUL, so it can end a lex index member.
-* An item record is a packed field list (:mod:`kvstore.domains._lua`): ``_d`` the encoded
-  value, ``_c`` and ``_s`` the creation and update sort keys (:func:`kvstore.keys.lex_time`),
+* An item record is a packed field list (:mod:`kvstore.domains._lua`): ``_i`` its id, ``_d``
+  the encoded value, ``_c`` and ``_s`` the creation and update sort keys
+  (:func:`kvstore.keys.lex_time`),
   ``_t`` its time to live in ms (``''``: none), ``_e`` when it expires in ms (``''``: never),
   ``_n`` and ``_r`` its namespace encoded (labels + NUL each) and reversed, ``_l`` the index
   levels (every prefix of its namespace, encoded, + NUL) and ``_k`` its filter tokens, both
@@ -32,6 +33,8 @@ ITEM_BATCH = script(
 --                                                           driver, id, record, ...}
 --   'n', index ('p'/'r'), min, max, skip, count         -> namespace members
 --   'p', id, value, ttl (ms, ''), levels, tokens, namespace, reversed namespace -> 1
+--   'r', id, value, created, updated (sort keys), ttl, expires (ms, ''), levels, tokens,
+--        namespace, reversed namespace (a restore: times as given)   -> 1
 --   'd', id                                             -> 1
 -- Returns {more expired items left ('1'/'0'), the reply of each operation...}. Reads come
 -- first in ARGV, so they see the bucket as it was before the batch's writes.
@@ -110,27 +113,31 @@ local function refreshed(id, packed, values)
   return packed
 end
 
-local function put(id, value, ttl, levels, tokens, ns, rns)
+-- Write an item; created and expires nil: keep the stored creation time, expire ttl from now.
+local function write(id, value, created, updated, ttl, expires, levels, tokens, ns, rns)
   local old = redis.call('HGET', items, id)
-  local created = now_key
   if old then
     local _, old_values = fields_of(old)
-    created = old_values['_c']
+    created = created or old_values['_c']
     in_slices('ZREM', index, entries(old_values, id), false)
   elseif redis.call('HINCRBY', counts, ns, 1) == 1 then
     redis.call('ZADD', spaces, 0, ns)
     redis.call('ZADD', rspaces, 0, rns)
   end
-  local expires = ''
-  if ttl ~= '' then
-    expires = string.format('%.0f', now + tonumber(ttl))
+  if not expires then
+    expires = ''
+    if ttl ~= '' then
+      expires = string.format('%.0f', now + tonumber(ttl))
+    end
+  end
+  if expires ~= '' then
     redis.call('ZADD', expiry, expires, id)
   else
     redis.call('ZREM', expiry, id)
   end
-  local names = {'_d', '_c', '_s', '_t', '_e', '_n', '_r', '_l', '_k'}
-  local values = {_d = value, _c = created, _s = now_key, _t = ttl, _e = expires, _n = ns,
-    _r = rns, _l = levels, _k = tokens}
+  local names = {'_i', '_d', '_c', '_s', '_t', '_e', '_n', '_r', '_l', '_k'}
+  local values = {_i = id, _d = value, _c = created or updated, _s = updated, _t = ttl,
+    _e = expires, _n = ns, _r = rns, _l = levels, _k = tokens}
   redis.call('HSET', items, id, packed_of(names, values))
   in_slices('ZADD', index, entries(values, id), true)
 end
@@ -235,10 +242,15 @@ while pos <= #ARGV do
       tonumber(ARGV[pos + 4]), tonumber(ARGV[pos + 5]))
     pos = pos + 6
   elseif op == 'p' then
-    put(ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5],
-      ARGV[pos + 6], ARGV[pos + 7])
+    write(ARGV[pos + 1], ARGV[pos + 2], nil, now_key, ARGV[pos + 3], nil, ARGV[pos + 4],
+      ARGV[pos + 5], ARGV[pos + 6], ARGV[pos + 7])
     out[#out + 1] = 1
     pos = pos + 8
+  elseif op == 'r' then
+    write(ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5],
+      ARGV[pos + 6], ARGV[pos + 7], ARGV[pos + 8], ARGV[pos + 9], ARGV[pos + 10])
+    out[#out + 1] = 1
+    pos = pos + 11
   elseif op == 'd' then
     remove(ARGV[pos + 1])
     out[#out + 1] = 1

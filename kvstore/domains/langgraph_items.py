@@ -43,17 +43,18 @@ import hashlib
 import heapq
 import math
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
 from kvstore._checks import MAX_INDEX, MAX_PAGE_SIZE, check_items, check_text
-from kvstore.codec import unpack_fields
+from kvstore.codec import unpack_fields, validate
 from kvstore.domains import _langgraph_items_scripts as scripts
-from kvstore.domains._base import Domain, as_list, micros
+from kvstore.domains._base import Domain, as_list, micros, walk_index
 from kvstore.errors import CorruptRecordError, ValidationError
 from kvstore.keys import item_keys, lex_escape, lex_time
 from kvstore.records import (
+    Chunk,
     GetItem,
     ItemNamespace,
     ItemOp,
@@ -66,7 +67,7 @@ from kvstore.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from kvstore.drivers.base import Arg
     from kvstore.keys import Bucket
@@ -119,7 +120,7 @@ class ItemStore(Domain):
             if isinstance(op, PutItem):
                 writes.pop((op.namespace, op.key), None)  # the last put of an item wins
                 writes[(op.namespace, op.key)] = (i, op)
-        encoded = {k: self._encode_put(put, i) for k, (i, put) in writes.items()}
+        encoded = {k: self._encode_put(put, f"ops[{i}]") for k, (i, put) in writes.items()}
         if not checked:
             return []
         keys = await self._keys()
@@ -152,7 +153,7 @@ class ItemStore(Domain):
         await run.send()
         for i, slot, bucket in gets:
             reply = run.reply(bucket, slot)
-            results[i] = None if reply is None else self._decode(reply, _item_id_of(checked[i]))
+            results[i] = None if reply is None else self._decode(reply)
         # Further rounds, only for searches and listings that asked for more.
         while True:
             pending = [s for _, s in searches if s.take(run)] + [
@@ -165,7 +166,7 @@ class ItemStore(Domain):
                 step.plan(run)
             await run.send()
         for i, search in searches:
-            items = [self._decode(packed, item_id) for item_id, packed in search.page()]
+            items = [self._decode(packed) for _, packed in search.page()]
             # The index matched tokens, and a long value's token is a digest: compare the
             # values themselves too.
             results[i] = [item for item in items if _satisfies(item.value, search.op.filter)]
@@ -173,14 +174,84 @@ class ItemStore(Domain):
             results[i] = listing.page()
         return results
 
+    async def export_items(
+        self, *, cursor: str | None = None, count: int = 100
+    ) -> Chunk[StoreItem]:
+        """One chunk of a walk through every item of the namespace, bucket by bucket.
+
+        One round trip (``count + 4`` commands, and one more per bucket for the total)
+        whatever the number of items stored. Items that expired are left out (``total``
+        counts those not yet purged).
+
+        Args:
+            cursor: None for the first chunk, then the previous chunk's ``cursor``.
+            count: How many items to read, from 1 to 1000.
+        """
+        keys = await self._keys()
+        now = utc_now()
+        chunk = await walk_index(
+            self._driver,
+            keys,
+            _index,
+            [_items],
+            prefix=("", "*"),  # the root level's "every item" entries: each item once
+            decode=self._decode_row,
+            cursor=cursor,
+            count=count,
+        )
+        live = [i for i in chunk.items if i.expires_at is None or i.expires_at > now]
+        return Chunk(items=live, cursor=chunk.cursor, total=chunk.total)
+
+    async def restore_items(
+        self, items: Iterable[StoreItem | Mapping[str, Any]]
+    ) -> list[StoreItem]:
+        """Create or replace items exactly as given, in one round trip.
+
+        Unlike a put, nothing is computed: ``created_at``, ``updated_at``, ``ttl`` and
+        ``expires_at`` are stored as given. The write side of :meth:`export_items`.
+
+        Raises:
+            ValidationError: an item is malformed (``items[i]...``); nothing is written.
+        """
+        valid = [
+            validate(r, StoreItem, where=f"items[{i}]")
+            for i, r in enumerate(check_items(items, "items"))
+        ]
+        plans: list[tuple[ItemNamespace, list[Arg]]] = []
+        for i, item in enumerate(valid):
+            where = f"items[{i}]"
+            # The checks of a put, then a put's arguments with the times given.
+            put = cast(
+                "PutItem",
+                _check_op(
+                    PutItem(namespace=item.namespace, key=item.key, value=item.value, ttl=item.ttl),
+                    where,
+                ),
+            )
+            _, item_id, value, ttl, *rest = self._encode_put(put, where)
+            expires = "" if item.expires_at is None else str(micros(item.expires_at) // 1000)
+            created = lex_time(micros(item.created_at))
+            updated = lex_time(micros(item.updated_at))
+            plans.append(
+                (item.namespace, ["r", item_id, value, created, updated, ttl, expires, *rest])
+            )
+        if not plans:
+            return []
+        keys = await self._keys()
+        run = _Run(self, utc_now())
+        for namespace, args in plans:
+            run.add(keys.bucket_of(_encode(namespace)), args)
+        await run.send()
+        return valid
+
     # -- internals ------------------------------------------------------------------------
 
-    def _encode_put(self, put: PutItem, position: int) -> list[Arg]:
+    def _encode_put(self, put: PutItem, where: str) -> list[Arg]:
         """The script arguments of one put or delete."""
         item_id = _item_id(put.namespace, put.key)
         if put.value is None:
             return ["d", item_id]
-        value = self._format.encode_value(put.value, f"ops[{position}].value")
+        value = self._format.encode_value(put.value, f"{where}.value")
         ttl = "" if put.ttl is None else str(max(1, round(put.ttl * 60_000)))
         levels = [
             _encode(put.namespace[:depth]) + "\x00" for depth in range(len(put.namespace) + 1)
@@ -197,13 +268,19 @@ class ItemStore(Domain):
             _encode(put.namespace[::-1]),
         ]
 
-    def _decode(self, packed: bytes, item_id: str) -> StoreItem:
-        """An item from its record and its id."""
-        where = f"lg_items[{item_id}]"
+    def _decode_row(self, row: list[bytes | None], where: str) -> StoreItem:
+        """An item from a walk's row (its record)."""
+        (packed,) = row
+        if packed is None:
+            raise CorruptRecordError(where, "the item record is missing")
+        return self._decode(packed, where)
+
+    def _decode(self, packed: bytes, where: str = "lg_items") -> StoreItem:
+        """An item from its record (which holds its id)."""
         try:
             flat = unpack_fields(packed)
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
-            labels = msgspec.json.decode(item_id, type=list[str])
+            labels = msgspec.json.decode(fields[b"_i"], type=list[str])
             value = self._format.decode(fields[b"_d"], dict[str, Any])
             ttl = fields[b"_t"]
             expires = fields[b"_e"]
@@ -218,6 +295,14 @@ class ItemStore(Domain):
             )
         except (ValueError, KeyError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise CorruptRecordError(where, str(exc) or type(exc).__name__) from None
+
+
+def _index(bucket: Bucket) -> str:
+    return item_keys(bucket).index
+
+
+def _items(bucket: Bucket) -> str:
+    return item_keys(bucket).items
 
 
 class _Run:
@@ -451,10 +536,6 @@ def _decode_namespace(member: bytes) -> ItemNamespace:
 
 def _item_id(namespace: ItemNamespace, key: str) -> str:
     return msgspec.json.encode([*namespace, key]).decode()
-
-
-def _item_id_of(op: Any) -> str:
-    return _item_id(op.namespace, op.key)
 
 
 def _packed_list(parts: Sequence[bytes]) -> bytes:
