@@ -44,7 +44,7 @@ from kvstore import (
     ValidationError,
     WorkflowRun,
 )
-from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems
+from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems, StoreItem
 from kvstore.sync import DOMAINS
 from tests.hardening._store import T0, dump, seed
 
@@ -272,6 +272,17 @@ PARAMETERS: dict[str, st.SearchStrategy[Any]] = {
     "created_at": times,
     "expected_version": maybe(st.integers(min_value=-1, max_value=3)),
     "as_type": maybe(st.sampled_from([Any, int, str, dict, list[int], Thread])),
+    "items": items_of(
+        record(
+            StoreItem,
+            namespace=NAMESPACES,
+            key=odd_text,
+            value=maybe(st.dictionaries(odd_text, json_ish, max_size=3)),
+            created_at=times,
+            updated_at=times,
+            expires_at=times,
+        )
+    ),
     "ops": items_of(
         st.one_of(
             record(GetItem, namespace=NAMESPACES, key=odd_text, refresh_ttl=st.booleans()),

@@ -37,7 +37,7 @@ from kvstore import (
 from kvstore.drivers._retry import RetryPolicy
 from kvstore.drivers.redis import RedisDriver
 from kvstore.drivers.upstash import UpstashDriver
-from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems
+from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems, StoreItem
 from kvstore.sync import DOMAINS
 from kvstore.upstash_server import Fault, UpstashServer
 from tests.hardening._store import T0, dump, restore, seed
@@ -369,6 +369,10 @@ CALLS: dict[str, Call] = {
     "traces.list_traces": lambda s: s.traces.list_traces(),
     "traces.save_spans": lambda s: s.traces.save_spans([_span()]),
     # Reads and writes in one batch: a retry would read the first attempt's writes.
+    "langgraph_items.export_items": lambda s: s.langgraph_items.export_items(count=2),
+    "langgraph_items.restore_items": lambda s: s.langgraph_items.restore_items(
+        [StoreItem(namespace=("n", "r"), key="k", value={"v": 1}, created_at=T0, updated_at=T0)]
+    ),
     "langgraph_items.batch": lambda s: s.langgraph_items.batch(
         [
             PutItem(namespace=("n", "a"), key="k", value={"v": 1}, ttl=5),
