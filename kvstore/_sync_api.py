@@ -626,8 +626,9 @@ class BlockingItemStore(Protocol):
     def export_items(self, *, cursor: str | None = None, count: int = 100) -> Chunk[StoreItem]:
         """One chunk of a walk through every item of the namespace, bucket by bucket.
 
-        One round trip (``count + 4`` commands, and one more per bucket for the total)
-        whatever the number of items stored. Items that expired are left out (``total``
+        One round trip (one script reading a page of the index and the page's records with
+        one ``HMGET``, and a ``ZLEXCOUNT`` per bucket for the total) whatever the number of
+        items stored. Items that expired are left out (``total``
         counts those not yet purged).
 
         Args:

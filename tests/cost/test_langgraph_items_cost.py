@@ -48,6 +48,7 @@ async def test_langgraph_items_cost_is_flat(
     costs: list[tuple[int, ...]] = []
     for previous, stored in zip((0, *SIZES), SIZES, strict=False):
         await _fill(redis_store, previous, stored)
+        restored = (await items.export_items(count=2)).items
         calls = [
             call(GetItem(namespace=("users", "u1"), key="k1")),
             call(
@@ -63,6 +64,8 @@ async def test_langgraph_items_cost_is_flat(
             call(SearchItems(namespace_prefix=(), filter={"kind": "note", "tag": "x"}, limit=10)),
             call(ListNamespaces(prefix=("users",), limit=5)),
             call(ListNamespaces(max_depth=1)),
+            lambda: items.export_items(count=50),
+            lambda r=restored: items.restore_items(r),
         ]
         costs.append(tuple([await count_commands(c()) for c in calls]))
     assert costs[0] == costs[1]
@@ -78,4 +81,6 @@ async def test_langgraph_items_cost_is_flat(
         BASE + 5 + 10 + 10,  # two conditions: one ZSCORE per candidate for the second
         BASE + 1,  # ZRANGEBYLEX
         BASE + 1,
+        6,  # export: EVALSHA, ZLEXCOUNT x2, ZRANGE, HMGET, and a ZLEXCOUNT for the total
+        BASE + 2 * 5,  # restore of two existing items: as two puts
     )

@@ -250,6 +250,8 @@ async def _langgraph_items_calls(store: Storage) -> None:
                 PutItem(namespace=("m", WEIRD[3]), key="k3", value=None),
             ]
         )
+        chunk = await items.export_items(count=10)
+        await items.restore_items(chunk.items)  # times as exported
         clock[0] = _at(120)  # the TTL items expire: the next calls purge them
         await items.batch([SearchItems(namespace_prefix=(), limit=5), ListNamespaces()])
     finally:
