@@ -178,6 +178,22 @@ async def test_namespace_validation_matches_langgraph(kv: KVStoreStore) -> None:
         await kv.abatch([PutOp(("a.b",), "k", {"v": 1})])
     with pytest.raises(InvalidNamespaceError):
         await kv.abatch([SearchOp(("a", ""))])
+    # "langgraph" below the root is an ordinary label.
+    await kv.aput(("foo", "langgraph", "foo"), "bar", {"foo": "bar"})
+    found = await kv.asearch(("foo", "langgraph"))
+    assert [i.value for i in found] == [{"foo": "bar"}]
+    await kv.adelete(("foo", "langgraph", "foo"), "bar")
+    assert await kv.aget(("foo", "langgraph", "foo"), "bar") is None
+
+
+async def test_non_ascii_labels_keys_and_values(kv: KVStoreStore) -> None:
+    texts = ["这是中文", "これは日本語です", "이건 한국어야", "Это русский", "यह रूसी है"]
+    for i, text in enumerate(texts):
+        await kv.aput(("user_123", "memories", "ü"), f"ключ{i}", {"text": text})
+    for i, text in enumerate(texts):
+        (found,) = await kv.asearch(("user_123",), filter={"text": text})
+        assert (found.key, found.namespace) == (f"ключ{i}", ("user_123", "memories", "ü"))
+    assert await kv.alist_namespaces(suffix=("ü",)) == [("user_123", "memories", "ü")]
 
 
 async def test_list_namespaces_matches_in_memory_store(kv: KVStoreStore) -> None:
