@@ -76,8 +76,8 @@ __all__ = ["PURGE_LIMIT", "SCAN_BUDGET", "ItemStore"]
 
 #: How many expired items one script call purges from its bucket, at most.
 PURGE_LIMIT = 64
-#: How many index entries a search scans per bucket and round trip, at most (or
-#: ``offset + limit`` when larger).
+#: How many index entries a search scans per bucket and round trip, at least (up to
+#: ``offset + limit``, at most 1000).
 SCAN_BUDGET = 200
 #: A filter token longer than this is replaced by a digest of itself.
 _TOKEN_MAX = 64
@@ -388,7 +388,8 @@ class _Search:
                     driver,
                     after,
                     need,
-                    max(need, SCAN_BUDGET),
+                    # Bounded work per script call: a large offset takes more rounds.
+                    min(MAX_PAGE_SIZE, max(need, SCAN_BUDGET)),
                     "1" if self.op.refresh_ttl else "0",
                     skipped,
                 ],

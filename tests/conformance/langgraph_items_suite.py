@@ -315,3 +315,16 @@ class LangGraphItemsSuite:
             await copy.langgraph_items.restore_items([{"namespace": ["x"], "key": "k"}])
         with pytest.raises(ValidationError):
             await copy.langgraph_items.restore_items(exported[0])  # type: ignore[arg-type]
+
+    async def test_items_search_offset_beyond_one_call(self, store: Storage) -> None:
+        counting = CountingDriver(store.driver)
+        one = Storage(counting, namespace=store.namespace + "-off", buckets=1)
+        items = one.langgraph_items
+        keys = [f"k{i:04d}" for i in range(1050)]
+        await items.batch([put(("o",), key, {"v": 1}) for key in keys])
+        before = counting.round_trips
+        (page,) = await items.batch([SearchItems(namespace_prefix=("o",), offset=1035, limit=10)])
+        assert isinstance(page, list)
+        # Equal timestamps: newest first is the highest key first.
+        assert [i.key for i in page] == keys[::-1][1035:1045]
+        assert counting.round_trips - before == 2  # no script call reads more than 1000
