@@ -79,4 +79,15 @@ __all__ = [
     "WorkflowRunSummary",
 ]
 
+# The long-term store of LangGraph agents (store.langgraph_items).
+from kvstore.records import (
+    GetItem,
+    ListNamespaces,
+    PutItem,
+    SearchItems,
+    StoreItem,
+)
+
+__all__ += ["GetItem", "ListNamespaces", "PutItem", "SearchItems", "StoreItem"]
+
 __version__ = "0.1.0"

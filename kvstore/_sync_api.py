@@ -19,6 +19,8 @@ if TYPE_CHECKING:
         Chunk,
         DateRange,
         Include,
+        ItemOp,
+        ItemResult,
         Message,
         MessagePatch,
         Page,
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
         Span,
         SpanEvent,
         SpanStatus,
+        StoreItem,
         Thread,
         TraceSummary,
         WorkflowRun,
@@ -906,4 +909,56 @@ class BlockingTraceStore(Protocol):
         Args:
             cursor: None for the first chunk, then the previous chunk's ``cursor``.
             count: How many spans to read, from 1 to 1000.
+        """
+
+
+class BlockingItemStore(Protocol):
+    """:class:`~kvstore.domains.langgraph_items.ItemStore`, blocking: each method runs the
+    coroutine method of the same name and returns its result."""
+
+    def batch(self, ops: Sequence[ItemOp]) -> list[ItemResult]:
+        """Run gets, puts, searches and namespace listings together.
+
+        One round trip (one batch per node on a cluster): one script per bucket touched.
+        Reads see the store as it was before the batch's writes; several puts of one item
+        keep the last. Two cases take further round trips, each bounded: a search whose
+        filters skip more than :data:`SCAN_BUDGET` index entries in a bucket goes on from
+        where it stopped, and a namespace listing whose conditions reject what it read (a
+        ``"*"`` before the prefix's end, a suffix, ``max_depth`` folding namespaces
+        together) reads further pages. Those later reads see the batch's writes.
+
+        Args:
+            ops: :class:`GetItem`, :class:`PutItem`, :class:`SearchItems` and
+                :class:`ListNamespaces` operations.
+
+        Returns:
+            One result per operation, in order: a :class:`StoreItem` or None for a get,
+            None for a put, a list of :class:`StoreItem` (newest first) for a search, a
+            list of namespaces (in tuple order) for a listing.
+
+        Raises:
+            ValidationError: an operation is malformed; nothing is written.
+        """
+
+    def export_items(self, *, cursor: str | None = None, count: int = 100) -> Chunk[StoreItem]:
+        """One chunk of a walk through every item of the namespace, bucket by bucket.
+
+        One round trip (one script reading a page of the index and the page's records with
+        one ``HMGET``, and a ``ZLEXCOUNT`` per bucket for the total) whatever the number of
+        items stored. Items that expired are left out (``total``
+        counts those not yet purged).
+
+        Args:
+            cursor: None for the first chunk, then the previous chunk's ``cursor``.
+            count: How many items to read, from 1 to 1000.
+        """
+
+    def restore_items(self, items: Iterable[StoreItem | Mapping[str, Any]]) -> list[StoreItem]:
+        """Create or replace items exactly as given, in one round trip.
+
+        Unlike a put, nothing is computed: ``created_at``, ``updated_at``, ``ttl`` and
+        ``expires_at`` are stored as given. The write side of :meth:`export_items`.
+
+        Raises:
+            ValidationError: an item is malformed (``items[i]...``); nothing is written.
         """

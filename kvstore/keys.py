@@ -49,8 +49,10 @@ __all__ = [
     "LAYOUT_VERSION",
     "SLOTS",
     "Bucket",
+    "ItemKeys",
     "Keys",
     "ThreadKeys",
+    "item_keys",
     "key_slot",
     "lex_escape",
     "lex_time",
@@ -289,3 +291,45 @@ class Keys:
 
     def __repr__(self) -> str:
         return f"Keys(namespace={self.namespace!r}, buckets={self.buckets})"
+
+
+# -- the LangGraph long-term store (store.langgraph_items) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ItemKeys:
+    """The long-term store's structures in one bucket (see
+    :mod:`kvstore.domains.langgraph_items`). A store namespace (a tuple of labels) is an
+    owner: its items, their index entries and its own listing entries all sit in the bucket
+    of its encoded labels, so that every write is one atomic script on one slot.
+
+    Attributes:
+        items: hash, item id -> the item record (packed fields).
+        index: lex index of the bucket's items by namespace prefix, filter token and time.
+        expiry: sorted set, item id -> when it expires (ms), for the items with a TTL.
+        namespaces: lex index of the bucket's namespaces that hold items (labels + NUL each).
+        namespaces_reversed: the same namespaces with their labels in reverse order, so that
+            a suffix is a prefix of it.
+        counts: hash, encoded namespace -> how many items it holds.
+    """
+
+    items: str
+    index: str
+    expiry: str
+    namespaces: str
+    namespaces_reversed: str
+    counts: str
+
+
+def item_keys(bucket: Bucket) -> ItemKeys:
+    """The long-term store's keys in ``bucket``; a namespace's bucket is
+    ``Keys.bucket_of`` its encoded labels."""
+    root = bucket.root
+    return ItemKeys(
+        items=root + "lg_items",
+        index=root + "lg_item_index",
+        expiry=root + "lg_item_expiry",
+        namespaces=root + "lg_namespaces",
+        namespaces_reversed=root + "lg_namespaces_reversed",
+        counts=root + "lg_namespace_counts",
+    )

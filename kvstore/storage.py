@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Self
 
 from kvstore.domains.evals import EvalStore
+from kvstore.domains.langgraph_items import ItemStore
 from kvstore.domains.memory import MemoryStore
 from kvstore.domains.traces import TraceRetention, TraceStore
 from kvstore.domains.workflows import WorkflowStore
@@ -82,6 +83,7 @@ class Storage:
         workflows: Workflow runs and their snapshots.
         evals: Eval scores.
         traces: Spans and traces.
+        langgraph_items: The long-term store of LangGraph agents (items in namespaces).
     """
 
     __slots__ = (
@@ -90,6 +92,7 @@ class Storage:
         "_layout",
         "_owns_driver",
         "evals",
+        "langgraph_items",
         "memory",
         "namespace",
         "traces",
@@ -128,6 +131,7 @@ class Storage:
         self.workflows = WorkflowStore(driver, layout, codec)
         self.evals = EvalStore(driver, layout, codec)
         self.traces = TraceStore(driver, layout, codec, trace_retention)
+        self.langgraph_items = ItemStore(driver, layout, codec)
 
     @classmethod
     def from_url(

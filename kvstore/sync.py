@@ -22,6 +22,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from kvstore._sync_api import (
     BlockingEvalStore,
+    BlockingItemStore,
     BlockingMemoryStore,
     BlockingTraceStore,
     BlockingWorkflowStore,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Blocking",
     "BlockingEvalStore",
+    "BlockingItemStore",
     "BlockingMemoryStore",
     "BlockingTraceStore",
     "BlockingWorkflowStore",
@@ -50,7 +52,7 @@ __all__ = [
 D = TypeVar("D")
 
 #: The domains a Storage offers; SyncStorage wraps each.
-DOMAINS = ("memory", "workflows", "evals", "traces")
+DOMAINS = ("memory", "workflows", "evals", "traces", "langgraph_items")
 
 
 class Blocking(Generic[D]):
@@ -110,6 +112,7 @@ class SyncStorage:
         "_portal_cm",
         "_storage",
         "evals",
+        "langgraph_items",
         "memory",
         "traces",
         "workflows",
@@ -152,6 +155,7 @@ class SyncStorage:
         self.workflows = cast(BlockingWorkflowStore, Blocking(portal, storage.workflows))
         self.evals = cast(BlockingEvalStore, Blocking(portal, storage.evals))
         self.traces = cast(BlockingTraceStore, Blocking(portal, storage.traces))
+        self.langgraph_items = cast(BlockingItemStore, Blocking(portal, storage.langgraph_items))
 
     @classmethod
     def from_url(

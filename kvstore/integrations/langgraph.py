@@ -12,4 +12,6 @@ from kvstore._extras import require
 require("langgraph.checkpoint.base", "langgraph")
 require("langgraph.store.base", "langgraph")
 
-__all__: list[str] = []
+from kvstore.integrations._langgraph_store import KVStoreStore  # noqa: E402
+
+__all__: list[str] = ["KVStoreStore"]

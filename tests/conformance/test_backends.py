@@ -17,6 +17,7 @@ from kvstore.upstash_server import UpstashServer
 from tests.conformance import drivers
 from tests.conformance.driver_suite import DriverSuite
 from tests.conformance.evals_suite import EvalsSuite
+from tests.conformance.langgraph_items_suite import LangGraphItemsSuite
 from tests.conformance.memory_pop_suite import MemoryPopSuite
 from tests.conformance.memory_suite import MemorySuite
 from tests.conformance.resources_suite import ResourceListingSuite
@@ -34,6 +35,7 @@ class BackendSuite(
     WorkflowsSuite,
     EvalsSuite,
     TracesSuite,
+    LangGraphItemsSuite,
     ABC,
 ):
     @pytest.fixture

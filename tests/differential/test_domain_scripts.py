@@ -32,6 +32,7 @@ from kvstore import (
     TraceRetention,
     WorkflowRun,
 )
+from kvstore.domains import langgraph_items
 from kvstore.domains._lua import PRELUDE
 from kvstore.drivers import Driver, MemoryDriver
 from kvstore.drivers.base import _REGISTRY, Command, Reply
@@ -43,6 +44,7 @@ from kvstore.errors import (
     NotFoundError,
     TransactionAbortedError,
 )
+from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems
 from tests.conftest import flush_db
 from tests.differential.machine import normalise
 from tests.transfer.dataset import WEIRD, fill
@@ -279,12 +281,44 @@ async def _retention_calls(store: Storage) -> None:
     await traces.apply_retention()
 
 
+async def _langgraph_items_calls(store: Storage) -> None:
+    items = store.langgraph_items
+    clock = [_at(0)]
+    real_now = langgraph_items.utc_now
+    langgraph_items.utc_now = lambda: clock[0]  # time moves without waiting
+    try:
+        await items.batch(
+            [
+                PutItem(namespace=("m", w), key=f"k{i}", value={"kind": i % 2, "w": w}, ttl=1)
+                for i, w in enumerate(WEIRD[:4])
+            ]
+            + [PutItem(namespace=("m",), key="long", value={"text": "x" * 100, "n": 1.0})]
+        )
+        await items.batch(
+            [
+                GetItem(namespace=("m", WEIRD[0]), key="k0"),
+                SearchItems(namespace_prefix=("m",), filter={"kind": 1, "w": WEIRD[1]}),
+                ListNamespaces(prefix=("m",), max_depth=2),
+                ListNamespaces(suffix=(WEIRD[2],)),
+                PutItem(namespace=("m",), key="long", value={"text": "y", "n": 2}),
+                PutItem(namespace=("m", WEIRD[3]), key="k3", value=None),
+            ]
+        )
+        chunk = await items.export_items(count=10)
+        await items.restore_items(chunk.items)  # times as exported
+        clock[0] = _at(120)  # the TTL items expire: the next calls purge them
+        await items.batch([SearchItems(namespace_prefix=(), limit=5), ListNamespaces()])
+    finally:
+        langgraph_items.utc_now = real_now
+
+
 Step = Callable[[Storage], Awaitable[None]]
 STEPS: list[tuple[str, Step]] = [
     ("memory", _memory_calls),
     ("workflows", _workflow_calls),
     ("evals", _eval_calls),
     ("traces", _trace_calls),
+    ("langgraph items", _langgraph_items_calls),
     ("every kind, awkward ids", fill),
 ]
 

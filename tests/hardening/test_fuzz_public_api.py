@@ -44,6 +44,7 @@ from kvstore import (
     ValidationError,
     WorkflowRun,
 )
+from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems, StoreItem
 from kvstore.sync import DOMAINS
 from tests.hardening._store import T0, dump, seed
 
@@ -214,6 +215,9 @@ RECORDS = {
     ),
 }
 
+#: Namespaces of the long-term store: plausible tuples of labels, or odd ones.
+NAMESPACES = maybe(st.lists(odd_text, max_size=3).map(tuple))
+
 #: A strategy per parameter name; any other name gets ``anything``.
 PARAMETERS: dict[str, st.SearchStrategy[Any]] = {
     **{
@@ -285,6 +289,44 @@ PARAMETERS: dict[str, st.SearchStrategy[Any]] = {
     "older_than": times,
     "with_snapshot": maybe(st.booleans()),
     "as_type": maybe(st.sampled_from([Any, int, str, dict, list[int], Thread])),
+    "items": items_of(
+        record(
+            StoreItem,
+            namespace=NAMESPACES,
+            key=odd_text,
+            value=maybe(st.dictionaries(odd_text, json_ish, max_size=3)),
+            created_at=times,
+            updated_at=times,
+            expires_at=times,
+        )
+    ),
+    "ops": items_of(
+        st.one_of(
+            record(GetItem, namespace=NAMESPACES, key=odd_text, refresh_ttl=st.booleans()),
+            record(
+                PutItem,
+                namespace=NAMESPACES,
+                key=odd_text,
+                value=maybe(st.dictionaries(odd_text, json_ish, max_size=3)),
+                ttl=maybe(st.floats(min_value=-1, max_value=100) | st.none()),
+            ),
+            record(
+                SearchItems,
+                namespace_prefix=NAMESPACES,
+                filter=maybe(st.dictionaries(odd_text, scalars, max_size=2)),
+                limit=page_numbers,
+                offset=page_numbers,
+            ),
+            record(
+                ListNamespaces,
+                prefix=NAMESPACES,
+                suffix=NAMESPACES,
+                max_depth=page_numbers,
+                limit=page_numbers,
+                offset=page_numbers,
+            ),
+        )
+    ),
 }
 
 

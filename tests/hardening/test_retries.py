@@ -38,6 +38,7 @@ from kvstore import (
 from kvstore.drivers._retry import RetryPolicy
 from kvstore.drivers.redis import RedisDriver
 from kvstore.drivers.upstash import UpstashDriver
+from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems, StoreItem
 from kvstore.sync import DOMAINS
 from kvstore.upstash_server import Fault, UpstashServer
 from tests.hardening._store import T0, dump, restore, seed
@@ -394,6 +395,19 @@ CALLS: dict[str, Call] = {
     "traces.save_spans": lambda s: s.traces.save_spans([_span()]),
     "traces.update_span": lambda s: s.traces.update_span(
         "tr", "sp", end_time=T0, attributes={"k": "w"}, events=[{"name": "e", "timestamp": T0}]
+    ),
+    # Reads and writes in one batch: a retry would read the first attempt's writes.
+    "langgraph_items.export_items": lambda s: s.langgraph_items.export_items(count=2),
+    "langgraph_items.restore_items": lambda s: s.langgraph_items.restore_items(
+        [StoreItem(namespace=("n", "r"), key="k", value={"v": 1}, created_at=T0, updated_at=T0)]
+    ),
+    "langgraph_items.batch": lambda s: s.langgraph_items.batch(
+        [
+            PutItem(namespace=("n", "a"), key="k", value={"v": 1}, ttl=5),
+            GetItem(namespace=("n", "a"), key="k"),
+            SearchItems(namespace_prefix=("n",), filter={"v": 1}),
+            ListNamespaces(prefix=("n",)),
+        ]
     ),
 }
 
