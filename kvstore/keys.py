@@ -148,6 +148,10 @@ class Bucket:
         run_index: lex index of the bucket's runs.
         scores: hash, score id -> score record.
         score_index: lex index of the bucket's scores.
+        score_values: lex index of the bucket's scores by scorer, period (hour and day) and
+            value: what a period's exact minimum and maximum are read from.
+        score_sums: hash, scorer and period -> the count and exact sum (as partials) of the
+            bucket's scores in that period.
         traces: hash, trace id -> trace summary.
         trace_index: lex index of the bucket's traces.
     """
@@ -165,6 +169,8 @@ class Bucket:
     run_index: str
     scores: str
     score_index: str
+    score_values: str
+    score_sums: str
     traces: str
     trace_index: str
 
@@ -222,6 +228,8 @@ class Keys:
             run_index=root + "run_index",
             scores=root + "scores",
             score_index=root + "score_index",
+            score_values=root + "score_values",
+            score_sums=root + "score_sums",
             traces=root + "traces",
             trace_index=root + "trace_index",
         )

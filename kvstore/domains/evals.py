@@ -15,14 +15,17 @@ listings one script per bucket (see :func:`~kvstore.domains._base.list_index`).
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
 
 from kvstore._checks import check_items
 from kvstore.codec import FormatName, RecordCodec, pack_fields, record_codec, validate
 from kvstore.domains import _eval_scripts as scripts
 from kvstore.domains._base import (
     Domain,
+    as_list,
     check_id,
     check_optional_id,
     check_page,
@@ -30,11 +33,12 @@ from kvstore.domains._base import (
     list_index,
     make_page,
     micros,
+    time_window,
     walk_index,
 )
-from kvstore.errors import ValidationError
+from kvstore.errors import CorruptRecordError, ValidationError
 from kvstore.keys import lex_escape, lex_time
-from kvstore.records import Chunk, Page, Score, ScoreSource
+from kvstore.records import Chunk, Page, Score, ScoreSource, ScoreStats
 
 if TYPE_CHECKING:
     from kvstore.drivers.base import Arg, Driver
@@ -44,6 +48,11 @@ if TYPE_CHECKING:
 __all__ = ["EvalStore"]
 
 _SOURCES: tuple[ScoreSource, ...] = ("live", "test")
+#: The periods of ``score_stats``, in microseconds.
+_PERIODS = {"hour": 3_600_000_000, "day": 86_400_000_000}
+#: The most periods one ``score_stats`` call reads (41 days by the hour).
+MAX_PERIODS = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class EvalStore(Domain):
@@ -88,13 +97,21 @@ class EvalStore(Domain):
         entity: tuple[str, str] | None = None,
         span: tuple[str, str] | None = None,
         source: ScoreSource | None = None,
+        from_date: datetime | None = None,
+        to_date: datetime | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
         page: int = 0,
         per_page: int = 20,
     ) -> Page[Score]:
-        """One page of scores, newest first.
+        """One page of scores, newest first; by score, highest first, with a score range.
 
-        ``scorer_id``, ``entity`` and ``source`` combine freely; ``run_id`` and ``span``
-        are used alone. Costs ``per_page + 2`` commands whatever the number of scores.
+        ``scorer_id``, ``entity`` and ``source`` combine freely with each other, with a
+        time window and with a score range; ``run_id`` and ``span`` combine with a time
+        window only. A time window and a score range do not combine: each is one range of
+        an index (by time, or by value), and both at once would need a scan. Every
+        listing is one range of one index, read by one script per store bucket (five
+        commands with one bucket) whatever the number of scores.
 
         Args:
             scorer_id: Only this scorer's scores.
@@ -102,12 +119,17 @@ class EvalStore(Domain):
             entity: Only scores of this ``(entity_type, entity_id)``.
             span: Only scores of this ``(trace_id, span_id)``.
             source: Only ``"live"`` or only ``"test"`` scores.
+            from_date: Only scores made at or after this time.
+            to_date: Only scores made at or before this time.
+            min_score: Only scores of at least this value; orders the page by score.
+            max_score: Only scores of at most this value; orders the page by score.
             page: The page number, from 0.
             per_page: The page size, from 1 to 1000.
 
         Raises:
-            ValidationError: a filter is malformed, or ``run_id`` or ``span`` is combined
-                with another filter.
+            ValidationError: a filter is malformed, ``run_id`` or ``span`` is combined
+                with another filter than a time window, or a score range with a time
+                window.
         """
         check_optional_id(scorer_id, "scorer_id")
         check_optional_id(run_id, "run_id")
@@ -115,8 +137,17 @@ class EvalStore(Domain):
         span = _check_pair(span, "span")
         if source is not None and source not in _SOURCES:
             raise ValidationError("expected 'live' or 'test'", field="source")
+        low, high = time_window(from_date, to_date)
+        lowest = _check_value(min_score, "min_score")
+        highest = _check_value(max_score, "max_score")
         check_page(page, per_page)
-        combined = [scorer_id, entity, source]
+        by_value = lowest is not None or highest is not None
+        if by_value and (low is not None or high is not None):
+            raise ValidationError(
+                "a score range cannot be combined with from_date or to_date",
+                field="min_score" if lowest is not None else "max_score",
+            )
+        combined = [scorer_id, entity, source, lowest, highest]
         prefix: tuple[str, ...]
         if run_id is not None:
             if span is not None or any(f is not None for f in combined):
@@ -130,15 +161,19 @@ class EvalStore(Domain):
             prefix = ("p", *span)
         else:
             tag = "".join(t for t, v in (("s", scorer_id), ("e", entity), ("o", source)) if v)
-            values = [scorer_id, *(entity or ()), source]
-            prefix = (tag or "all", *(v for v in values if v is not None))
+            given = [scorer_id, *(entity or ()), source]
+            values = [v for v in given if v is not None]
+            prefix = ("v" + tag, *values) if by_value else (tag or "all", *values)
+        bounds = (
+            _value_bounds(prefix, lowest, highest) if by_value else lex_bounds(prefix, low, high)
+        )
         keys = await self._keys()
         total, rows = await list_index(
             self._driver,
             keys.all_buckets,
             _score_index,
             [_scores],
-            lex_bounds(prefix),
+            bounds,
             offset=page * per_page,
             count=per_page,
             newest_first=True,
@@ -155,9 +190,97 @@ class EvalStore(Domain):
         keys = await self._keys()
         bucket = keys.bucket_of(score_id)
         deleted = await self._driver.run(
-            scripts.DELETE_SCORE, [bucket.scores, bucket.score_index], [lex_escape(score_id)]
+            scripts.DELETE_SCORE, _script_keys(bucket), [lex_escape(score_id)]
         )
         return deleted == 1
+
+    async def score_stats(
+        self,
+        scorer_id: str,
+        *,
+        from_date: datetime,
+        to_date: datetime,
+        bucket: Literal["hour", "day"] = "hour",
+    ) -> list[ScoreStats]:
+        """A scorer's count, mean, lowest and highest score per hour or per day (UTC).
+
+        The aggregates are kept as scores are saved, replaced and deleted, so they are
+        exact at every moment and reading them costs the same whatever the number of
+        scores: one script per store bucket, ``2 + 2 * periods`` commands each. Scores of
+        both sources count.
+
+        Args:
+            scorer_id: The scorer.
+            from_date: The window's start: the period holding it is the first one.
+            to_date: The window's end: the period holding it is the last one.
+            bucket: ``"hour"`` or ``"day"``: the periods' length.
+
+        Returns:
+            One :class:`ScoreStats` per period that holds scores, oldest first; periods
+            are whole (a score made in the first period before ``from_date`` counts).
+
+        Raises:
+            ValidationError: a malformed argument, ``to_date`` before ``from_date``, or a
+                window of more than 1000 periods (``to_date``).
+        """
+        check_id(scorer_id, "scorer_id")
+        if bucket not in _PERIODS:
+            raise ValidationError("expected 'hour' or 'day'", field="bucket")
+        low, high = time_window(from_date, to_date)
+        if low is None or high is None:  # both are required
+            raise ValidationError(
+                "expected a timezone-aware datetime",
+                field="from_date" if low is None else "to_date",
+            )
+        length = _PERIODS[bucket]
+        first, last = low // length, high // length
+        if last < first:
+            raise ValidationError("must not be before from_date", field="to_date")
+        if last - first >= MAX_PERIODS:
+            raise ValidationError(
+                f"spans more than {MAX_PERIODS} periods of a {bucket}", field="to_date"
+            )
+        periods = [p * length for p in range(first, last + 1)]
+        kind = bucket[0]
+        keys = await self._keys()
+        replies = await self._driver.execute(
+            [
+                scripts.SCORE_STATS.command(
+                    [b.score_values, b.score_sums],
+                    [kind, lex_escape(scorer_id), *(lex_time(p) for p in periods)],
+                )
+                for b in keys.all_buckets
+            ],
+            idempotent=True,
+        )
+        merged: list[tuple[int, list[float], float | None, float | None]] = [
+            (0, [], None, None) for _ in periods
+        ]
+        for reply in replies:
+            for i, row in enumerate(as_list(reply)):
+                sums, lowest, highest = as_list(row)
+                if sums is None:
+                    continue
+                count, *partials = sums.split()
+                n, parts, mn, mx = merged[i]
+                value_low, value_high = _value_of(lowest), _value_of(highest)
+                merged[i] = (
+                    n + int(count),
+                    parts + [float(p) for p in partials],
+                    value_low if mn is None else min(mn, value_low),
+                    value_high if mx is None else max(mx, value_high),
+                )
+        return [
+            ScoreStats(
+                start=_EPOCH + timedelta(microseconds=period),
+                count=n,
+                mean=math.fsum(parts) / n,
+                min=mn,
+                max=mx,
+            )
+            for period, (n, parts, mn, mx) in zip(periods, merged, strict=True)
+            if n and mn is not None and mx is not None
+        ]
 
     async def export_scores(self, *, cursor: str | None = None, count: int = 100) -> Chunk[Score]:
         """One chunk of a walk through every score of the namespace, oldest first.
@@ -213,9 +336,7 @@ class EvalStore(Domain):
             plan[1].extend((lex_escape(score.id), self._packed(score)))
         await self._driver.execute(
             [
-                scripts.WRITE_SCORES.command(
-                    [bucket.scores, bucket.score_index], [len(args) // 2, *args]
-                )
+                scripts.WRITE_SCORES.command(_script_keys(bucket), [len(args) // 2, *args])
                 for bucket, args in plans.values()
             ],
             idempotent=True,
@@ -243,10 +364,65 @@ class EvalStore(Domain):
             b"_tr": span[0] if span else "",
             b"_sp": span[1] if span else "",
         }
+        created = micros(score.created_at)
+        # Not escaped: hex digits and a decimal never hold NUL.
+        aggregated = {
+            b"_v": _value_key(score.score),
+            b"_x": repr(score.score + 0.0),
+            b"_h": lex_time(created // _PERIODS["hour"] * _PERIODS["hour"]),
+            b"_dy": lex_time(created // _PERIODS["day"] * _PERIODS["day"]),
+        }
         flat = self._scores.fields(score, "score")
         for name, value in internal.items():
             flat += (name, (value if name == b"_c" else lex_escape(value)).encode())
+        for name, value in aggregated.items():
+            flat += (name, value.encode())
         return pack_fields(flat)
+
+
+def _script_keys(bucket: Bucket) -> list[str]:
+    """What WRITE_SCORES and DELETE_SCORE touch, in the order they name them."""
+    return [bucket.scores, bucket.score_index, bucket.score_values, bucket.score_sums]
+
+
+def _check_value(value: Any, name: str) -> float | None:
+    """A bound of a score range: None, or a finite number."""
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValidationError("expected a finite number", field=name)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValidationError("expected a finite number", field=name) from None
+
+
+def _value_key(value: float) -> str:
+    """``value`` as 16 hex digits that sort as the numbers do (-0.0 as 0.0)."""
+    (bits,) = struct.unpack(">Q", struct.pack(">d", value + 0.0))
+    bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | 1 << 63
+    return f"{bits:016x}"
+
+
+def _value_of(key: bytes | None) -> float:
+    """The inverse of :func:`_value_key`."""
+    if key is None:
+        raise CorruptRecordError("score_values", "a period with scores has no values")
+    bits = int(key, 16)
+    bits = bits ^ 1 << 63 if bits >> 63 else bits ^ 0xFFFF_FFFF_FFFF_FFFF
+    (value,) = struct.unpack(">d", struct.pack(">Q", bits))
+    return float(value)
+
+
+def _value_bounds(
+    prefix: Sequence[str], lowest: float | None, highest: float | None
+) -> tuple[str, str]:
+    """``ZRANGE BYLEX`` bounds of the value entries under ``prefix`` within a range."""
+    head = "".join(lex_escape(part) + "\x00" for part in prefix)
+    lower = "[" + head + ("" if lowest is None else _value_key(lowest))
+    # A member's value key is followed by NUL: \x01 sorts above every member with it.
+    upper = "(" + (head[:-1] + "\x01" if highest is None else head + _value_key(highest) + "\x01")
+    return lower, upper
 
 
 def _scores(bucket: Bucket) -> str:
