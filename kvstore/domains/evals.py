@@ -386,15 +386,17 @@ def _script_keys(bucket: Bucket) -> list[str]:
 
 
 def _check_value(value: Any, name: str) -> float | None:
-    """A bound of a score range: None, or a finite number."""
+    """A bound of a score range: None, or a finite number (an int as large as a double)."""
     if value is None:
         return None
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValidationError("expected a finite number", field=name)
-    try:
-        return float(value)
-    except OverflowError:
-        raise ValidationError("expected a finite number", field=name) from None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise ValidationError("expected a finite number", field=name)
 
 
 def _value_key(value: float) -> str:

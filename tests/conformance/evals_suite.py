@@ -7,12 +7,14 @@ backend runs it.
 from __future__ import annotations
 
 import itertools
+import math
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from kvstore import CorruptRecordError, Score, Storage, ValidationError
+from kvstore import CorruptRecordError, Score, ScoreStats, Storage, ValidationError
 from tests.support.counting import CountingDriver
 from tests.support.walks import assert_bucket_order, walk_all
 
@@ -295,3 +297,198 @@ class EvalsSuite:
         with pytest.raises(ValidationError) as caught:
             await store.evals.restore_scores([scores[0], {"scorer_id": "s", "score": float("inf")}])
         assert caught.value.field == "scores[1].score"
+
+    # -- time windows and score ranges ------------------------------------------------------
+
+    async def _varied(self, store: Storage) -> list[Score]:
+        """24 scores over a day: two scorers, entities, sources, runs and spans, and
+        values with ties, negatives, -0.0 and integers."""
+        values = [0.5, -1.0, 0.0, -0.0, 3, 0.25, 0.5, 1e-300, -2.5, 0.75, 1.0, 0.5]
+        saved = []
+        for i in range(24):
+            saved.append(
+                await store.evals.save_score(
+                    score(
+                        f"s{i:02d}",
+                        i * 3600,
+                        scorer_id=("relevance", "toxicity")[i % 2],
+                        score=values[i % len(values)],
+                        entity_type="agent" if i % 3 else None,
+                        entity_id=f"a{i % 2}" if i % 3 else None,
+                        source=("live", "test")[i // 12],
+                        run_id=f"run-{i % 4}",
+                        trace_id="t",
+                        span_id=f"p{i % 2}",
+                    )
+                )
+            )
+        return saved
+
+    async def _pages(self, store: Storage, **filters: Any) -> list[Score]:
+        """Every page of a listing of 5, checked against the whole listing at once."""
+        whole = await store.evals.list_scores(per_page=1000, **filters)
+        paged: list[Score] = []
+        for page in range(whole.total // 5 + 1):
+            result = await store.evals.list_scores(page=page, per_page=5, **filters)
+            assert result.total == whole.total, filters
+            paged += result.items
+        assert paged == whole.items, filters
+        return whole.items
+
+    async def test_evals_time_window_with_every_filter(self, store: Storage) -> None:
+        saved = await self._varied(store)
+        newest_first = saved[::-1]
+        windows = [(None, at(5 * 3600)), (at(5 * 3600), None), (at(3 * 3600), at(17 * 3600 - 1))]
+        filters: list[dict[str, Any]] = [
+            {},
+            {"scorer_id": "toxicity"},
+            {"entity": ("agent", "a1")},
+            {"source": "test"},
+            {"scorer_id": "relevance", "entity": ("agent", "a0"), "source": "live"},
+            {"run_id": "run-1"},
+            {"span": ("t", "p0")},
+        ]
+
+        def matches(s: Score, f: dict[str, Any]) -> bool:
+            return (
+                f.get("scorer_id", s.scorer_id) == s.scorer_id
+                and f.get("entity", (s.entity_type, s.entity_id)) == (s.entity_type, s.entity_id)
+                and f.get("source", s.source) == s.source
+                and f.get("run_id", s.run_id) == s.run_id
+                and f.get("span", (s.trace_id, s.span_id)) == (s.trace_id, s.span_id)
+            )
+
+        for (start, end), f in itertools.product(windows, filters):
+            expected = [
+                s
+                for s in newest_first
+                if matches(s, f)
+                and (start is None or s.created_at >= start)
+                and (end is None or s.created_at <= end)
+            ]
+            assert await self._pages(store, from_date=start, to_date=end, **f) == expected
+        # Both ends are inclusive, to the microsecond.
+        exact = saved[7].created_at
+        got = await store.evals.list_scores(from_date=exact, to_date=exact)
+        assert got.items == [saved[7]]
+        later = exact + timedelta(microseconds=1)
+        assert (await store.evals.list_scores(from_date=later, to_date=later)).total == 0
+
+    async def test_evals_score_range_orders_by_score_highest_first(self, store: Storage) -> None:
+        saved = await self._varied(store)
+        # Highest score first, equal scores newest first; -0.0 counts as 0.0.
+        ranked = sorted(saved, key=lambda s: (s.score + 0.0, s.created_at), reverse=True)
+        ranges = [(0.0, None), (None, 0.0), (0.25, 0.75), (0.5, 0.5), (-3, 1e-300), (2, 1)]
+        filters: list[dict[str, Any]] = [
+            {},
+            {"scorer_id": "relevance"},
+            {"entity": ("agent", "a1")},
+            {"source": "live"},
+            {"scorer_id": "toxicity", "entity": ("agent", "a1"), "source": "test"},
+        ]
+        for (low, high), f in itertools.product(ranges, filters):
+            expected = [
+                s
+                for s in ranked
+                if f.get("scorer_id", s.scorer_id) == s.scorer_id
+                and f.get("entity", (s.entity_type, s.entity_id)) == (s.entity_type, s.entity_id)
+                and f.get("source", s.source) == s.source
+                and (low is None or s.score >= low)
+                and (high is None or s.score <= high)
+            ]
+            got = await self._pages(store, min_score=low, max_score=high, **f)
+            assert [s.id for s in got] == [s.id for s in expected], (low, high, f)
+        # A replaced score moves in the value index; a deleted one leaves it.
+        await store.evals.save_score(score("s00", 0, score=99.0))
+        await store.evals.delete_score("s04")
+        top = await store.evals.list_scores(min_score=3, per_page=100)
+        assert [s.id for s in top.items] == ["s00", "s16"]
+
+    async def test_evals_refused_filter_combinations(self, store: Storage) -> None:
+        evals = store.evals
+        cases: list[tuple[Any, str]] = [
+            (lambda: evals.list_scores(min_score=0, from_date=T0), "min_score"),
+            (lambda: evals.list_scores(max_score=1, to_date=T0), "max_score"),
+            (lambda: evals.list_scores(run_id="r", min_score=0), "run_id"),
+            (lambda: evals.list_scores(span=("t", "s"), max_score=0), "span"),
+            (lambda: evals.list_scores(min_score=float("nan")), "min_score"),
+            (lambda: evals.list_scores(max_score=float("inf")), "max_score"),
+            (lambda: evals.list_scores(min_score="0.5"), "min_score"),
+            (lambda: evals.list_scores(max_score=True), "max_score"),
+            (lambda: evals.list_scores(min_score=10**400), "min_score"),
+            (lambda: evals.list_scores(from_date=datetime(2025, 1, 1)), "from_date"),
+            (lambda: evals.list_scores(to_date="2025-01-01"), "to_date"),
+        ]
+        for call, field in cases:
+            with pytest.raises(ValidationError) as caught:
+                await call()
+            assert caught.value.field == field
+        # A time window does combine with run_id and span.
+        await evals.save_score(score("s1", 10, run_id="r", trace_id="t", span_id="s"))
+        assert (await evals.list_scores(run_id="r", from_date=at(10))).total == 1
+        assert (await evals.list_scores(span=("t", "s"), to_date=at(9))).total == 0
+
+    # -- aggregates ---------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("buckets", [1, 4])
+    async def test_evals_score_stats_stay_exact_under_random_writes_and_deletes(
+        self, store: Storage, buckets: int
+    ) -> None:
+        evals = Storage(store.driver, namespace=f"stats-{buckets}", buckets=buckets).evals
+        rng = random.Random(12 + buckets)
+        # Values whose naive running sum drifts (0.1 + 0.2 - 0.1 != 0.2), cancels
+        # catastrophically (1e16 and 1.0) or underflows.
+        values = [0.1, 0.2, 0.3, 1 / 3, 1e16, -1e16, 1.0, -0.0, 7, 5e-324, -2.5]
+        live: dict[str, Score] = {}
+        for step in range(120):
+            action = rng.random()
+            if action < 0.25 and live:
+                gone = rng.choice(sorted(live))
+                assert await evals.delete_score(gone) is True
+                del live[gone]
+            else:
+                # New ids, and ids saved again: a replace moves the score's value, scorer
+                # and period at once.
+                sid = f"s{rng.randrange(40)}"
+                new = score(
+                    sid,
+                    rng.randrange(3 * 86_400),
+                    scorer_id=rng.choice(["judge", "judge", "other"]),
+                    score=rng.choice(values),
+                    source=rng.choice(["live", "test"]),
+                )
+                await evals.save_score(new)
+                live[sid] = new
+            if step % 20 == 19:
+                for period in ("hour", "day"):
+                    for scorer in ("judge", "other"):
+                        await self._check_stats(evals, live, scorer, period)
+        # Everything deleted: no period left.
+        for sid in list(live):
+            await evals.delete_score(sid)
+        assert await evals.score_stats("judge", from_date=T0, to_date=at(3 * 86_400)) == []
+
+    async def _check_stats(
+        self, evals: Any, live: dict[str, Score], scorer: str, period: str
+    ) -> None:
+        length = timedelta(hours=1) if period == "hour" else timedelta(days=1)
+        groups: dict[datetime, list[float]] = {}
+        for s in live.values():
+            if s.scorer_id == scorer:
+                midnight = T0 - timedelta(hours=12)
+                start = midnight + (s.created_at - midnight) // length * length
+                groups.setdefault(start, []).append(s.score)
+        expected = [
+            ScoreStats(
+                start=start,
+                count=len(group),
+                mean=math.fsum(group) / len(group),
+                min=min(group),
+                max=max(group),
+            )
+            for start, group in sorted(groups.items())
+        ]
+        got = await evals.score_stats(
+            scorer, from_date=T0, to_date=T0 + timedelta(days=3, hours=-1), bucket=period
+        )
+        assert got == expected, (scorer, period)
