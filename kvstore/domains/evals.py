@@ -224,7 +224,7 @@ class EvalStore(Domain):
                 window of more than 1000 periods (``to_date``).
         """
         check_id(scorer_id, "scorer_id")
-        if bucket not in _PERIODS:
+        if not isinstance(bucket, str) or bucket not in _PERIODS:
             raise ValidationError("expected 'hour' or 'day'", field="bucket")
         low, high = time_window(from_date, to_date)
         if low is None or high is None:  # both are required

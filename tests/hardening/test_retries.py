@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -358,6 +359,10 @@ CALLS: dict[str, Call] = {
     ),
     "evals.save_score": lambda s: s.evals.save_score(
         Score(id="s3", scorer_id="judge", score=0.25, created_at=T0)
+    ),
+    # 1000 days from T0: the most one call reads, which holds the seeded score (made now).
+    "evals.score_stats": lambda s: s.evals.score_stats(
+        "judge", from_date=T0, to_date=T0 + timedelta(days=999), bucket="day"
     ),
     "traces.apply_retention": lambda s: Storage(
         s.driver, namespace=s.namespace, trace_retention=TraceRetention(max_spans=1)
