@@ -175,6 +175,12 @@ class EvalsSuite:
             lambda: evals.get_score("s1"),
             lambda: evals.list_scores(scorer_id="relevance", entity=("a", "b"), source="live"),
             lambda: evals.list_scores(run_id="r"),
+            lambda: evals.list_scores(scorer_id="relevance", from_date=at(-5), to_date=at(5)),
+            lambda: evals.list_scores(entity=("a", "b"), min_score=0, max_score=1),
+            lambda: evals.score_stats("relevance", from_date=at(0), to_date=at(86_400)),
+            lambda: evals.score_stats(
+                "relevance", from_date=at(0), to_date=at(86_400 * 999), bucket="day"
+            ),
             lambda: evals.delete_score("s1"),
         ]
         for call in calls:
@@ -492,3 +498,52 @@ class EvalsSuite:
             scorer, from_date=T0, to_date=T0 + timedelta(days=3, hours=-1), bucket=period
         )
         assert got == expected, (scorer, period)
+
+    async def test_evals_score_stats_periods_and_refusals(self, store: Storage) -> None:
+        evals = store.evals
+        # T0 is 12:00: a score at 12:59:59.999999, one at 13:00, one the next day.
+        await evals.save_score(score("a", 3600 - 1e-6, score=1.0))
+        await evals.save_score(score("b", 3600, score=2.0))
+        await evals.save_score(score("c", 86_400, score=4.0, source="test"))
+        await evals.save_score(score("d", 0, scorer_id="other", score=8.0))
+        hours = await evals.score_stats("relevance", from_date=at(1800), to_date=at(3600))
+        # Whole periods: the score at 12:59 counts though it is before from_date.
+        assert hours == [
+            ScoreStats(start=at(0), count=1, mean=1.0, min=1.0, max=1.0),
+            ScoreStats(start=at(3600), count=1, mean=2.0, min=2.0, max=2.0),
+        ]
+        days = await evals.score_stats(
+            "relevance", from_date=at(0), to_date=at(86_400), bucket="day"
+        )
+        midnight = T0 - timedelta(hours=12)
+        assert days == [
+            ScoreStats(start=midnight, count=2, mean=1.5, min=1.0, max=2.0),
+            ScoreStats(start=midnight + timedelta(days=1), count=1, mean=4.0, min=4.0, max=4.0),
+        ]
+        assert await evals.score_stats("nobody", from_date=at(0), to_date=at(86_400)) == []
+        # The most periods one call reads: 1000.
+        most = await evals.score_stats("relevance", from_date=at(0), to_date=at(3600 * 999))
+        assert [s.count for s in most] == [1, 1, 1]
+        cases: list[tuple[Any, str]] = [
+            (
+                lambda: evals.score_stats("relevance", from_date=at(0), to_date=at(3600 * 1000)),
+                "to_date",
+            ),
+            (lambda: evals.score_stats("relevance", from_date=at(7200), to_date=at(0)), "to_date"),
+            (
+                lambda: evals.score_stats(
+                    "relevance", from_date=at(0), to_date=at(0), bucket="week"
+                ),
+                "bucket",
+            ),
+            (lambda: evals.score_stats("", from_date=at(0), to_date=at(0)), "scorer_id"),
+            (
+                lambda: evals.score_stats("s", from_date=datetime(2025, 1, 1), to_date=at(0)),
+                "from_date",
+            ),
+            (lambda: evals.score_stats("s", from_date=at(0), to_date=None), "to_date"),
+        ]
+        for call, field in cases:
+            with pytest.raises(ValidationError) as caught:
+                await call()
+            assert caught.value.field == field
