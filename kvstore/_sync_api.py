@@ -461,15 +461,17 @@ class BlockingEvalStore(Protocol):
         to_date: datetime | None = None,
         min_score: float | None = None,
         max_score: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
         page: int = 0,
         per_page: int = 20,
     ) -> Page[Score]:
         """One page of scores, newest first; by score, highest first, with a score range.
 
         ``scorer_id``, ``entity`` and ``source`` combine freely with each other, with a
-        time window and with a score range; ``run_id`` and ``span`` combine with a time
-        window only. A time window and a score range do not combine: each is one range of
-        an index (by time, or by value), and both at once would need a scan. Every
+        time window and with a score range; ``metadata``, ``run_id`` and ``span`` combine
+        with a time window (and ``metadata`` with ``scorer_id``) only. A time window and a
+        score range do not combine: each is one range of an index (by time, or by value),
+        and both at once would need a scan. Every
         listing is one range of one index, read by one script per store bucket (five
         commands with one bucket) whatever the number of scores.
 
@@ -483,13 +485,16 @@ class BlockingEvalStore(Protocol):
             to_date: Only scores made at or before this time.
             min_score: Only scores of at least this value; orders the page by score.
             max_score: Only scores of at most this value; orders the page by score.
+            metadata: Only scores whose ``metadata`` holds this key with this value
+                (equal as JSON: ``1`` is not ``1.0``); at most one ``{key: value}`` pair.
+                Indexed: top-level keys of at most 256 bytes whose value is a string,
+                number or boolean of at most 256 bytes in JSON.
             page: The page number, from 0.
             per_page: The page size, from 1 to 1000.
 
         Raises:
-            ValidationError: a filter is malformed, ``run_id`` or ``span`` is combined
-                with another filter than a time window, or a score range with a time
-                window.
+            ValidationError: a filter is malformed, or combined with one it does not
+                combine with (see above).
         """
 
     def delete_score(self, score_id: str) -> bool:

@@ -6,7 +6,9 @@ key), ``_sc`` (scorer), ``_et``/``_ei`` (entity type and id), ``_so`` (source), 
 id), ``_tr``/``_sp`` (trace and span ids). Scores saved since the value index and the
 aggregates exist also carry ``_v`` (the value's sort key: 16 hex digits), ``_x`` (the value
 in decimal, exact), ``_h`` and ``_dy`` (the sort keys of the hour and the day it was made
-in); a record without ``_v`` (saved before) is in neither, and leaves neither when it goes.
+in), and ``_m``: its indexed metadata, a packed field list of escaped keys and their values
+escaped in JSON. A record without ``_v`` or ``_m`` (saved before they existed) is in neither
+the value index and the aggregates nor the metadata index, and leaves none when it goes.
 
 Aggregates: per scorer and period (``h`` hour or ``d`` day), the bucket's ``score_values``
 holds ``<period kind>\0<scorer>\0<period>\0<value>\0<id>`` for every score, so the lowest
@@ -24,8 +26,8 @@ from kvstore.domains._lua import script
 __all__ = ["DELETE_SCORE", "SCORE_STATS", "WRITE_SCORES"]
 
 # A score's index entries: every combination of scorer (s), entity (e) and source (o) by time,
-# and (``v`` + the same tag) by value, its run (r) and its span (p); and what it adds to the
-# aggregates. Writers and deleters share this one list.
+# and (``v`` + the same tag) by value, its metadata (m, sm), its run (r) and its span (p); and
+# what it adds to the aggregates. Writers and deleters share this one list.
 _SCORE_LUA = r"""
 local function score_entries(v, id)
   local tail = '\0' .. v['_c'] .. '\0' .. id
@@ -44,6 +46,15 @@ local function score_entries(v, id)
     out[#out + 1] = (c[1] == '' and 'all' or c[1]) .. c[2] .. tail
     if vtail then
       out[#out + 1] = 'v' .. c[1] .. c[2] .. vtail
+    end
+  end
+  if v['_m'] then
+    -- Its indexed metadata: by key and value (m), and with its scorer (sm).
+    local names, pairs_ = fields_of(v['_m'])
+    for _, key in ipairs(names) do
+      local m = '\0' .. key .. '\0' .. pairs_[key]
+      out[#out + 1] = 'm' .. m .. tail
+      out[#out + 1] = 'sm' .. sc .. m .. tail
     end
   end
   if v['_ru'] ~= '' then

@@ -20,8 +20,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from kvstore._checks import check_items
-from kvstore.codec import FormatName, RecordCodec, pack_fields, record_codec, validate
+import msgspec
+
+from kvstore._checks import check_items, check_metadata
+from kvstore.codec import (
+    FormatName,
+    RecordCodec,
+    check_json,
+    pack_fields,
+    record_codec,
+    validate,
+)
 from kvstore.domains import _eval_scripts as scripts
 from kvstore.domains._base import (
     Domain,
@@ -53,6 +62,9 @@ _PERIODS = {"hour": 3_600_000_000, "day": 86_400_000_000}
 #: The most periods one ``score_stats`` call reads (41 days by the hour).
 MAX_PERIODS = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Longest metadata key and JSON-encoded value that the score index keeps.
+MAX_INDEXED_BYTES = 256
+_json = msgspec.json.Encoder()
 
 
 class EvalStore(Domain):
@@ -101,15 +113,17 @@ class EvalStore(Domain):
         to_date: datetime | None = None,
         min_score: float | None = None,
         max_score: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
         page: int = 0,
         per_page: int = 20,
     ) -> Page[Score]:
         """One page of scores, newest first; by score, highest first, with a score range.
 
         ``scorer_id``, ``entity`` and ``source`` combine freely with each other, with a
-        time window and with a score range; ``run_id`` and ``span`` combine with a time
-        window only. A time window and a score range do not combine: each is one range of
-        an index (by time, or by value), and both at once would need a scan. Every
+        time window and with a score range; ``metadata``, ``run_id`` and ``span`` combine
+        with a time window (and ``metadata`` with ``scorer_id``) only. A time window and a
+        score range do not combine: each is one range of an index (by time, or by value),
+        and both at once would need a scan. Every
         listing is one range of one index, read by one script per store bucket (five
         commands with one bucket) whatever the number of scores.
 
@@ -123,13 +137,16 @@ class EvalStore(Domain):
             to_date: Only scores made at or before this time.
             min_score: Only scores of at least this value; orders the page by score.
             max_score: Only scores of at most this value; orders the page by score.
+            metadata: Only scores whose ``metadata`` holds this key with this value
+                (equal as JSON: ``1`` is not ``1.0``); at most one ``{key: value}`` pair.
+                Indexed: top-level keys of at most 256 bytes whose value is a string,
+                number or boolean of at most 256 bytes in JSON.
             page: The page number, from 0.
             per_page: The page size, from 1 to 1000.
 
         Raises:
-            ValidationError: a filter is malformed, ``run_id`` or ``span`` is combined
-                with another filter than a time window, or a score range with a time
-                window.
+            ValidationError: a filter is malformed, or combined with one it does not
+                combine with (see above).
         """
         check_optional_id(scorer_id, "scorer_id")
         check_optional_id(run_id, "run_id")
@@ -147,9 +164,16 @@ class EvalStore(Domain):
                 "a score range cannot be combined with from_date or to_date",
                 field="min_score" if lowest is not None else "max_score",
             )
-        combined = [scorer_id, entity, source, lowest, highest]
+        pair = _metadata_filter(metadata)
+        combined = [scorer_id, entity, source, lowest, highest, pair]
         prefix: tuple[str, ...]
-        if run_id is not None:
+        if pair is not None:
+            if any(f is not None for f in (run_id, span, entity, source, lowest, highest)):
+                raise ValidationError(
+                    "metadata combines with scorer_id and a time window only", field="metadata"
+                )
+            prefix = ("m", *pair) if scorer_id is None else ("sm", scorer_id, *pair)
+        elif run_id is not None:
             if span is not None or any(f is not None for f in combined):
                 raise ValidationError(
                     "run_id cannot be combined with other filters", field="run_id"
@@ -372,17 +396,53 @@ class EvalStore(Domain):
             b"_h": lex_time(created // _PERIODS["hour"] * _PERIODS["hour"]),
             b"_dy": lex_time(created // _PERIODS["day"] * _PERIODS["day"]),
         }
+        indexed: list[bytes] = []
+        for key, value in score.metadata.items():
+            encoded = _indexed_value(value)
+            if encoded is not None and len(key.encode()) <= MAX_INDEXED_BYTES:
+                indexed += (lex_escape(key).encode(), lex_escape(encoded).encode())
         flat = self._scores.fields(score, "score")
         for name, value in internal.items():
             flat += (name, (value if name == b"_c" else lex_escape(value)).encode())
         for name, value in aggregated.items():
             flat += (name, value.encode())
+        flat += (b"_m", pack_fields(indexed))
         return pack_fields(flat)
 
 
 def _script_keys(bucket: Bucket) -> list[str]:
     """What WRITE_SCORES and DELETE_SCORE touch, in the order they name them."""
     return [bucket.scores, bucket.score_index, bucket.score_values, bucket.score_sums]
+
+
+def _indexed_value(value: Any) -> str | None:
+    """A metadata value as the score index spells it (JSON), or None if not indexed."""
+    if not isinstance(value, str | int | float | bool):
+        return None
+    try:
+        encoded = _json.encode(value)
+    except (msgspec.EncodeError, OverflowError):
+        return None  # not JSON (NaN, a lone surrogate, a huge int): the record refuses it
+    return encoded.decode() if len(encoded) <= MAX_INDEXED_BYTES else None
+
+
+def _metadata_filter(metadata: Any) -> tuple[str, str] | None:
+    """The ``(key, JSON value)`` a ``metadata`` filter asks for, or None."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping) or len(metadata) > 1:
+        raise ValidationError("expected at most one {key: value} pair", field="metadata")
+    if not metadata:
+        return None
+    ((key, value),) = check_metadata(metadata, "metadata").items()
+    check_json(value, f"metadata.{key}")
+    encoded = _indexed_value(value)
+    if len(key.encode()) > MAX_INDEXED_BYTES or encoded is None:
+        raise ValidationError(
+            f"only strings, numbers and booleans of at most {MAX_INDEXED_BYTES} bytes are indexed",
+            field="metadata",
+        )
+    return (key, encoded)
 
 
 def _check_value(value: Any, name: str) -> float | None:

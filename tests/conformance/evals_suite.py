@@ -547,3 +547,91 @@ class EvalsSuite:
             with pytest.raises(ValidationError) as caught:
                 await call()
             assert caught.value.field == field
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    async def test_evals_metadata_equality_with_scorer_and_time_window(
+        self, store: Storage
+    ) -> None:
+        metas: list[dict[str, Any]] = [
+            {"model": "gpt-4o", "v": 1, "ok": True},
+            {"model": "gpt-4o", "v": 1.0, "ok": False, "nested": {"model": "gpt-4o"}},
+            {"model": "claude", "v": 2, "weird key\n:{}": "a\x00b", "": "empty"},
+            {"model": "x" * 300, "long": "y" * 254},
+            {},
+        ]
+        saved = []
+        for i in range(15):
+            saved.append(
+                await store.evals.save_score(
+                    score(
+                        f"s{i:02d}",
+                        i * 60,
+                        scorer_id=("relevance", "toxicity")[i % 2],
+                        metadata=metas[i % len(metas)],
+                    )
+                )
+            )
+        newest_first = saved[::-1]
+        pairs: list[tuple[str, Any]] = [
+            ("model", "gpt-4o"),
+            ("model", "claude"),
+            ("v", 1),
+            ("v", 1.0),  # JSON tells 1 and 1.0 apart
+            ("ok", True),
+            ("ok", False),
+            ("weird key\n:{}", "a\x00b"),
+            ("", "empty"),
+            ("long", "y" * 254),
+            ("model", "nobody"),
+        ]
+        for (key, value), scorer, window in itertools.product(
+            pairs, [None, "toxicity"], [(None, None), (at(120), at(600))]
+        ):
+            expected = [
+                s
+                for s in newest_first
+                if key in s.metadata
+                and s.metadata[key] == value
+                and type(s.metadata[key]) is type(value)
+                and scorer in (None, s.scorer_id)
+                and (window[0] is None or window[0] <= s.created_at <= window[1])
+            ]
+            got = await self._pages(
+                store,
+                metadata={key: value},
+                scorer_id=scorer,
+                from_date=window[0],
+                to_date=window[1],
+            )
+            assert got == expected, (key, value, scorer, window)
+        # A replace moves its metadata entries; a delete removes them.
+        await store.evals.save_score(score("s00", 0, metadata={"model": "claude"}))
+        await store.evals.delete_score("s05")
+        got = await store.evals.list_scores(metadata={"model": "gpt-4o"}, per_page=100)
+        assert [s.id for s in got.items] == ["s11", "s10", "s06", "s01"]
+        claude = await store.evals.list_scores(metadata={"model": "claude"}, per_page=100)
+        assert [s.id for s in claude.items] == ["s12", "s07", "s02", "s00"]
+        assert (await store.evals.list_scores(metadata={})).total == 14
+
+    async def test_evals_metadata_filters_refused(self, store: Storage) -> None:
+        evals = store.evals
+        cases: list[tuple[Any, str]] = [
+            (lambda: evals.list_scores(metadata={"a": 1, "b": 2}), "metadata"),
+            (lambda: evals.list_scores(metadata=[("a", 1)]), "metadata"),
+            (lambda: evals.list_scores(metadata={"a": {"b": 1}}), "metadata"),
+            (lambda: evals.list_scores(metadata={"a": None}), "metadata"),
+            (lambda: evals.list_scores(metadata={"a": "x" * 300}), "metadata"),
+            (lambda: evals.list_scores(metadata={"k" * 257: 1}), "metadata"),
+            (lambda: evals.list_scores(metadata={1: 1}), "metadata"),
+            (lambda: evals.list_scores(metadata={"a": float("nan")}), "metadata.a"),
+            (lambda: evals.list_scores(metadata={"a": 1}, source="live"), "metadata"),
+            (lambda: evals.list_scores(metadata={"a": 1}, entity=("e", "f")), "metadata"),
+            (lambda: evals.list_scores(metadata={"a": 1}, run_id="r"), "metadata"),
+            (lambda: evals.list_scores(metadata={"a": 1}, span=("t", "s")), "metadata"),
+            (lambda: evals.list_scores(metadata={"a": 1}, min_score=0), "metadata"),
+        ]
+        for call, field in cases:
+            with pytest.raises(ValidationError) as caught:
+                await call()
+            assert caught.value.field == field
