@@ -177,6 +177,7 @@ class EvalsSuite:
             lambda: evals.list_scores(run_id="r"),
             lambda: evals.list_scores(scorer_id="relevance", from_date=at(-5), to_date=at(5)),
             lambda: evals.list_scores(entity=("a", "b"), min_score=0, max_score=1),
+            lambda: evals.list_scores(scorer_id="relevance", metadata={"k": "v"}, to_date=at(5)),
             lambda: evals.score_stats("relevance", from_date=at(0), to_date=at(86_400)),
             lambda: evals.score_stats(
                 "relevance", from_date=at(0), to_date=at(86_400 * 999), bucket="day"

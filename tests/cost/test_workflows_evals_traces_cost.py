@@ -103,6 +103,7 @@ async def test_eval_calls_cost_is_flat(redis_store: Storage, count_commands: Cou
                     entity_id=f"agent-{i % 4}",
                     trace_id=f"trace-{i}",
                     span_id="span",
+                    metadata={"judge": f"j{i % 2}"},
                     created_at=T0 + timedelta(seconds=i),
                 )
             )
@@ -130,6 +131,7 @@ async def test_eval_calls_cost_is_flat(redis_store: Storage, count_commands: Cou
                 lambda: evals.list_scores(run_id="run-3", from_date=T0, per_page=5),
                 lambda: evals.list_scores(scorer_id="scorer-1", min_score=0.05, max_score=0.1),
                 lambda: evals.list_scores(entity=("agent", "agent-2"), min_score=0.1),
+                lambda: evals.list_scores(scorer_id="scorer-2", metadata={"judge": "j1"}),
                 lambda: evals.score_stats(
                     "scorer-1", from_date=T0, to_date=T0 + timedelta(hours=23)
                 ),
@@ -155,6 +157,7 @@ async def test_eval_calls_cost_is_flat(redis_store: Storage, count_commands: Cou
         LISTING,
         LISTING,  # a score range too, of the index by value
         LISTING,
+        LISTING,  # and metadata, of its entries by key and value
         2 + 2 * 24,  # EVALSHA, HMGET (the sums), per hour two ZRANGEs (lowest, highest)
         2 + 2 * 7,
     )

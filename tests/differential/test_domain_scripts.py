@@ -183,6 +183,19 @@ async def _eval_calls(store: Storage) -> None:
         await evals.save_score(
             Score(id=f"v{i}", scorer_id="scorer-0", score=value, created_at=_at(i * 1200))
         )
+    await evals.save_score(
+        Score(
+            id="m1",
+            scorer_id="scorer-0",
+            score=0.5,
+            metadata={"model": "gpt-4o", "n": 1, "": WEIRD[1], WEIRD[2]: True, "x": {"y": 1}},
+            created_at=_at(5),
+        )
+    )
+    await evals.save_score(
+        Score(id="m1", scorer_id="scorer-1", score=0.5, metadata={"model": "b"}, created_at=_at(6))
+    )
+    await evals.list_scores(metadata={"model": "b"}, scorer_id="scorer-1", from_date=_at(0))
     await evals.delete_score("v0")
     await evals.save_score(Score(id="v1", scorer_id="scorer-0", score=-3.5, created_at=_at(2)))
     await evals.score_stats("scorer-0", from_date=_at(0), to_date=_at(9000))
