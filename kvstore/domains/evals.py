@@ -261,9 +261,7 @@ class EvalStore(Domain):
         if last < first:
             raise ValidationError("must not be before from_date", field="to_date")
         if last - first >= MAX_PERIODS:
-            raise ValidationError(
-                f"spans more than {MAX_PERIODS} periods of a {bucket}", field="to_date"
-            )
+            raise ValidationError(f"spans more than {MAX_PERIODS} {bucket}s", field="to_date")
         periods = [p * length for p in range(first, last + 1)]
         kind = bucket[0]
         keys = await self._keys()
