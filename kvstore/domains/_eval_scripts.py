@@ -16,7 +16,8 @@ and highest are the first and the last member under a prefix, exact after any de
 ``score_sums`` holds ``<count> <partial> <partial>...``: the count and the exact sum as
 non-overlapping doubles (Shewchuk's expansion, the one ``math.fsum`` keeps), so adding a
 score and taking it away again leaves the sum exactly as it was. Work per score is bounded:
-an expansion of doubles holds at most about 40 partials.
+non-overlapping partials are bounded in number by the doubles' exponent range, not by the
+number of scores.
 """
 
 from __future__ import annotations

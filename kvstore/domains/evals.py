@@ -1,4 +1,5 @@
-"""Evals: every score with its reason, listed by scorer, entity, source, run or span.
+"""Evals: every score with its reason, listed by scorer, entity, source, run, span, time,
+value or metadata, and aggregated per scorer by hour and by day.
 
 Key schema (layout 2, see :mod:`kvstore.keys`). A score lives in the bucket of its id:
 
@@ -6,10 +7,16 @@ Key schema (layout 2, see :mod:`kvstore.keys`). A score lives in the bucket of i
   naming what it is indexed under (see :mod:`~kvstore.domains._eval_scripts`).
 * ``score_index`` (bucket lex index): per score, one entry for every combination of its
   scorer (``s``), entity (``e``: type and id) and source (``o``), all of them (``all``), its
-  run (``r``) and its span (``p``): ``<filters>\0<values>\0<created>\0<id>``.
+  run (``r``) and its span (``p``): ``<filters>\0<values>\0<created>\0<id>``; the same
+  combinations by value (``v`` + the tag): ``<filters>\0<values>\0<value>\0<created>\0<id>``;
+  and per indexed metadata key, alone (``m``) and with its scorer (``sm``).
+* ``score_values`` (bucket lex index) and ``score_sums`` (bucket hash): per scorer and hour
+  or day, the bucket's scores by value and their count and exact sum.
 
-Every call is one round trip; ``save_score`` and ``delete_score`` one script on one bucket,
-listings one script per bucket (see :func:`~kvstore.domains._base.list_index`).
+Every call is one round trip; ``save_score`` and ``delete_score`` one script on one bucket
+(10 commands; 17 for a replace), listings one script per bucket (see
+:func:`~kvstore.domains._base.list_index`), ``score_stats`` one script per bucket
+(``2 + 2 * periods`` commands each).
 """
 
 from __future__ import annotations
