@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 
 from kvstore import CorruptRecordError, Score, ScoreStats, Storage, ValidationError
+from kvstore.codec import pack_fields, unpack_fields
+from kvstore.domains._base import micros
+from kvstore.keys import lex_time
 from tests.support.counting import CountingDriver
 from tests.support.walks import assert_bucket_order, walk_all
 
@@ -636,3 +639,68 @@ class EvalsSuite:
             with pytest.raises(ValidationError) as caught:
                 await call()
             assert caught.value.field == field
+
+    async def test_evals_scores_saved_before_the_value_index_are_tolerated(
+        self, store: Storage
+    ) -> None:
+        """A score written before ``_v``, ``_x``, ``_h``, ``_dy`` and ``_m`` existed: its
+        record lacks them and only its time entries exist. Listings by time show it; score
+        ranges, metadata filters and aggregates leave it out; replacing or deleting it
+        leaves the aggregates exact."""
+        evals = store.evals
+        keys = await store.keys()
+        await evals.save_score(score("new", 10, score=1.0, metadata={"m": 1}))
+        old = score("old", 20, score=5.0, metadata={"m": 1})
+        saved = await evals.save_score(old)
+        bucket = keys.bucket_of("old")
+        (packed,) = await store.driver.execute([("HGET", bucket.scores, "old")])
+        assert isinstance(packed, bytes)
+        flat = unpack_fields(packed)
+        legacy = [
+            (flat[i], flat[i + 1])
+            for i in range(0, len(flat), 2)
+            if flat[i] not in (b"_v", b"_x", b"_h", b"_dy", b"_m")
+        ]
+        assert len(legacy) == len(flat) // 2 - 5
+        # What the layout-2 scripts before this change made of it.
+        created = lex_time(micros(old.created_at))
+        tail = f"\0{created}\0old"
+        await evals.delete_score("old")
+        await store.driver.execute(
+            [
+                ("HSET", bucket.scores, "old", pack_fields([x for pair in legacy for x in pair])),
+                (
+                    "ZADD",
+                    bucket.score_index,
+                    *(
+                        x
+                        for member in (
+                            "all" + tail,
+                            "s\0relevance" + tail,
+                            "o\0live" + tail,
+                            "so\0relevance\0live" + tail,
+                        )
+                        for x in (0, member)
+                    ),
+                ),
+            ]
+        )
+        assert await evals.get_score("old") == saved
+        assert [s.id for s in (await evals.list_scores(scorer_id="relevance")).items] == [
+            "old",
+            "new",
+        ]
+        assert [s.id for s in (await evals.list_scores(min_score=0)).items] == ["new"]
+        assert [s.id for s in (await evals.list_scores(metadata={"m": 1})).items] == ["new"]
+        one = [ScoreStats(start=at(0), count=1, mean=1.0, min=1.0, max=1.0)]
+        assert await evals.score_stats("relevance", from_date=at(0), to_date=at(0)) == one
+        # Deleting it takes nothing from the aggregates; replacing it adds it to them.
+        assert await evals.delete_score("old") is True
+        assert await evals.score_stats("relevance", from_date=at(0), to_date=at(0)) == one
+        await store.driver.execute(
+            [("HSET", bucket.scores, "old", pack_fields([x for pair in legacy for x in pair]))]
+        )
+        await evals.save_score(old)
+        both = [ScoreStats(start=at(0), count=2, mean=3.0, min=1.0, max=5.0)]
+        assert await evals.score_stats("relevance", from_date=at(0), to_date=at(0)) == both
+        assert [s.id for s in (await evals.list_scores(min_score=0)).items] == ["old", "new"]
