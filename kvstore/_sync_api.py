@@ -471,9 +471,9 @@ class BlockingEvalStore(Protocol):
         time window and with a score range; ``metadata``, ``run_id`` and ``span`` combine
         with a time window (and ``metadata`` with ``scorer_id``) only. A time window and a
         score range do not combine: each is one range of an index (by time, or by value),
-        and both at once would need a scan. Every
-        listing is one range of one index, read by one script per store bucket (five
-        commands with one bucket) whatever the number of scores.
+        and both at once would need a scan. Every listing is one range of one index, read
+        by one script per store bucket (five commands with one bucket) whatever the number
+        of scores.
 
         Args:
             scorer_id: Only this scorer's scores.

@@ -130,9 +130,9 @@ class EvalStore(Domain):
         time window and with a score range; ``metadata``, ``run_id`` and ``span`` combine
         with a time window (and ``metadata`` with ``scorer_id``) only. A time window and a
         score range do not combine: each is one range of an index (by time, or by value),
-        and both at once would need a scan. Every
-        listing is one range of one index, read by one script per store bucket (five
-        commands with one bucket) whatever the number of scores.
+        and both at once would need a scan. Every listing is one range of one index, read
+        by one script per store bucket (five commands with one bucket) whatever the number
+        of scores.
 
         Args:
             scorer_id: Only this scorer's scores.
@@ -285,17 +285,17 @@ class EvalStore(Domain):
         merged: list[tuple[int, list[float], float | None, float | None]] = [
             (0, [], None, None) for _ in periods
         ]
-        for reply in replies:
+        for b, reply in zip(keys.all_buckets, replies, strict=True):
             for i, row in enumerate(as_list(reply)):
                 sums, lowest, highest = as_list(row)
                 if sums is None:
                     continue
-                count, *partials = sums.split()
+                count, partials = _sums_of(sums, b.score_sums)
                 n, parts, mn, mx = merged[i]
-                value_low, value_high = _value_of(lowest), _value_of(highest)
+                value_low, value_high = (_value_of(v, b.score_values) for v in (lowest, highest))
                 merged[i] = (
-                    n + int(count),
-                    parts + [float(p) for p in partials],
+                    n + count,
+                    parts + partials,
                     value_low if mn is None else min(mn, value_low),
                     value_high if mx is None else max(mx, value_high),
                 )
@@ -471,10 +471,19 @@ def _value_key(value: float) -> str:
     return f"{bits:016x}"
 
 
-def _value_of(key: bytes | None) -> float:
-    """The inverse of :func:`_value_key`."""
+def _sums_of(raw: bytes, where: str) -> tuple[int, list[float]]:
+    """A period's count and the partials of its exact sum, as ``score_sums`` holds them."""
+    try:
+        count, *partials = raw.split()
+        return int(count), [float(p) for p in partials]
+    except ValueError:
+        raise CorruptRecordError(where, f"not a count and sum: {raw[:80]!r}") from None
+
+
+def _value_of(key: bytes | None, where: str) -> float:
+    """The inverse of :func:`_value_key`; ``where`` names the key it was read from."""
     if key is None:
-        raise CorruptRecordError("score_values", "a period with scores has no values")
+        raise CorruptRecordError(where, "a period with scores has no values")
     bits = int(key, 16)
     bits = bits ^ 1 << 63 if bits >> 63 else bits ^ 0xFFFF_FFFF_FFFF_FFFF
     (value,) = struct.unpack(">d", struct.pack(">Q", bits))

@@ -704,3 +704,13 @@ class EvalsSuite:
         both = [ScoreStats(start=at(0), count=2, mean=3.0, min=1.0, max=5.0)]
         assert await evals.score_stats("relevance", from_date=at(0), to_date=at(0)) == both
         assert [s.id for s in (await evals.list_scores(min_score=0)).items] == ["old", "new"]
+
+    async def test_evals_corrupt_aggregates_name_their_key(self, store: Storage) -> None:
+        await store.evals.save_score(score("s1", 0))
+        bucket = (await store.keys()).bucket_of("s1")
+        await store.driver.execute(
+            [("HSET", bucket.score_sums, f"h\0relevance\0{lex_time(micros(at(0)))}", "x y")]
+        )
+        with pytest.raises(CorruptRecordError) as caught:
+            await store.evals.score_stats("relevance", from_date=at(0), to_date=at(0))
+        assert caught.value.key == bucket.score_sums
