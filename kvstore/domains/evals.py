@@ -72,6 +72,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Longest metadata key and JSON-encoded value that the score index keeps.
 MAX_INDEXED_BYTES = 256
 _json = msgspec.json.Encoder()
+#: Scales a sum that overflows a double back into range (a power of two: exact).
+_SCALE = 2.0**-64
 
 
 class EvalStore(Domain):
@@ -303,7 +305,7 @@ class EvalStore(Domain):
             ScoreStats(
                 start=_EPOCH + timedelta(microseconds=period),
                 count=n,
-                mean=math.fsum(parts) / n,
+                mean=_mean(parts, n),
                 min=mn,
                 max=mx,
             )
@@ -469,6 +471,15 @@ def _value_key(value: float) -> str:
     (bits,) = struct.unpack(">Q", struct.pack(">d", value + 0.0))
     bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | 1 << 63
     return f"{bits:016x}"
+
+
+def _mean(partials: list[float], count: int) -> float:
+    """The correctly rounded sum of ``partials`` over ``count``, also when the sum itself
+    is beyond the largest double (scaled by a power of two, which is exact)."""
+    try:
+        return math.fsum(partials) / count
+    except OverflowError:
+        return math.fsum(p * _SCALE for p in partials) / count / _SCALE
 
 
 def _sums_of(raw: bytes, where: str) -> tuple[int, list[float]]:
