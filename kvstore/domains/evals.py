@@ -71,6 +71,8 @@ MAX_PERIODS = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Longest metadata key and JSON-encoded value that the score index keeps.
 MAX_INDEXED_BYTES = 256
+#: How many metadata keys of a score are indexed at most (the first ones that qualify).
+MAX_INDEXED_KEYS = 64
 _json = msgspec.json.Encoder()
 #: Scales a sum that overflows a double back into range (a power of two: exact).
 _SCALE = 2.0**-64
@@ -148,8 +150,8 @@ class EvalStore(Domain):
             max_score: Only scores of at most this value; orders the page by score.
             metadata: Only scores whose ``metadata`` holds this key with this value
                 (equal as JSON: ``1`` is not ``1.0``); at most one ``{key: value}`` pair.
-                Indexed: top-level keys of at most 256 bytes whose value is a string,
-                number or boolean of at most 256 bytes in JSON.
+                Indexed: the first 64 top-level keys of at most 256 bytes whose value is
+                a string, number or boolean of at most 256 bytes in JSON.
             page: The page number, from 0.
             per_page: The page size, from 1 to 1000.
 
@@ -408,6 +410,8 @@ class EvalStore(Domain):
             encoded = _indexed_value(value)
             if encoded is not None and len(key.encode()) <= MAX_INDEXED_BYTES:
                 indexed += (lex_escape(key).encode(), lex_escape(encoded).encode())
+                if len(indexed) == 2 * MAX_INDEXED_KEYS:
+                    break  # a write's work stays bounded whatever the metadata holds
         flat = self._scores.fields(score, "score")
         for name, value in internal.items():
             flat += (name, (value if name == b"_c" else lex_escape(value)).encode())

@@ -714,3 +714,12 @@ class EvalsSuite:
         with pytest.raises(CorruptRecordError) as caught:
             await store.evals.score_stats("relevance", from_date=at(0), to_date=at(0))
         assert caught.value.key == bucket.score_sums
+
+    async def test_evals_the_first_64_metadata_keys_are_indexed(self, store: Storage) -> None:
+        many = {"nested": {"a": 1}, **{f"k{i}": i for i in range(100)}}
+        await store.evals.save_score(score("s1", 0, metadata=many))
+        assert (await store.evals.list_scores(metadata={"k63": 63})).total == 1
+        assert (await store.evals.list_scores(metadata={"k64": 64})).total == 0
+        assert await store.evals.get_score("s1") == score("s1", 0, metadata=many)
+        assert await store.evals.delete_score("s1") is True
+        assert (await store.evals.list_scores(metadata={"k0": 0})).total == 0
