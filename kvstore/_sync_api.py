@@ -487,8 +487,8 @@ class BlockingEvalStore(Protocol):
             max_score: Only scores of at most this value; orders the page by score.
             metadata: Only scores whose ``metadata`` holds this key with this value
                 (equal as JSON: ``1`` is not ``1.0``); at most one ``{key: value}`` pair.
-                Indexed: top-level keys of at most 256 bytes whose value is a string,
-                number or boolean of at most 256 bytes in JSON.
+                Indexed: the first 64 top-level keys of at most 256 bytes whose value is
+                a string, number or boolean of at most 256 bytes in JSON.
             page: The page number, from 0.
             per_page: The page size, from 1 to 1000.
 
