@@ -482,6 +482,43 @@ def operations(size: Dataset) -> list[Op]:
             lambda s: s.evals.list_scores(scorer_id=SCORER, per_page=20),
         ),
         Op("evals", "list_scores (run id)", lambda s: s.evals.list_scores(run_id="run-1")),
+        # The filters came with score_stats: a checkout that has it has them.
+        Op(
+            "evals",
+            "list_scores (scorer, time window)",
+            lambda s: s.evals.list_scores(
+                scorer_id=SCORER,
+                from_date=_data.EPOCH + timedelta(seconds=100),
+                to_date=_data.EPOCH + timedelta(seconds=400),
+                per_page=20,
+            ),
+            method="score_stats",
+        ),
+        Op(
+            "evals",
+            "list_scores (scorer, score range)",
+            lambda s: s.evals.list_scores(scorer_id=SCORER, min_score=0.8, per_page=20),
+            method="score_stats",
+        ),
+        Op(
+            "evals",
+            "score_stats (24 hours)",
+            lambda s: s.evals.score_stats(
+                SCORER, from_date=_data.EPOCH, to_date=_data.EPOCH + timedelta(hours=23)
+            ),
+            method="score_stats",
+        ),
+        Op(
+            "evals",
+            "score_stats (30 days)",
+            lambda s: s.evals.score_stats(
+                SCORER,
+                from_date=_data.EPOCH,
+                to_date=_data.EPOCH + timedelta(days=29),
+                bucket="day",
+            ),
+            method="score_stats",
+        ),
         Op(
             "evals",
             "delete_score",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         Resource,
         Score,
         ScoreSource,
+        ScoreStats,
         Span,
         SpanEvent,
         SpanStatus,
@@ -709,13 +710,23 @@ class BlockingEvalStore(Protocol):
         entity: tuple[str, str] | None = None,
         span: tuple[str, str] | None = None,
         source: ScoreSource | None = None,
+        from_date: datetime | None = None,
+        to_date: datetime | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
         page: int = 0,
         per_page: int = 20,
     ) -> Page[Score]:
-        """One page of scores, newest first.
+        """One page of scores, newest first; by score, highest first, with a score range.
 
-        ``scorer_id``, ``entity`` and ``source`` combine freely; ``run_id`` and ``span``
-        are used alone. Costs ``per_page + 2`` commands whatever the number of scores.
+        ``scorer_id``, ``entity`` and ``source`` combine freely with each other, with a
+        time window and with a score range; ``metadata``, ``run_id`` and ``span`` combine
+        with a time window (and ``metadata`` with ``scorer_id``) only. A time window and a
+        score range do not combine: each is one range of an index (by time, or by value),
+        and both at once would need a scan. Every listing is one range of one index, read
+        by one script per store bucket (five commands with one bucket) whatever the number
+        of scores.
 
         Args:
             scorer_id: Only this scorer's scores.
@@ -723,18 +734,56 @@ class BlockingEvalStore(Protocol):
             entity: Only scores of this ``(entity_type, entity_id)``.
             span: Only scores of this ``(trace_id, span_id)``.
             source: Only ``"live"`` or only ``"test"`` scores.
+            from_date: Only scores made at or after this time.
+            to_date: Only scores made at or before this time.
+            min_score: Only scores of at least this value; orders the page by score.
+            max_score: Only scores of at most this value; orders the page by score.
+            metadata: Only scores whose ``metadata`` holds this key with this value
+                (equal as JSON: ``1`` is not ``1.0``); at most one ``{key: value}`` pair.
+                Indexed: the first 64 top-level keys of at most 256 bytes whose value is
+                a string, number or boolean of at most 256 bytes in JSON.
             page: The page number, from 0.
             per_page: The page size, from 1 to 1000.
 
         Raises:
-            ValidationError: a filter is malformed, or ``run_id`` or ``span`` is combined
-                with another filter.
+            ValidationError: a filter is malformed, or combined with one it does not
+                combine with (see above).
         """
 
     def delete_score(self, score_id: str) -> bool:
         """Delete a score and its index entries. Returns whether it existed.
 
         Not retried after a lost reply, so that the answer is never wrong.
+        """
+
+    def score_stats(
+        self,
+        scorer_id: str,
+        *,
+        from_date: datetime,
+        to_date: datetime,
+        bucket: Literal["hour", "day"] = "hour",
+    ) -> list[ScoreStats]:
+        """A scorer's count, mean, lowest and highest score per hour or per day (UTC).
+
+        The aggregates are kept as scores are saved, replaced and deleted, so they are
+        exact at every moment and reading them costs the same whatever the number of
+        scores: one script per store bucket, ``2 + 2 * periods`` commands each. Scores of
+        both sources count.
+
+        Args:
+            scorer_id: The scorer.
+            from_date: The window's start: the period holding it is the first one.
+            to_date: The window's end: the period holding it is the last one.
+            bucket: ``"hour"`` or ``"day"``: the periods' length.
+
+        Returns:
+            One :class:`ScoreStats` per period that holds scores, oldest first; periods
+            are whole (a score made in the first period before ``from_date`` counts).
+
+        Raises:
+            ValidationError: a malformed argument, ``to_date`` before ``from_date``, or a
+                window of more than 1000 periods (``to_date``).
         """
 
     def export_scores(self, *, cursor: str | None = None, count: int = 100) -> Chunk[Score]:

@@ -154,6 +154,10 @@ class Bucket:
             created again.
         scores: hash, score id -> score record.
         score_index: lex index of the bucket's scores.
+        score_values: lex index of the bucket's scores by scorer, period (hour and day) and
+            value: what a period's exact minimum and maximum are read from.
+        score_sums: hash, scorer and period -> the count and exact sum (as partials) of the
+            bucket's scores in that period.
         traces: hash, trace id -> trace summary.
         trace_index: lex index of the bucket's traces.
     """
@@ -173,6 +177,8 @@ class Bucket:
     run_tokens: str
     scores: str
     score_index: str
+    score_values: str
+    score_sums: str
     traces: str
     trace_index: str
 
@@ -232,6 +238,8 @@ class Keys:
             run_tokens=root + "run_tokens",
             scores=root + "scores",
             score_index=root + "score_index",
+            score_values=root + "score_values",
+            score_sums=root + "score_sums",
             traces=root + "traces",
             trace_index=root + "trace_index",
         )

@@ -24,6 +24,7 @@ __all__ = [
     "Role",
     "Score",
     "ScoreSource",
+    "ScoreStats",
     "Span",
     "SpanEvent",
     "SpanKind",
@@ -285,6 +286,24 @@ class Score(_Record, kw_only=True, frozen=True):
     source: ScoreSource = "live"
     metadata: dict[str, Any] = {}
     created_at: UTCDateTime = msgspec.field(default_factory=utc_now)
+
+
+class ScoreStats(msgspec.Struct, kw_only=True, frozen=True):
+    """One scorer's scores in one period (an hour or a day, UTC), from ``score_stats``.
+
+    Attributes:
+        start: When the period starts.
+        count: How many scores were made in it (at least 1).
+        mean: Their mean: the correctly rounded sum divided by ``count``.
+        min: The lowest score.
+        max: The highest score.
+    """
+
+    start: UTCDateTime
+    count: int
+    mean: float
+    min: float
+    max: float
 
 
 # -- traces -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Inspection: ``threads``, ``messages``, ``runs``, ``scores``, ``traces``, ``trace``."""
+"""Inspection: ``threads``, ``messages``, ``runs``, ``scores``, ``score-stats``, ``traces``,
+``trace``."""
 
 from __future__ import annotations
 
@@ -263,6 +264,15 @@ def _entity(value: str | None) -> tuple[str, str] | None:
 @click.option("--run", "run_id", help="Only the scores of this run (not combinable).")
 @click.option("--entity", metavar="TYPE:ID", help="Only scores of this entity.")
 @click.option("--source", type=click.Choice(["live", "test"]), help="Only live or test scores.")
+@click.option("--since", metavar="WHEN", help="Only scores made since: 2h, 7d, or ISO 8601.")
+@click.option("--until", metavar="WHEN", help="Only scores made until then.")
+@click.option("--min", "min_score", type=float, help="Only scores of at least this; highest first.")
+@click.option("--max", "max_score", type=float, help="Only scores of at most this; highest first.")
+@click.option(
+    "--meta",
+    metavar="KEY=VALUE",
+    help="Only scores whose metadata has KEY equal to VALUE (read as JSON if it is: 1, true).",
+)
 @_limit_option
 @_page_option
 @_json_option
@@ -274,13 +284,25 @@ def scores(
     run_id: str | None,
     entity: str | None,
     source: ScoreSource | None,
+    since: str | None,
+    until: str | None,
+    min_score: float | None,
+    max_score: float | None,
+    meta: str | None,
     limit: int,
     page: int,
     as_json: bool,
 ) -> None:
-    """List eval scores, newest first."""
+    """List eval scores, newest first (by score with --min or --max).
+
+    A time window does not combine with --min or --max; --run and --meta combine with a
+    time window (and --meta with --scorer) only.
+    """
     store_url = resolve_url(url)
     pair = _entity(entity)
+    from_date = None if since is None else parse_when(since)
+    to_date = None if until is None else parse_when(until)
+    metadata = _meta(meta)
 
     async def main() -> None:
         async with open_store(store_url, namespace) as store:
@@ -289,6 +311,11 @@ def scores(
                 run_id=run_id,
                 entity=pair,
                 source=source,
+                from_date=from_date,
+                to_date=to_date,
+                min_score=min_score,
+                max_score=max_score,
+                metadata=metadata,
                 page=page,
                 per_page=limit,
             )
@@ -309,6 +336,70 @@ def scores(
         ]
         columns = ["scorer", "score", "run", "entity", "source", "created", "reason"]
         show(out, f"scores ({len(rows)} of {listing.total})", table(columns, rows))
+
+    run(main)
+
+
+def _meta(value: str | None) -> dict[str, Any] | None:
+    """``KEY=VALUE`` as a metadata filter; VALUE is JSON when it parses as JSON."""
+    if value is None:
+        return None
+    key, sep, text = value.partition("=")
+    if not sep:
+        raise click.BadParameter(f"expected KEY=VALUE, such as model=gpt-4o, not {value!r}")
+    try:
+        parsed: Any = json.loads(text)
+    except ValueError:
+        parsed = text
+    return {key: parsed}
+
+
+@click.command("score-stats")
+@click.argument("scorer")
+@store_options
+@click.option(
+    "--since", metavar="WHEN", default="1d", show_default=True, help="From: 2h, 7d, or ISO 8601."
+)
+@click.option("--until", metavar="WHEN", help="Until then (default: now).")
+@click.option(
+    "--by",
+    "bucket",
+    type=click.Choice(["hour", "day"]),
+    default="hour",
+    show_default=True,
+    help="Period length (UTC); at most 1000 periods.",
+)
+@_json_option
+def score_stats(
+    *,
+    scorer: str,
+    url: str | None,
+    namespace: str,
+    since: str,
+    until: str | None,
+    bucket: Literal["hour", "day"],
+    as_json: bool,
+) -> None:
+    """Show a scorer's count, mean, min and max per hour or day (periods with scores)."""
+    store_url = resolve_url(url)
+    from_date = parse_when(since)
+    to_date = datetime.now(UTC) if until is None else parse_when(until)
+    length = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    periods = (to_date - epoch) // length - (from_date - epoch) // length + 1
+
+    async def main() -> None:
+        async with open_store(store_url, namespace) as store:
+            stats = await store.evals.score_stats(
+                scorer, from_date=from_date, to_date=to_date, bucket=bucket
+            )
+        if as_json:
+            json_lines(stats)
+            return
+        rows = [(when(s.start), s.count, f"{s.mean:g}", f"{s.min:g}", f"{s.max:g}") for s in stats]
+        columns = [bucket, "count", "mean", "min", "max"]
+        title = f"{scorer} by {bucket} ({len(rows)} of {periods} {bucket}s with scores)"
+        show(out, title, table(columns, rows))
 
     run(main)
 
@@ -428,4 +519,4 @@ def trace(*, trace_id: str, url: str | None, namespace: str, as_json: bool) -> N
     run(main)
 
 
-COMMANDS = [threads, messages, runs, scores, traces, trace]
+COMMANDS = [threads, messages, runs, scores, score_stats, traces, trace]

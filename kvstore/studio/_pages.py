@@ -325,8 +325,13 @@ class Pages:
             "run": _text(request, "run"),
             "trace": _text(request, "trace"),
             "span": _text(request, "span"),
+            "since": _text(request, "since"),
+            "until": _text(request, "until"),
+            "min": _text(request, "min"),
+            "max": _text(request, "max"),
         }
         page = _int(request, "page", 0)
+        now = datetime.now(UTC)
         entity = None
         if filters["entity_type"] or filters["entity_id"]:
             if not (filters["entity_type"] and filters["entity_id"]):
@@ -345,6 +350,10 @@ class Pages:
             "entity": entity,
             "span": span,
             "source": filters["source"],
+            "from_date": _moment(filters["since"], "since", now) if filters["since"] else None,
+            "to_date": _moment(filters["until"], "until", now) if filters["until"] else None,
+            "min_score": _number(filters["min"], "min"),
+            "max_score": _number(filters["max"], "max"),
         }
         store = await self.store()
         listing, plotted = await gather(
@@ -454,6 +463,16 @@ def _int(request: Request, name: str, default: int, *, low: int = 0, high: int =
 
 _AGE = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d|w)")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _number(value: str | None, name: str) -> float | None:
+    """A number given in the address, or None."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise BadRequestError(f"{name!r} must be a number, not {value!r}.") from None
 
 
 def _moment(value: str, name: str, now: datetime) -> datetime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import socket
@@ -173,6 +174,54 @@ def test_inspection_commands(tmp_path: Path, redis_urls: tuple[str, str]) -> Non
     assert sorted(r["workflow_name"] for r in runs) == ["checkout", "wf:{x}"]
     scores = kv("scores", "--entity", "agent:a:b", "--json", *store, cwd=tmp_path)
     assert [s["entity_id"] for s in json_lines(scores.stdout)] == ["a:b", "a:b"]
+    # Scores n/7 of n = 0..5, made n seconds after 09:00, relevance for even n.
+    top = kv("scores", "--min", "0.4", "--max", "0.75", "--json", *store, cwd=tmp_path)
+    assert [s["score"] for s in json_lines(top.stdout)] == [5 / 7, 4 / 7, 3 / 7]
+    window = kv(
+        "scores",
+        *(
+            "--scorer",
+            "relevance",
+            "--since",
+            "2025-06-01T09:00:01",
+            "--until",
+            "2025-06-01T09:00:04",
+        ),
+        "--json",
+        *store,
+        cwd=tmp_path,
+    )
+    assert [s["score"] for s in json_lines(window.stdout)] == [4 / 7, 2 / 7]
+    meta = kv("scores", "--meta", "k=3", "--json", *store, cwd=tmp_path)
+    assert [s["metadata"] for s in json_lines(meta.stdout)] == [{"k": 3}]
+    refused = kv("scores", "--min", "0", "--since", "1d", *store, cwd=tmp_path)
+    assert refused.returncode != 0
+    assert b"min_score" in refused.stderr
+    stats = kv(
+        "score-stats",
+        *("toxicity", "--since", "2025-06-01T08:00", "--until", "2025-06-01T10:00"),
+        *("--by", "day", "--json"),
+        *store,
+        cwd=tmp_path,
+    )
+    assert stats.returncode == 0, stats.stderr
+    assert json_lines(stats.stdout) == [
+        {
+            "start": "2025-06-01T00:00:00Z",
+            "count": 3,
+            "mean": math.fsum([1 / 7, 3 / 7, 5 / 7]) / 3,
+            "min": 1 / 7,
+            "max": 5 / 7,
+        }
+    ]
+    shown = kv(
+        "score-stats",
+        *("toxicity", "--since", "2025-06-01T00:00", "--until", "2025-06-01T23:59"),
+        *store,
+        cwd=tmp_path,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "toxicity by hour (1 of 24 hours with scores)" in shown.stdout.decode()
 
     since = kv("traces", "--since", "2025-06-01T09:03:21", "--json", *store, cwd=tmp_path)
     assert [t["trace_id"] for t in json_lines(since.stdout)] == ["trace-2", "trace-1"]

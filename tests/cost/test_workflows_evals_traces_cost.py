@@ -139,6 +139,7 @@ async def test_eval_calls_cost_is_flat(redis_store: Storage, count_commands: Cou
                     entity_id=f"agent-{i % 4}",
                     trace_id=f"trace-{i}",
                     span_id="span",
+                    metadata={"judge": f"j{i % 2}"},
                     created_at=T0 + timedelta(seconds=i),
                 )
             )
@@ -158,10 +159,44 @@ async def test_eval_calls_cost_is_flat(redis_store: Storage, count_commands: Cou
                 lambda new=new: evals.save_score(new),
                 lambda new=new: evals.delete_score(new.id),
                 lambda: evals.export_scores(count=50),
+                lambda: evals.list_scores(
+                    scorer_id="scorer-1",
+                    from_date=T0 + timedelta(seconds=100),
+                    to_date=T0 + timedelta(seconds=250),
+                ),
+                lambda: evals.list_scores(run_id="run-3", from_date=T0, per_page=5),
+                lambda: evals.list_scores(scorer_id="scorer-1", min_score=0.05, max_score=0.1),
+                lambda: evals.list_scores(entity=("agent", "agent-2"), min_score=0.1),
+                lambda: evals.list_scores(scorer_id="scorer-2", metadata={"judge": "j1"}),
+                lambda: evals.score_stats(
+                    "scorer-1", from_date=T0, to_date=T0 + timedelta(hours=23)
+                ),
+                lambda: evals.score_stats(
+                    "scorer-1", from_date=T0, to_date=T0 + timedelta(days=6), bucket="day"
+                ),
             )
         )
     assert costs[0] == costs[1]
-    assert costs[0] == (LISTING, LISTING, LISTING, LISTING, 1, 4, 5, 4, LISTING + 1)
+    assert costs[0] == (
+        LISTING,
+        LISTING,
+        LISTING,
+        LISTING,
+        1,
+        # EVALSHA, HGET, ZADD (index entries), HSET (the record), and per period (hour and
+        # day): ZADD (its values), HGET and HSET (its count and sum).
+        10,
+        17,  # a replace: the old entries, values and sums go first (ZREM, ZREM, HGET, HSET)
+        10,
+        LISTING + 1,
+        LISTING,  # a time window is one range of the index, like any filter
+        LISTING,
+        LISTING,  # a score range too, of the index by value
+        LISTING,
+        LISTING,  # and metadata, of its entries by key and value
+        2 + 2 * 24,  # EVALSHA, HMGET (the sums), per hour two ZRANGEs (lowest, highest)
+        2 + 2 * 7,
+    )
 
 
 def _trace(trace_id: str, start: datetime, spans: int) -> list[Span]:

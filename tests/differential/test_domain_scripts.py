@@ -219,6 +219,30 @@ async def _eval_calls(store: Storage) -> None:
             )
         )
     await evals.save_score(Score(id="s1", scorer_id="other", score=0.5, run_id="run-9"))
+    # Sums whose partials cancel and underflow; -0.0 next to 0.0.
+    for i, value in enumerate([1e16, 1.0, -1e16, 0.1, 5e-324, -0.0, 0.0]):
+        await evals.save_score(
+            Score(id=f"v{i}", scorer_id="scorer-0", score=value, created_at=_at(i * 1200))
+        )
+    await evals.save_score(
+        Score(
+            id="m1",
+            scorer_id="scorer-0",
+            score=0.5,
+            metadata={"model": "gpt-4o", "n": 1, "": WEIRD[1], WEIRD[2]: True, "x": {"y": 1}},
+            created_at=_at(5),
+        )
+    )
+    await evals.save_score(
+        Score(id="m1", scorer_id="scorer-1", score=0.5, metadata={"model": "b"}, created_at=_at(6))
+    )
+    await evals.list_scores(metadata={"model": "b"}, scorer_id="scorer-1", from_date=_at(0))
+    await evals.delete_score("v0")
+    await evals.save_score(Score(id="v1", scorer_id="scorer-0", score=-3.5, created_at=_at(2)))
+    await evals.score_stats("scorer-0", from_date=_at(0), to_date=_at(9000))
+    await evals.score_stats("scorer-0", from_date=_at(0), to_date=_at(9000), bucket="day")
+    await evals.list_scores(scorer_id="scorer-0", from_date=_at(1), to_date=_at(60))
+    await evals.list_scores(min_score=0.0, max_score=1, source="live", per_page=3)
     await evals.list_scores(scorer_id="scorer-0", entity=("agent", "a0"), source="live")
     await evals.list_scores(run_id="run-1")
     await evals.list_scores(span=("trace-1", "span-0"))

@@ -383,6 +383,10 @@ CALLS: dict[str, Call] = {
     "evals.save_score": lambda s: s.evals.save_score(
         Score(id="s3", scorer_id="judge", score=0.25, created_at=T0)
     ),
+    # 1000 days from T0: the most one call reads, which holds the seeded score (made now).
+    "evals.score_stats": lambda s: s.evals.score_stats(
+        "judge", from_date=T0, to_date=T0 + timedelta(days=999), bucket="day"
+    ),
     "traces.apply_retention": lambda s: Storage(
         s.driver, namespace=s.namespace, trace_retention=TraceRetention(max_spans=1)
     ).traces.apply_retention(),
