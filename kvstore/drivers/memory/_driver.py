@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from kvstore.drivers.base import Arg, Command, Driver, Reply, encode_arg
+from kvstore.drivers.base import Arg, Command, Driver, Reply, Script, encode_arg
 from kvstore.drivers.memory._aof import AppendOnlyFile, FsyncPolicy, check_policy, parse_url
-from kvstore.drivers.memory._commands_scripting import subcommand_error
+from kvstore.drivers.memory._commands_scripting import run_script, subcommand_error
 from kvstore.drivers.memory._errors import ReplyError, arity_error, unknown_command_error
 from kvstore.drivers.memory._journal import Journal, absolute_form
 from kvstore.drivers.memory._keyspace import Keyspace
@@ -195,6 +195,31 @@ class MemoryDriver(Driver):
             prepared = [(resolve(command[0]), _encode(command[1:])) for command in commands]
         with self._lock:
             return self._execute(commands, prepared, atomic)
+
+    async def run(
+        self,
+        script: Script,
+        keys: Sequence[Arg],
+        args: Sequence[Arg] = (),
+        *,
+        idempotent: bool = False,
+    ) -> Reply:
+        """Run ``script`` atomically with ``KEYS`` and ``ARGV`` (see :class:`Driver`).
+
+        What ``EVALSHA`` in a batch of one does, without building that command and parsing
+        it again: the domains call this for most operations.
+
+        Raises:
+            CommandError: the script raised, or a command inside it failed.
+        """
+        encoded_keys, encoded_args = _encode(keys), _encode(args)
+        with self._lock:
+            ks = self._keyspace
+            self._start(ks)
+            try:
+                return run_script(ks, script, encoded_keys, encoded_args)
+            except CommandError as exc:
+                raise CommandError(exc.message, command=f"script {script.name}") from None
 
     def _execute(
         self,
