@@ -234,6 +234,8 @@ class ScoreRange(NamedTuple):
 def _score_bound(raw: bytes) -> tuple[float, bool]:
     exclusive = raw[:1] == b"("
     body = raw[1:] if exclusive else raw
+    if (body.isdigit() and len(body) < 16) or _SIMPLE_DECIMAL.fullmatch(body):
+        return float(body), exclusive  # the common bounds, which strtod reads the same
     value, end, _ = strtod(body)
     # Redis checks only that strtod stopped at the C string's end and that it is no NaN;
     # spaces in front, "" (zero), overflow to infinity are all accepted.
