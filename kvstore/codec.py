@@ -450,16 +450,19 @@ class RecordCodec(Generic[S]):
                 if overrides is None:
                     overrides = []
                 overrides.append((field, flat[i + 1]))
-        if overrides is not None and document is not None:
-            # An updated attribute or two on a JSON document (a listing decodes a page of
-            # them): appended as members, which msgspec reads as _merge's output, since it
-            # keeps the last of repeated keys, without splitting and re-encoding it.
+        if overrides is not None:
+            # Updated attributes on a JSON document (a listing decodes a page of them), or
+            # a record stored attribute by attribute: appended as members, which msgspec
+            # reads as _merge's output, since it keeps the last of repeated keys, without
+            # splitting and re-encoding anything.
             spliceable = self._spliceable
             if all(field in spliceable for field, _ in overrides):
-                parts = [document[:-1]]
+                parts = [b"{" if document is None else document[:-1]]
                 for field, value in overrides:
                     parts += (b',"', field, b'":', value)
                 parts.append(b"}")
+                if document is None:
+                    parts[1] = b'"'  # no comma before the first member
                 try:
                     return cast(S, self._decode(b"".join(parts)))
                 except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):

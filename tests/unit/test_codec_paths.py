@@ -39,8 +39,9 @@ DOCUMENT = CODEC.fields(
     )
 )[1]
 
+AT = [b"created_at", b'"2026-02-03T00:00:00Z"']
 _names = st.sampled_from(
-    [b"_d", b"_c", b"_", b"_dx", b"title", b"updated_at", b"metadata.b", b"id", b"bogus", b""]
+    [b"_d", b"_c", b"_", b"_dx", b"title", b"created_at", b"metadata.b", b"id", b"bogus", b""]
 )
 _values = st.sampled_from(
     [DOCUMENT, b"{}", b"[1]", b'"x"', b"12", b'"2026-02-03T00:00:00Z"', b"{", b"", b"null"]
@@ -104,6 +105,9 @@ def test_unpack_decodes_as_the_general_path(fields: list[tuple[bytes, bytes]], d
         [DOCUMENT_FIELD, DOCUMENT, b"metadata.b", b"2", b"updated_at", b'"2026-02-03T00:00:00Z"'],
         [DOCUMENT_FIELD, b"{}", b"updated_at", b'"2026-02-03T00:00:00Z"'],
         [DOCUMENT_FIELD, b"[1]", b"title", b'"T"'],
+        [b"id", b'"t"', b"resource_id", b'"r"', b"_c", b"1", b"id", b'"u"', *AT],
+        [b"id", b'"t"', b"resource_id", b'"r"', b"metadata.a", b"1", *AT],
+        [b"id", b'"t"'],
     ],
 )
 def test_chosen_records_decode_as_the_general_path(fields: list[bytes]) -> None:
