@@ -465,7 +465,12 @@ class RecordCodec(Generic[S]):
                     parts[1] = b'"'  # no comma before the first member
                 try:
                     return cast(S, self._decode(b"".join(parts)))
-                except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+                except (
+                    msgspec.DecodeError,
+                    msgspec.ValidationError,
+                    UnicodeDecodeError,
+                    RecursionError,
+                ):
                     pass  # not an object, or a bad value: _merge's path says what is wrong
         try:
             if overrides is None and document is not None:
