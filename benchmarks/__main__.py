@@ -29,6 +29,7 @@ SECTIONS = {
     "drivers": "drivers",
     "migration": "migration",
     "sessions": "sessions",
+    "langgraph": "langgraph",
     "cluster": "cluster",
     "bounded": "bounded",
     "memory_v1": "memory_v1",

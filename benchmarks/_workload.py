@@ -40,6 +40,10 @@ SPANS_PER_TRACE = 10
 APPENDED = _data.EPOCH + timedelta(days=400)
 #: Resources stored besides RESOURCE, so that a page of resources is full.
 RESOURCES = 50
+#: The checkpoint thread the dataset holds, and how many checkpoints it has.
+CHECKPOINT_THREAD = "lg-thread"
+CHECKPOINTS = 100
+CHANNELS = ("messages", "plan", "notes", "tool_calls", "scratch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +68,7 @@ class Op:
     """One public domain operation, callable repeatedly on a store.
 
     Attributes:
-        domain: ``memory``, ``workflows``, ``evals`` or ``traces``.
+        domain: ``memory``, ``workflows``, ``evals``, ``traces`` or ``checkpoints``.
         name: The call as a reader would write it.
         call: Runs the operation once on a store.
         prepare: Run (unmeasured) before each ``call``: makes what a delete removes.
@@ -85,7 +89,8 @@ class Op:
 
     def available(self, store: Storage) -> bool:
         """Whether this kvstore has the operation (an older checkout may lack it)."""
-        return self.method is None or hasattr(getattr(store, self.domain), self.method)
+        domain = getattr(store, self.domain, None)
+        return domain is not None and (self.method is None or hasattr(domain, self.method))
 
 
 async def bulk(
@@ -146,6 +151,37 @@ async def populate(store: Storage, size: Dataset) -> None:
         await store.traces.save_spans(
             span for t in range(start, min(size.traces, start + 50)) for span in trace(t)
         )
+    if hasattr(store, "checkpoints"):
+        await bulk(
+            (_put_checkpoint(CHECKPOINT_THREAD, i) for i in range(CHECKPOINTS)),
+            store,
+            pipelined=twin,
+        )
+
+
+def checkpoint_id(i: int) -> str:
+    """The id of checkpoint ``i``: ids sort in time order, as LangGraph's uuid6 do."""
+    return f"1f0{i:013x}-0000-6000-8000-000000000000"
+
+
+def _put_checkpoint(thread_id: str, i: int) -> Callable[[Storage], Awaitable[Any]]:
+    """Step ``i`` of a graph of five channels (about 2 KB in all): one channel changes."""
+    channel = CHANNELS[i % len(CHANNELS)]
+    versions = {
+        c: f"{(i - k) // len(CHANNELS) + 1:032}.0" for k, c in enumerate(CHANNELS) if k <= i
+    }
+    value = ("json", b'"%s"' % (b"x" * 380))
+    return lambda s: s.checkpoints.put(
+        thread_id,
+        "",
+        checkpoint_id(i),
+        checkpoint=("json", b'{"v": 4, "versions_seen": {}}'),
+        metadata=("json", b'{"source": "loop", "step": %d}' % i),
+        versions=versions,
+        blobs=[(channel, versions[channel], value)],
+        parent_id=checkpoint_id(i - 1) if i else None,
+        filters={"source": "loop" if i % 2 else "input", "step": i},
+    )
 
 
 async def save_messages(store: Storage, thread_id: str, start: int, stop: int) -> None:
@@ -209,6 +245,9 @@ def operations(size: Dataset) -> list[Op]:
     async def claimed_run(s: Storage) -> None:
         await fresh_run(s)
         lease["token"] = await s.workflows.claim_run(WORKFLOW, "leased", "worker", LEASE)
+
+    def new_checkpoint(s: Storage) -> Awaitable[Any]:
+        return _put_checkpoint(CHECKPOINT_THREAD, CHECKPOINTS + next(n))(s)
 
     def victim_thread(s: Storage) -> Awaitable[Any]:
         return s.memory.save_thread(Thread(id="victim", resource_id=RESOURCE))
@@ -534,6 +573,49 @@ def operations(size: Dataset) -> list[Op]:
             lambda s: s.traces.list_traces(from_date=window[0], to_date=window[1], per_page=20),
         ),
         Op(
+            "checkpoints",
+            "put (1 of 5 channels changed)",
+            new_checkpoint,
+            method="put",
+        ),
+        Op(
+            "checkpoints",
+            "put_writes (2)",
+            lambda s: s.checkpoints.put_writes(
+                CHECKPOINT_THREAD,
+                "",
+                checkpoint_id(CHECKPOINTS - 1),
+                f"task-{next(n)}",
+                [(0, "messages", ("json", b'"hi"')), (1, "plan", ("json", b'"go"'))],
+            ),
+            method="put_writes",
+        ),
+        Op(
+            "checkpoints",
+            "get (the latest)",
+            lambda s: s.checkpoints.get(CHECKPOINT_THREAD),
+            method="get",
+        ),
+        Op(
+            "checkpoints",
+            "list (page of 10)",
+            lambda s: s.checkpoints.list(CHECKPOINT_THREAD, limit=10),
+            method="list",
+        ),
+        Op(
+            "checkpoints",
+            "list (metadata filter, page of 10)",
+            lambda s: s.checkpoints.list(CHECKPOINT_THREAD, filters={"source": "loop"}, limit=10),
+            method="list",
+        ),
+        Op(
+            "checkpoints",
+            "delete_thread (3 checkpoints)",
+            lambda s: s.checkpoints.delete_thread("lg-victim"),
+            prepare=_checkpoint_victim,
+            method="delete_thread",
+        ),
+        Op(
             "traces",
             "get_trace (10 spans, light)",
             lambda s: s.traces.get_trace(f"{1:032x}", with_attributes=False),
@@ -566,6 +648,11 @@ def operations(size: Dataset) -> list[Op]:
             prepare=lambda s: s.traces.save_spans(trace(999_999)),
         ),
     ]
+
+
+async def _checkpoint_victim(store: Storage) -> None:
+    for i in range(3):
+        await _put_checkpoint("lg-victim", i)(store)
 
 
 def repeatable(ops: Sequence[Op]) -> list[Op]:

@@ -261,13 +261,14 @@ def _from_import(module: str, names: set[str], indent: str) -> str:
     return f"{indent}from {module} import (\n{body}{indent})"
 
 
-def _isort_key(name: str) -> tuple[int, str]:
-    """isort's order-by-type: CONSTANTS, then Classes, then everything else."""
+def _isort_key(name: str) -> tuple[int, str, str]:
+    """isort's order-by-type: CONSTANTS, then Classes, then everything else; each group
+    without regard to case (``StoredCheckpoint`` before ``StoreItem``), as ruff sorts."""
     if name.isupper() and len(name) > 1:
-        return (0, name)
+        return (0, name.lower(), name)
     if name[:1].isupper():
-        return (1, name)
-    return (2, name)
+        return (1, name.lower(), name)
+    return (2, name.lower(), name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from kvstore.domains.traces import SpanStatusCode
     from kvstore.domains.workflows import T
     from kvstore.records import (
+        CheckpointPage,
         Chunk,
         DateRange,
         Include,
@@ -31,9 +32,11 @@ if TYPE_CHECKING:
         Span,
         SpanEvent,
         SpanStatus,
+        StoredCheckpoint,
         StoreItem,
         Thread,
         TraceSummary,
+        Typed,
         WorkflowRun,
         WorkflowRunSummary,
     )
@@ -958,6 +961,148 @@ class BlockingTraceStore(Protocol):
         Args:
             cursor: None for the first chunk, then the previous chunk's ``cursor``.
             count: How many spans to read, from 1 to 1000.
+        """
+
+
+class BlockingCheckpointStore(Protocol):
+    """:class:`~kvstore.domains.checkpoints.CheckpointStore`, blocking: each method runs the
+    coroutine method of the same name and returns its result."""
+
+    def put(
+        self,
+        thread_id: str,
+        namespace: str,
+        checkpoint_id: str,
+        *,
+        checkpoint: Typed,
+        metadata: Typed,
+        versions: Mapping[str, str],
+        blobs: Sequence[tuple[str, str, Typed]] = (),
+        parent_id: str | None = None,
+        run_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Store a checkpoint (replacing one with the same id), atomically.
+
+        One script on the thread's slot, whatever the thread holds.
+
+        Args:
+            thread_id: The thread.
+            namespace: The namespace in the thread (``""``: the root graph).
+            checkpoint_id: The checkpoint's id. Ids of a namespace must sort in time
+                order: the greatest is the newest.
+            checkpoint: The checkpoint without its channel values, serialized.
+            metadata: Its metadata, serialized.
+            versions: channel -> the version of the channel's value it refers to.
+            blobs: The channel values this checkpoint stores: (channel, version, value);
+                unchanged channels refer to values stored by earlier checkpoints.
+            parent_id: The checkpoint it follows.
+            run_id: The run that wrote it (``delete_runs`` deletes by run).
+            filters: The metadata values ``list(filters=...)`` can find it by; values that
+                are not scalars are ignored.
+
+        Raises:
+            ValidationError: an argument is malformed; nothing is written.
+        """
+
+    def put_writes(
+        self,
+        thread_id: str,
+        namespace: str,
+        checkpoint_id: str,
+        task_id: str,
+        writes: Sequence[tuple[int, str, Typed]],
+        *,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's pending writes against a checkpoint.
+
+        A write at an index of 0 or more is stored once: writing the same task and index
+        again keeps the first. A write at a negative index (a special write: an error, an
+        interrupt) replaces the stored one. One script of three commands.
+
+        Args:
+            writes: (index, channel, value) for each write.
+            task_path: The task's path; writes read back ordered by task path, task id and
+                index. A task keeps one path.
+        """
+
+    def get(
+        self,
+        thread_id: str,
+        namespace: str = "",
+        checkpoint_id: str | None = None,
+    ) -> StoredCheckpoint | None:
+        """A checkpoint with its channel values and pending writes, or None.
+
+        Without ``checkpoint_id``, the namespace's newest. One script of five commands,
+        whatever the thread holds.
+        """
+
+    def list(
+        self,
+        thread_id: str,
+        namespace: str | None = None,
+        *,
+        checkpoint_id: str | None = None,
+        before: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> CheckpointPage:
+        """One page of a thread's checkpoints, newest first (greatest id first).
+
+        One script of about ``3 + limit`` commands without filters. With filters, the
+        script walks the entries of the rarest filter value and checks the others, at most
+        1,000 candidates per call: a page may then come back short with a cursor.
+
+        Args:
+            namespace: Only this namespace; None: every namespace, merged by id.
+            checkpoint_id: Only the checkpoint with this id (in every namespace when
+                ``namespace`` is None).
+            before: Only checkpoints whose id is less than this.
+            filters: metadata key -> value; only checkpoints whose metadata holds every
+                one (scalars only: ``str``, ``int``, ``float``, ``bool``).
+            limit: The page size, from 1 to 1000.
+            cursor: None for the first page, then the previous page's ``cursor``.
+
+        Raises:
+            ValidationError: a filter value is not a scalar, or an argument is malformed.
+        """
+
+    def threads(self, *, cursor: str | None = None, count: int = 100) -> Chunk[str]:
+        """One chunk of a walk through the ids of every thread with checkpoints, bucket by
+        bucket. One round trip (a range read, and a count per bucket for the total)."""
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete every checkpoint, value and write of a thread, in every namespace.
+
+        One script (one more per 200 runs the thread has checkpoints of). A missing thread
+        is a no-op.
+        """
+
+    def delete_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete every checkpoint written by these runs, in every thread, with its writes
+        and the values no other checkpoint refers to.
+
+        Two round trips (the runs' threads, found in every bucket; then one script per
+        thread), one more per 200 checkpoints of a thread.
+        """
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint of a thread, with its values and writes, into another
+        thread under the same ids (the source is unchanged; checkpoints the target has
+        with the same ids are replaced).
+
+        Two round trips per 100 checkpoints, oldest first: an interrupted copy leaves a
+        consistent prefix of the history, and copying again completes it.
+        """
+
+    def prune(self, thread_ids: Sequence[str], *, keep_latest: bool = True) -> None:
+        """Keep only the newest checkpoint of each namespace of these threads (with its
+        values and writes), or with ``keep_latest=False`` delete the threads entirely.
+
+        One script per thread, all in one batch (one more per 200 checkpoints deleted).
         """
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "LAYOUT_VERSION",
     "SLOTS",
     "Bucket",
+    "CheckpointKeys",
     "ItemKeys",
     "Keys",
     "ThreadKeys",
@@ -160,6 +161,10 @@ class Bucket:
             bucket's scores in that period.
         traces: hash, trace id -> trace summary.
         trace_index: lex index of the bucket's traces.
+        checkpoint_threads: lex index, the ids (escaped) of the bucket's checkpoint threads
+            (see :mod:`kvstore.domains.checkpoints`).
+        checkpoint_runs: lex index, ``<run id>\0<thread id>`` (escaped) for every run with
+            checkpoints in a thread of the bucket.
     """
 
     number: int
@@ -181,6 +186,8 @@ class Bucket:
     score_sums: str
     traces: str
     trace_index: str
+    checkpoint_threads: str
+    checkpoint_runs: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +206,32 @@ class ThreadKeys:
     bucket: Bucket
     messages: str
     message_ids: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointKeys:
+    """Every key of one checkpoint thread (a LangGraph thread), all in the thread's bucket.
+
+    See :mod:`kvstore.domains.checkpoints` for what each holds.
+
+    Attributes:
+        id: The thread id.
+        bucket: The thread's bucket.
+        index: lex index of the thread's checkpoints (by namespace, by id, by metadata
+            value, by run).
+        records: hash, ``<namespace>\0<checkpoint id>`` -> the checkpoint record.
+        blobs: hash, ``<namespace>\0<channel>\0<version>`` -> a channel value.
+        refs: hash, the same fields -> how many checkpoints refer to that value.
+        writes: sorted set of the pending writes, in LangGraph's order.
+    """
+
+    id: str
+    bucket: Bucket
+    index: str
+    records: str
+    blobs: str
+    refs: str
+    writes: str
 
 
 class Keys:
@@ -242,6 +275,8 @@ class Keys:
             score_sums=root + "score_sums",
             traces=root + "traces",
             trace_index=root + "trace_index",
+            checkpoint_threads=root + "cp_threads",
+            checkpoint_runs=root + "cp_runs",
         )
 
     @property
@@ -264,6 +299,20 @@ class Keys:
             bucket=bucket,
             messages=bucket.root + "messages:" + thread_id,
             message_ids=bucket.root + "message_ids:" + thread_id,
+        )
+
+    def checkpoint_thread(self, thread_id: str) -> CheckpointKeys:
+        """The keys of one checkpoint thread."""
+        bucket = self.bucket_of(thread_id)
+        root = bucket.root
+        return CheckpointKeys(
+            id=thread_id,
+            bucket=bucket,
+            index=root + "cp_index:" + thread_id,
+            records=root + "cp_records:" + thread_id,
+            blobs=root + "cp_blobs:" + thread_id,
+            refs=root + "cp_refs:" + thread_id,
+            writes=root + "cp_writes:" + thread_id,
         )
 
     def message_home(self, message_id: str) -> str:

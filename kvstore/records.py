@@ -14,6 +14,8 @@ from typing import Annotated, Any, Generic, Literal, TypeAlias, TypeVar
 import msgspec
 
 __all__ = [
+    "CheckpointPage",
+    "CheckpointWrite",
     "Chunk",
     "DateRange",
     "Include",
@@ -30,8 +32,10 @@ __all__ = [
     "SpanKind",
     "SpanLink",
     "SpanStatus",
+    "StoredCheckpoint",
     "Thread",
     "TraceSummary",
+    "Typed",
     "WorkflowRun",
     "WorkflowRunSummary",
     "new_id",
@@ -500,3 +504,73 @@ class ListNamespaces(_Record, kw_only=True, frozen=True):
 ItemOp: TypeAlias = GetItem | PutItem | SearchItems | ListNamespaces
 #: What ``langgraph_items.batch`` returns for each operation, in order.
 ItemResult: TypeAlias = StoreItem | list[StoreItem] | list[ItemNamespace] | None
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+#: A serialized value as a framework's serializer made it: a type tag and the bytes
+#: (LangGraph's ``serde.dumps_typed``). kvstore stores both as given and never looks inside.
+Typed: TypeAlias = tuple[str, bytes]
+
+
+class CheckpointWrite(msgspec.Struct, kw_only=True, frozen=True):
+    """A pending write stored against a checkpoint (see ``store.checkpoints``).
+
+    Attributes:
+        task_id: The task that wrote it.
+        channel: The channel written.
+        value: The value, as serialized.
+        index: Its position among the task's writes (negative for special writes, which
+            replace a stored write at the same index).
+        task_path: The task's path, which orders writes (with the task id and the index).
+    """
+
+    task_id: str
+    channel: str
+    value: Typed
+    index: int
+    task_path: str = ""
+
+
+class StoredCheckpoint(msgspec.Struct, kw_only=True, frozen=True):
+    """A checkpoint as ``store.checkpoints`` returns it, with its channel values and
+    pending writes.
+
+    Attributes:
+        thread_id: The thread.
+        namespace: The namespace inside the thread (``""`` for the root graph).
+        checkpoint_id: The checkpoint's id; ids of a namespace sort in time order.
+        parent_id: The checkpoint it follows, if any.
+        checkpoint: The checkpoint without its channel values, as serialized.
+        metadata: Its metadata, as serialized.
+        versions: channel -> the version of the value the checkpoint refers to.
+        values: channel -> the stored value at that version, for the versions whose value
+            is stored.
+        writes: Its pending writes, ordered by task path, task id and index.
+        run_id: The run that wrote it, if any.
+    """
+
+    thread_id: str
+    namespace: str
+    checkpoint_id: str
+    parent_id: str | None
+    checkpoint: Typed
+    metadata: Typed
+    versions: dict[str, str]
+    values: dict[str, Typed]
+    writes: list[CheckpointWrite]
+    run_id: str | None = None
+
+
+class CheckpointPage(msgspec.Struct, kw_only=True, frozen=True):
+    """One page of ``store.checkpoints.list``, newest first.
+
+    Attributes:
+        items: The checkpoints of this page.
+        cursor: Pass it back to the same call for the next page; None after the last.
+            A page may hold fewer items than asked (even none) and still have a cursor:
+            a call examines a bounded number of candidates.
+    """
+
+    items: list[StoredCheckpoint]
+    cursor: str | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Self
 
+from kvstore.domains.checkpoints import CheckpointStore
 from kvstore.domains.evals import EvalStore
 from kvstore.domains.langgraph_items import ItemStore
 from kvstore.domains.memory import MemoryStore
@@ -84,6 +85,8 @@ class Storage:
         evals: Eval scores.
         traces: Spans and traces.
         langgraph_items: The long-term store of LangGraph agents (items in namespaces).
+        checkpoints: Graph checkpoints with their channel values and pending writes (what
+            ``kvstore.integrations.langgraph.KVStoreSaver`` keeps).
     """
 
     __slots__ = (
@@ -91,6 +94,7 @@ class Storage:
         "_driver",
         "_layout",
         "_owns_driver",
+        "checkpoints",
         "evals",
         "langgraph_items",
         "memory",
@@ -132,6 +136,7 @@ class Storage:
         self.evals = EvalStore(driver, layout, codec)
         self.traces = TraceStore(driver, layout, codec, trace_retention)
         self.langgraph_items = ItemStore(driver, layout, codec)
+        self.checkpoints = CheckpointStore(driver, layout, codec)
 
     @classmethod
     def from_url(

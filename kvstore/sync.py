@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, cast
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from kvstore._sync_api import (
+    BlockingCheckpointStore,
     BlockingEvalStore,
     BlockingItemStore,
     BlockingMemoryStore,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Blocking",
+    "BlockingCheckpointStore",
     "BlockingEvalStore",
     "BlockingItemStore",
     "BlockingMemoryStore",
@@ -52,7 +54,7 @@ __all__ = [
 D = TypeVar("D")
 
 #: The domains a Storage offers; SyncStorage wraps each.
-DOMAINS = ("memory", "workflows", "evals", "traces", "langgraph_items")
+DOMAINS = ("memory", "workflows", "evals", "traces", "checkpoints", "langgraph_items")
 
 
 class Blocking(Generic[D]):
@@ -111,6 +113,7 @@ class SyncStorage:
         "_portal",
         "_portal_cm",
         "_storage",
+        "checkpoints",
         "evals",
         "langgraph_items",
         "memory",
@@ -155,6 +158,7 @@ class SyncStorage:
         self.workflows = cast(BlockingWorkflowStore, Blocking(portal, storage.workflows))
         self.evals = cast(BlockingEvalStore, Blocking(portal, storage.evals))
         self.traces = cast(BlockingTraceStore, Blocking(portal, storage.traces))
+        self.checkpoints = cast(BlockingCheckpointStore, Blocking(portal, storage.checkpoints))
         self.langgraph_items = cast(BlockingItemStore, Blocking(portal, storage.langgraph_items))
 
     @classmethod

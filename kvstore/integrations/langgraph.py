@@ -1,8 +1,8 @@
 """LangGraph: a checkpointer (``KVStoreSaver``) and a long-term store (``KVStoreStore``).
 
-Both are being built on a domain of their own (see ``docs/langgraph-design.md``); this
-module already checks for its extra, so that ``import kvstore.integrations.langgraph``
-without LangGraph names the install command: ``pip install "kvstore[langgraph]"``.
+Each is a thin adapter over a domain of its own (``store.checkpoints`` for the saver; see
+``docs/langgraph-design.md``). Importing this module without LangGraph names the install
+command: ``pip install "kvstore[langgraph]"``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from kvstore._extras import require
 require("langgraph.checkpoint.base", "langgraph")
 require("langgraph.store.base", "langgraph")
 
+from kvstore.integrations._langgraph_saver import KVStoreSaver  # noqa: E402
 from kvstore.integrations._langgraph_store import KVStoreStore  # noqa: E402
 
-__all__: list[str] = ["KVStoreStore"]
+__all__ = ["KVStoreSaver", "KVStoreStore"]

@@ -15,6 +15,7 @@ from kvstore import Storage
 from kvstore.drivers import Driver
 from kvstore.upstash_server import UpstashServer
 from tests.conformance import drivers
+from tests.conformance.checkpoints_suite import CheckpointsSuite
 from tests.conformance.driver_suite import DriverSuite
 from tests.conformance.evals_suite import EvalsSuite
 from tests.conformance.langgraph_items_suite import LangGraphItemsSuite
@@ -36,6 +37,7 @@ class BackendSuite(
     EvalsSuite,
     TracesSuite,
     LangGraphItemsSuite,
+    CheckpointsSuite,
     ABC,
 ):
     @pytest.fixture

@@ -336,6 +336,47 @@ async def _langgraph_items_calls(store: Storage) -> None:
         langgraph_items.utc_now = real_now
 
 
+async def _checkpoint_calls(store: Storage) -> None:
+    cps = store.checkpoints
+    binary = ("msgpack", bytes(range(256)))
+    for thread in ["lg-1", WEIRD[1], WEIRD[2]]:
+        parent = None
+        for n, ns in enumerate(["", "child:1", "", "a\x00b", ""]):
+            cid = f"cp-{n:02d}"
+            await cps.put(
+                thread,
+                ns,
+                cid,
+                checkpoint=("json", b'{"n": %d}' % n),
+                metadata=binary,
+                versions={"a": f"{n}", "b": "1", "c\x00": "1"},
+                blobs=[("a", f"{n}", ("json", b"%d" % n))]
+                + ([("b", "1", binary)] if n < 2 else []),
+                parent_id=parent,
+                run_id=f"run-{n % 2}",
+                filters={"source": "loop" if n % 2 else "input", "step": n, "big": "x" * 300},
+            )
+            parent = cid
+            await cps.put_writes(thread, ns, cid, "task", [(0, "ch", binary), (-3, "i", binary)])
+            await cps.put_writes(
+                thread, ns, cid, "task", [(0, "ch", ("json", b"2")), (-3, "i", binary)]
+            )
+    await cps.put("lg-1", "", "cp-02", checkpoint=("json", b"{}"), metadata=binary, versions={})
+    await cps.get("lg-1")
+    await cps.get(WEIRD[1], "child:1", "cp-01")
+    await cps.get("lg-1", "", "nope")
+    await cps.list("lg-1", limit=2)
+    await cps.list("lg-1", "", before="cp-04", filters={"source": "input", "step": 4.0})
+    await cps.list(WEIRD[2], filters={"big": "x" * 300}, limit=1)
+    await cps.list(WEIRD[2], checkpoint_id="cp-01")
+    await cps.threads(count=2)
+    await cps.copy_thread("lg-1", "lg-copy")
+    await cps.delete_runs(["run-1", "nope"])
+    await cps.prune([WEIRD[1], "nope"])
+    await cps.prune([WEIRD[2]], keep_latest=False)
+    await cps.delete_thread("lg-copy")
+
+
 Step = Callable[[Storage], Awaitable[None]]
 STEPS: list[tuple[str, Step]] = [
     ("memory", _memory_calls),
@@ -343,6 +384,7 @@ STEPS: list[tuple[str, Step]] = [
     ("evals", _eval_calls),
     ("traces", _trace_calls),
     ("langgraph items", _langgraph_items_calls),
+    ("checkpoints", _checkpoint_calls),
     ("every kind, awkward ids", fill),
 ]
 

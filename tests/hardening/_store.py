@@ -29,6 +29,20 @@ async def seed(store: Storage) -> None:
     await store.traces.save_spans(
         [Span(trace_id="tr", span_id="sp", name="root", start_time=T0, attributes={"k": "v"})]
     )
+    for n, run in enumerate(("run", "run", "run2")):
+        await store.checkpoints.put(
+            "lg",
+            "",
+            f"c{n}",
+            checkpoint=("json", b"{}"),
+            metadata=("json", b"{}"),
+            versions={"a": "1"},
+            blobs=[("a", "1", ("json", b"1"))] if n == 0 else [],
+            parent_id=f"c{n - 1}" if n else None,
+            run_id=run,
+            filters={"step": n},
+        )
+    await store.checkpoints.put_writes("lg", "", "c2", "task", [(0, "ch", ("json", b"2"))])
 
 
 async def dump(driver: Driver) -> dict[bytes, Any]:

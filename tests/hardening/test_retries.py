@@ -413,6 +413,27 @@ CALLS: dict[str, Call] = {
             ListNamespaces(prefix=("n",)),
         ]
     ),
+    "checkpoints.copy_thread": lambda s: s.checkpoints.copy_thread("lg", "lg2"),
+    "checkpoints.delete_runs": lambda s: s.checkpoints.delete_runs(["run", "missing"]),
+    "checkpoints.delete_thread": lambda s: s.checkpoints.delete_thread("lg"),
+    "checkpoints.get": lambda s: s.checkpoints.get("lg"),
+    "checkpoints.list": lambda s: s.checkpoints.list("lg", filters={"step": 1}),
+    "checkpoints.prune": lambda s: s.checkpoints.prune(["lg", "missing"]),
+    "checkpoints.put": lambda s: s.checkpoints.put(
+        "lg",
+        "",
+        "c9",
+        checkpoint=("json", b"{}"),
+        metadata=("json", b"{}"),
+        versions={"a": "2"},
+        blobs=[("a", "2", ("json", b"2"))],
+        parent_id="c2",
+        run_id="run3",
+    ),
+    "checkpoints.put_writes": lambda s: s.checkpoints.put_writes(
+        "lg", "", "c2", "task", [(0, "ch", ("json", b"3")), (-1, "err", ("json", b"4"))]
+    ),
+    "checkpoints.threads": lambda s: s.checkpoints.threads(),
 }
 
 

@@ -9,7 +9,7 @@
 Each phase prints one JSON line. SAVER names how to build the checkpointer from URL:
 ``kvstore`` (``KVStoreSaver.from_url``) or ``upstash-peer`` (langgraph-checkpoint-upstash-redis
 on a local Upstash-protocol server, ``URL`` being ``http://host:port#token``), which proves
-this harness before KVStoreSaver exists.
+the harness on a peer.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def build(checkpointer: BaseCheckpointSaver[Any]) -> Any:
 @contextlib.asynccontextmanager
 async def saver(kind: str, url: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
     if kind == "kvstore":
-        from kvstore.integrations.langgraph import KVStoreSaver  # type: ignore[attr-defined]
+        from kvstore.integrations.langgraph import KVStoreSaver
 
         made = KVStoreSaver.from_url(url)
         try:

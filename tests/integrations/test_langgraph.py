@@ -1,10 +1,9 @@
 """LangGraph: the official checkpointer conformance suite, and interrupt/resume across processes.
 
-The harness is ready for ``kvstore.integrations.langgraph.KVStoreSaver`` on every backend;
-until that class exists (it comes with the LangGraph domain on key layout v2, see
-``docs/langgraph-design.md``) its tests skip, and the harness is proven on LangGraph's own
-``InMemorySaver`` and, across processes, on langgraph-checkpoint-upstash-redis against the
-local Upstash-protocol server.
+``kvstore.integrations.langgraph.KVStoreSaver`` runs the whole suite on every backend
+(memory, the AOF file, Redis, Redis Cluster, Upstash); the harness itself is proven on
+LangGraph's own ``InMemorySaver`` and, across processes, on langgraph-checkpoint-upstash-redis
+against the local Upstash-protocol server.
 
 ``langgraph-checkpoint-conformance`` is run through its public entry points:
 ``checkpointer_test(name=...)`` registers an async generator that yields a fresh saver, and
@@ -39,7 +38,7 @@ from langgraph.checkpoint.conformance.spec import (
 )
 from langgraph.checkpoint.memory import InMemorySaver
 
-import kvstore.integrations.langgraph as kv_langgraph
+from kvstore.integrations.langgraph import KVStoreSaver
 from kvstore.upstash_server import UpstashServer
 from tests.integrations.conftest import Backend
 
@@ -58,11 +57,6 @@ SUITE_SIZES = {
 }
 BASE = {c.value for c in BASE_CAPABILITIES}
 EXTENDED = {c.value for c in EXTENDED_CAPABILITIES}
-
-NOT_YET = (
-    "KVStoreSaver comes with the LangGraph checkpoint domain on key layout v2 "
-    "(docs/langgraph-design.md)"
-)
 
 SaverFactory = Callable[[], AsyncIterator[BaseCheckpointSaver[Any]]]
 
@@ -98,13 +92,9 @@ async def test_the_harness_passes_langgraphs_own_saver() -> None:
 
 
 async def test_kvstore_saver_passes_every_conformance_test(backend: Backend) -> None:
-    saver_class = getattr(kv_langgraph, "KVStoreSaver", None)
-    if saver_class is None:
-        pytest.skip(NOT_YET)
-
     async def factory() -> AsyncIterator[BaseCheckpointSaver[Any]]:
         async with backend.store() as store:
-            yield saver_class(store)
+            yield KVStoreSaver(store)
 
     report = await run_conformance(f"KVStoreSaver[{backend.name}]", factory)
     assert all(report.results[c].detected for c in BASE | EXTENDED)
@@ -162,8 +152,6 @@ def test_the_interrupt_harness_resumes_in_a_new_process(
     indirect=True,
 )
 def test_kvstore_saver_resumes_an_interrupted_graph_in_a_new_process(backend: Backend) -> None:
-    if getattr(kv_langgraph, "KVStoreSaver", None) is None:
-        pytest.skip(NOT_YET)
     assert backend.url is not None
     _interrupt_and_resume("kvstore", backend.url)
 
