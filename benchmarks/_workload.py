@@ -19,7 +19,7 @@ from msgspec.structs import replace
 
 from benchmarks import _data
 from benchmarks._env import PipelinedDriver
-from kvstore import Include, MessagePatch, Resource, Score, Storage, Thread
+from kvstore import Include, MessagePatch, Resource, Score, SpanStatus, Storage, Thread
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -32,6 +32,8 @@ RESOURCE = "user-1"
 BIG_THREAD = "thread-big"
 APPEND_THREAD = "thread-append"
 WORKFLOW = "weather-workflow"
+#: How long the benchmark's leases last: longer than any run of the benchmarks.
+LEASE = timedelta(hours=1)
 SCORER = "answer-relevancy"
 SPANS_PER_TRACE = 10
 #: Where the turns that operations append start: after every message a dataset holds.
@@ -73,6 +75,8 @@ class Op:
         mastra: The Mastra operation this corresponds to, for the Upstash cost table.
         method: The domain method called, when the operation is not named after one that
             every kvstore version has (``available`` checks it).
+        requests: The round trips the operation is documented to take (one, but for a
+            few calls that read before they write).
     """
 
     domain: str
@@ -81,6 +85,7 @@ class Op:
     prepare: Callable[[Storage], Awaitable[Any]] | None = None
     mastra: str | None = None
     method: str | None = None
+    requests: int = 1
 
     def available(self, store: Storage) -> bool:
         """Whether this kvstore has the operation (an older checkout may lack it)."""
@@ -134,7 +139,10 @@ async def populate(store: Storage, size: Dataset) -> None:
     )
     await bulk((_save_resource(i) for i in range(RESOURCES)), store, pipelined=twin)
     for thread_id in (BIG_THREAD, APPEND_THREAD):
-        await memory.save_thread(Thread(id=thread_id, resource_id=RESOURCE))
+        # Metadata that two of the resource's threads share, for the metadata filter.
+        await memory.save_thread(
+            Thread(id=thread_id, resource_id=RESOURCE, metadata={"project": "demo"})
+        )
     await save_messages(store, BIG_THREAD, 0, size.messages)
     snap = _data.snapshot(1_000)
     await bulk((_persist(f"run-{i:07d}", snap, i) for i in range(size.runs)), store, pipelined=twin)
@@ -227,6 +235,17 @@ def operations(size: Dataset) -> list[Op]:
         _data.EPOCH + timedelta(milliseconds=10 * SPANS_PER_TRACE * (size.traces // 2 + 30)),
     )
 
+    lease: dict[str, int] = {}
+
+    async def fresh_run(s: Storage) -> None:
+        # A run without a lease, so that every claim takes a new token.
+        await s.workflows.delete_run(WORKFLOW, "leased")
+        await s.workflows.persist_snapshot(WORKFLOW, "leased", {"a": 1})
+
+    async def claimed_run(s: Storage) -> None:
+        await fresh_run(s)
+        lease["token"] = await s.workflows.claim_run(WORKFLOW, "leased", "worker", LEASE)
+
     def new_checkpoint(s: Storage) -> Awaitable[Any]:
         return _put_checkpoint(CHECKPOINT_THREAD, CHECKPOINTS + next(n))(s)
 
@@ -239,6 +258,15 @@ def operations(size: Dataset) -> list[Op]:
 
     async def victim_messages(s: Storage) -> None:
         await s.memory.save_messages(_data.message_pair(0, APPEND_THREAD))
+
+    async def mover(s: Storage) -> None:
+        await s.memory.save_thread(Thread(id="mover", resource_id=RESOURCE))
+        await s.memory.save_messages(_data.message_pair(0, "mover"))
+
+    async def small_resource(s: Storage) -> None:
+        for thread_id in ("small-1", "small-2"):
+            await s.memory.save_thread(Thread(id=thread_id, resource_id="small"))
+            await s.memory.save_messages(_data.message_pair(0, thread_id))
 
     # Records are built once; a timed call only gives them fresh ids.
     user, answer = _data.message_pair(0, APPEND_THREAD)
@@ -274,6 +302,52 @@ def operations(size: Dataset) -> list[Op]:
             lambda s: s.memory.list_threads(RESOURCE, per_page=20),
             mastra="listThreads",
         ),
+        # Issue 12's listings, moves and clones; ``method`` names the call that arrived with
+        # them, which older checkouts lack.
+        Op(
+            "memory",
+            "list_threads (namespace, page of 20)",
+            lambda s: s.memory.list_threads(per_page=20),
+            method="list_messages_merged",
+        ),
+        Op(
+            "memory",
+            "list_threads (metadata filter)",
+            lambda s: s.memory.list_threads(RESOURCE, metadata={"project": "demo"}),
+            method="list_messages_merged",
+        ),
+        Op(
+            "memory",
+            "move_thread (2 messages)",
+            lambda s: s.memory.move_thread("mover", "user-2"),
+            prepare=mover,
+            method="move_thread",
+        ),
+        Op(
+            "memory",
+            "clone_thread (last 20 messages)",
+            lambda s: s.memory.clone_thread(BIG_THREAD, f"clone-{next(n)}", message_limit=20),
+            method="clone_thread",
+            requests=2,
+        ),
+        Op(
+            "memory",
+            "list_messages_merged (2 threads, page of 20)",
+            lambda s: s.memory.list_messages_merged(
+                thread_ids=[BIG_THREAD, APPEND_THREAD], per_page=20
+            ),
+            method="list_messages_merged",
+        ),
+        Op(
+            "memory",
+            "list_messages_merged (resource of 2 threads)",
+            lambda s: s.memory.list_messages_merged(
+                resource_id="small", per_page=20, direction="desc"
+            ),
+            prepare=small_resource,
+            method="list_messages_merged",
+            requests=2,
+        ),
         Op(
             "memory",
             "update_thread (title)",
@@ -305,20 +379,28 @@ def operations(size: Dataset) -> list[Op]:
                 last=20,
                 include=[Include(message_id=_data.message(5).id, before=2, after=2)],
             ),
+            requests=2,
         ),
-        Op("memory", "get_messages (20 ids)", lambda s: s.memory.get_messages(last_ids)),
+        Op(
+            "memory",
+            "get_messages (20 ids)",
+            lambda s: s.memory.get_messages(last_ids),
+            requests=2,
+        ),
         Op(
             "memory",
             "update_messages (1)",
             lambda s: s.memory.update_messages(
                 [MessagePatch(id=last_ids[-1], metadata={"seen": next(n)})]
             ),
+            requests=2,
         ),
         Op(
             "memory",
             "delete_messages (2)",
             lambda s: s.memory.delete_messages([f"{APPEND_THREAD}-u0", f"{APPEND_THREAD}-a0"]),
             prepare=victim_messages,
+            requests=2,
         ),
         Op(
             "memory",
@@ -384,6 +466,50 @@ def operations(size: Dataset) -> list[Op]:
             prepare=lambda s: s.workflows.persist_snapshot(WORKFLOW, "victim", {"a": 1}),
         ),
         Op(
+            "workflows",
+            "list_runs (page of 20, with snapshots)",
+            lambda s: s.workflows.list_runs(WORKFLOW, per_page=20, with_snapshot=True),
+            method="delete_runs",  # with_snapshot came with it
+        ),
+        Op(
+            "workflows",
+            "update_step_result",
+            lambda s: s.workflows.update_step_result(
+                WORKFLOW, "run-0000003", "fetch", {"status": "success", "output": next(n)}
+            ),
+            method="update_step_result",
+        ),
+        Op(
+            "workflows",
+            "claim_run",
+            lambda s: s.workflows.claim_run(WORKFLOW, "leased", "worker", LEASE),
+            prepare=fresh_run,
+            method="claim_run",
+        ),
+        Op(
+            "workflows",
+            "renew_run",
+            lambda s: s.workflows.renew_run(WORKFLOW, "leased", lease["token"], LEASE),
+            prepare=claimed_run,
+            method="renew_run",
+        ),
+        Op(
+            "workflows",
+            "release_run",
+            lambda s: s.workflows.release_run(WORKFLOW, "leased", lease["token"]),
+            prepare=claimed_run,
+            method="release_run",
+        ),
+        Op(
+            "workflows",
+            "delete_runs (1 run)",
+            lambda s: s.workflows.delete_runs(older_than=_data.EPOCH, workflow_name="retired"),
+            prepare=lambda s: s.workflows.persist_snapshot(
+                "retired", "old", {"a": 1}, created_at=_data.EPOCH - timedelta(days=1)
+            ),
+            method="delete_runs",
+        ),
+        Op(
             "evals",
             "save_score (new)",
             lambda s: s.evals.save_score(replace(score, id=f"score-new-{next(n)}")),
@@ -395,6 +521,43 @@ def operations(size: Dataset) -> list[Op]:
             lambda s: s.evals.list_scores(scorer_id=SCORER, per_page=20),
         ),
         Op("evals", "list_scores (run id)", lambda s: s.evals.list_scores(run_id="run-1")),
+        # The filters came with score_stats: a checkout that has it has them.
+        Op(
+            "evals",
+            "list_scores (scorer, time window)",
+            lambda s: s.evals.list_scores(
+                scorer_id=SCORER,
+                from_date=_data.EPOCH + timedelta(seconds=100),
+                to_date=_data.EPOCH + timedelta(seconds=400),
+                per_page=20,
+            ),
+            method="score_stats",
+        ),
+        Op(
+            "evals",
+            "list_scores (scorer, score range)",
+            lambda s: s.evals.list_scores(scorer_id=SCORER, min_score=0.8, per_page=20),
+            method="score_stats",
+        ),
+        Op(
+            "evals",
+            "score_stats (24 hours)",
+            lambda s: s.evals.score_stats(
+                SCORER, from_date=_data.EPOCH, to_date=_data.EPOCH + timedelta(hours=23)
+            ),
+            method="score_stats",
+        ),
+        Op(
+            "evals",
+            "score_stats (30 days)",
+            lambda s: s.evals.score_stats(
+                SCORER,
+                from_date=_data.EPOCH,
+                to_date=_data.EPOCH + timedelta(days=29),
+                bucket="day",
+            ),
+            method="score_stats",
+        ),
         Op(
             "evals",
             "delete_score",
@@ -451,6 +614,32 @@ def operations(size: Dataset) -> list[Op]:
             lambda s: s.checkpoints.delete_thread("lg-victim"),
             prepare=_checkpoint_victim,
             method="delete_thread",
+        ),
+        Op(
+            "traces",
+            "get_trace (10 spans, light)",
+            lambda s: s.traces.get_trace(f"{1:032x}", with_attributes=False),
+        ),
+        Op("traces", "get_span", lambda s: s.traces.get_span(f"{1:032x}", f"{12:016x}")),
+        Op("traces", "get_root_span", lambda s: s.traces.get_root_span(f"{1:032x}")),
+        Op(
+            "traces",
+            "update_span (end, status)",
+            lambda s: s.traces.update_span(
+                f"{2:032x}", f"{23:016x}", end_time=_data.EPOCH, status=SpanStatus(code="ok")
+            ),
+        ),
+        Op(
+            "traces",
+            "list_traces (has_error, page of 20)",
+            lambda s: s.traces.list_traces(has_error=True, per_page=20),
+        ),
+        Op(
+            "traces",
+            "list_traces (status, time window)",
+            lambda s: s.traces.list_traces(
+                status="ok", from_date=window[0], to_date=window[1], per_page=20
+            ),
         ),
         Op(
             "traces",

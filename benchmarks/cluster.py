@@ -4,7 +4,7 @@ round trips.
 A private cluster of three primaries (no replicas) on loopback ports, made like the test
 suite's (`redis-cli --cluster create`: equal slot ranges). One store on it, made the way an
 application makes one: `Storage.from_url("redis+cluster://...")`, which spreads a new
-namespace over 16 buckets (hash slots; see `kvstore.keys`). It runs the reference workload
+namespace over 64 buckets (hash slots; see `kvstore.keys`). It runs the reference workload
 of issue 10 through the public domain calls:
 
 * 1,000 resources, each with its working memory saved and later updated, and 5 threads;

@@ -31,6 +31,7 @@ from kvstore.records import (
     Page,
     Resource,
     Score,
+    ScoreStats,
     Span,
     SpanEvent,
     SpanLink,
@@ -38,6 +39,7 @@ from kvstore.records import (
     Thread,
     TraceSummary,
     WorkflowRun,
+    WorkflowRunSummary,
 )
 from kvstore.storage import Storage
 from kvstore.sync import SyncStorage
@@ -62,6 +64,7 @@ __all__ = [
     "PersistenceError",
     "Resource",
     "Score",
+    "ScoreStats",
     "Span",
     "SpanEvent",
     "SpanLink",
@@ -75,6 +78,18 @@ __all__ = [
     "UnsupportedError",
     "ValidationError",
     "WorkflowRun",
+    "WorkflowRunSummary",
 ]
+
+# The long-term store of LangGraph agents (store.langgraph_items).
+from kvstore.records import (
+    GetItem,
+    ListNamespaces,
+    PutItem,
+    SearchItems,
+    StoreItem,
+)
+
+__all__ += ["GetItem", "ListNamespaces", "PutItem", "SearchItems", "StoreItem"]
 
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -30,6 +31,7 @@ __all__ = [
     "check_page",
     "check_stream_cursor",
     "check_text",
+    "check_ttl",
     "check_version",
     "offset_cursor",
     "utf8",
@@ -166,6 +168,16 @@ def check_version(value: Any, name: str = "expected_version") -> int | None:
     if not _is_int(value) or not 0 <= value <= MAX_INDEX:
         raise ValidationError(f"expected an integer from 0 to {MAX_INDEX}", field=name)
     return int(value)
+
+
+def check_ttl(value: Any, name: str = "ttl") -> int:
+    """A lease's length: a ``timedelta`` of at least a millisecond, as whole milliseconds
+    (what ``PX`` takes; anything finer is dropped)."""
+    if not isinstance(value, timedelta) or not 1 <= value // timedelta(milliseconds=1) <= (
+        MAX_INDEX
+    ):
+        raise ValidationError("expected a timedelta of at least 1 millisecond", field=name)
+    return value // timedelta(milliseconds=1)
 
 
 def offset_cursor(cursor: Any) -> int:

@@ -262,15 +262,13 @@ def _from_import(module: str, names: set[str], indent: str) -> str:
 
 
 def _isort_key(name: str) -> tuple[int, str, str]:
-    """isort's order-by-type: CONSTANTS, then Classes, then everything else; within each,
-    case-insensitive (``StoredCheckpoint`` before ``StoreItem``), as ruff sorts them."""
+    """isort's order-by-type: CONSTANTS, then Classes, then everything else; each group
+    without regard to case (``StoredCheckpoint`` before ``StoreItem``), as ruff sorts."""
     if name.isupper() and len(name) > 1:
-        kind = 0
-    elif name[:1].isupper():
-        kind = 1
-    else:
-        kind = 2
-    return (kind, name.lower(), name)
+        return (0, name.lower(), name)
+    if name[:1].isupper():
+        return (1, name.lower(), name)
+    return (2, name.lower(), name)
 
 
 def main(argv: list[str] | None = None) -> int:

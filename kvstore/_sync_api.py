@@ -11,26 +11,34 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
+    from kvstore.domains.traces import SpanStatusCode
     from kvstore.domains.workflows import T
     from kvstore.records import (
         CheckpointPage,
         Chunk,
         DateRange,
         Include,
+        ItemOp,
+        ItemResult,
         Message,
         MessagePatch,
         Page,
         Resource,
         Score,
         ScoreSource,
+        ScoreStats,
         Span,
+        SpanEvent,
+        SpanStatus,
         StoredCheckpoint,
+        StoreItem,
         Thread,
         TraceSummary,
         Typed,
         WorkflowRun,
+        WorkflowRunSummary,
     )
 
 
@@ -57,16 +65,30 @@ class BlockingMemoryStore(Protocol):
 
     def list_threads(
         self,
-        resource_id: str,
+        resource_id: str | None = None,
         page: int = 0,
         per_page: int = 20,
         order_by: Literal["created_at", "updated_at"] = "created_at",
         direction: Literal["asc", "desc"] = "desc",
+        *,
+        metadata: Mapping[str, Any] | None = None,
     ) -> Page[Thread]:
-        """One page of a resource's threads, ordered by ``order_by`` in ``direction``.
+        """One page of a resource's threads (or, without ``resource_id``, of every thread
+        of the namespace), ordered by ``order_by`` in ``direction``.
+
+        Args:
+            resource_id: The resource, or None for every thread.
+            metadata: Only threads whose metadata holds each of these keys with an equal
+                value (AND; at most 8 keys). Values must be strings, numbers, booleans or
+                None of at most 256 characters as JSON: those are what the index holds,
+                for the first 64 such entries of a thread's metadata. ``1`` equals ``1.0``.
 
         One round trip on one bucket (``per_page + 3`` commands) whatever the number of
         threads stored; with several buckets, see :func:`~kvstore.domains._base.list_index`.
+        A filter on one key reads an index of its own like any listing. A filter on
+        several keys scans the threads that match its most selective key, and is refused
+        (``ValidationError``) when that key matches more than 1,000 threads in a bucket:
+        ``total`` stays exact and no call's work grows with the data stored.
         """
 
     def update_thread(
@@ -90,6 +112,68 @@ class BlockingMemoryStore(Protocol):
         One round trip per 250 messages: the thread disappears with the first one, and no
         single call holds the server longer than deleting 250 messages takes. With several
         buckets, one more drops the message ids' homes.
+        """
+
+    def move_thread(self, thread_id: str, resource_id: str) -> Thread:
+        """Move a thread and its messages to another resource (Mastra's
+        ``updateThreadResourceId``): the thread's ``resource_id``, its place in both
+        resources' listings and every message's ``resource_id`` follow, and its
+        ``updated_at`` is bumped.
+
+        The thread moves atomically in the first round trip, with its first 250 messages;
+        each further 250 messages take a round trip (a script on the thread's bucket), so
+        that no call holds the server long. A move cut short (a crash, a lost connection)
+        leaves later messages with their old ``resource_id``: moving again finishes it.
+
+        Returns:
+            The thread as moved.
+
+        Raises:
+            NotFoundError: there is no such thread.
+        """
+
+    def clone_thread(
+        self,
+        thread_id: str,
+        new_thread_id: str,
+        *,
+        resource_id: str | None = None,
+        title: str | None = None,
+        message_limit: int | None = None,
+        date_range: DateRange | None = None,
+        message_ids: Iterable[str] | None = None,
+    ) -> tuple[Thread, list[Message]]:
+        """Copy a thread and its messages (or some of them) to a new thread (Mastra's
+        ``cloneThread``).
+
+        The copies get fresh ids and the new thread's id and resource; their times,
+        contents and order stay. The new thread keeps the source's metadata and records
+        where it came from under ``metadata["clone"]``: ``source_thread_id``,
+        ``cloned_at`` (ISO 8601) and ``last_message_id`` (the last message copied, or
+        None).
+
+        Args:
+            thread_id: The source thread.
+            new_thread_id: The new thread's id; it must not exist.
+            resource_id: The new thread's resource (default: the source's).
+            title: The new thread's title (default: the source's).
+            message_limit: Copy only the newest this many of the selected messages.
+            date_range: Copy only messages created in this window.
+            message_ids: Copy only these messages (those not in the source are ignored).
+
+        Returns:
+            The new thread and its messages, oldest first.
+
+        Two round trips: one reads the source, one script writes the new thread with
+        every copy at once, so the clone appears whole or not at all (``message_ids``
+        adds one between them that reads the chosen messages). Its cost is bounded
+        by the messages copied: at most 1,000, more is refused (``ValidationError``;
+        narrow it with ``message_limit`` or ``date_range``).
+
+        Raises:
+            NotFoundError: there is no source thread.
+            ValidationError: ``new_thread_id`` is taken (nothing is written), or an
+                argument is malformed.
         """
 
     def save_messages(self, messages: Iterable[Message | Mapping[str, Any]]) -> list[Message]:
@@ -134,6 +218,40 @@ class BlockingMemoryStore(Protocol):
         Two commands in one round trip (``ZCARD``/``ZCOUNT`` and one ``ZRANGE`` of the
         records themselves), whatever the size of the thread. ``include`` adds a second
         round trip that reads the neighbours.
+        """
+
+    def list_messages_merged(
+        self,
+        *,
+        thread_ids: Iterable[str] | None = None,
+        resource_id: str | None = None,
+        page: int = 0,
+        per_page: int = 40,
+        date_range: DateRange | None = None,
+        direction: Literal["asc", "desc"] = "asc",
+    ) -> Page[Message]:
+        """The messages of several threads, or of every thread of a resource, merged in
+        time order (Mastra's ``listMessages`` with several ``threadId`` or a ``resourceId``).
+
+        Equal times keep each thread's order, and the threads' order as given (for a
+        resource: by creation). ``direction="desc"`` lists newest first.
+
+        Args:
+            thread_ids: The threads (at most 100; unknown ones have no messages).
+            resource_id: Instead of ``thread_ids``: every thread of this resource (at most
+                100 threads; more is refused with ``ValidationError``).
+            page: The page number, from 0.
+            per_page: The page size, from 1 to 1000; ``(page + 1) * per_page`` may not
+                exceed 1,000 (each thread is read that deep).
+            date_range: Only messages created in this window.
+            direction: ``"asc"`` (oldest first) or ``"desc"`` (newest first).
+
+        Returns:
+            A page whose ``total`` counts the threads' messages in ``date_range``.
+
+        One round trip for ``thread_ids`` (two commands per thread: the count and the
+        first ``(page + 1) * per_page`` messages, whatever the threads hold); a resource
+        adds one before it that reads its threads' ids (one command per bucket).
         """
 
     def get_messages(self, ids: Iterable[str]) -> list[Message]:
@@ -297,6 +415,7 @@ class BlockingWorkflowStore(Protocol):
         status: str | None = None,
         expected_version: int | None = None,
         created_at: datetime | None = None,
+        fencing_token: int | None = None,
     ) -> int:
         """Store a run's snapshot, creating the run if needed; atomically.
 
@@ -311,13 +430,17 @@ class BlockingWorkflowStore(Protocol):
                 does not exist yet). None writes whatever the version.
             created_at: The creation time of a new run (default now); an existing run
                 keeps its own.
+            fencing_token: Write only if this is the token of the run's live lease (see
+                :meth:`claim_run`). None writes whatever the lease.
 
         Returns:
             The run's new version (1 for a new run).
 
         Raises:
-            ConflictError: the run's version is not ``expected_version``; nothing is
-                written. ``actual`` carries the stored version (0: no such run).
+            ConflictError: the run's version is not ``expected_version`` (``actual``:
+                the stored version, 0 for no run), or ``fencing_token`` is not the token of
+                the run's live lease (``actual``: that token, 0 for no lease or no run);
+                nothing is written.
             ValidationError: an argument is malformed; nothing is written.
         """
 
@@ -352,6 +475,7 @@ class BlockingWorkflowStore(Protocol):
                 workflow.
         """
 
+    @overload
     def list_runs(
         self,
         workflow_name: str | None = None,
@@ -362,12 +486,15 @@ class BlockingWorkflowStore(Protocol):
         to_date: datetime | None = None,
         page: int = 0,
         per_page: int = 20,
-    ) -> Page[WorkflowRun]:
+        with_snapshot: Literal[False] = False,
+    ) -> Page[WorkflowRunSummary]:
         """One page of runs, newest first (by creation time).
 
         Every filter is optional and any combination works; ``total`` counts every run that
-        matches. One script per bucket (``per_page + 4`` commands on one bucket), whatever
-        the number of runs stored.
+        matches. One script per bucket (``per_page + 4`` commands on one bucket, two more
+        with snapshots), whatever the number of runs stored. Snapshots and step results are
+        neither read nor sent unless ``with_snapshot`` asks for them, so a page of runs with
+        large snapshots stays small.
 
         Args:
             workflow_name: Only this workflow's runs.
@@ -377,7 +504,23 @@ class BlockingWorkflowStore(Protocol):
             to_date: Only runs created at or before this time.
             page: The page number, from 0.
             per_page: The page size, from 1 to 1000.
+            with_snapshot: Return whole :class:`WorkflowRun` records (snapshots and step
+                results included) instead of :class:`WorkflowRunSummary` records.
         """
+
+    @overload
+    def list_runs(
+        self,
+        workflow_name: str | None = None,
+        *,
+        resource_id: str | None = None,
+        status: str | None = None,
+        from_date: datetime | None = None,
+        to_date: datetime | None = None,
+        page: int = 0,
+        per_page: int = 20,
+        with_snapshot: Literal[True],
+    ) -> Page[WorkflowRun]: ...
 
     def update_run(
         self,
@@ -388,19 +531,130 @@ class BlockingWorkflowStore(Protocol):
         result: Any = None,
         error: Any = None,
         expected_version: int | None = None,
+        fencing_token: int | None = None,
     ) -> WorkflowRun:
         """Change a run's status, result or error, atomically; the snapshot stays.
 
         Arguments left None keep their stored value. Every update counts as a write: it
         bumps the run's version, so a worker holding an older version loses its next
-        compare-and-set.
+        compare-and-set. ``fencing_token`` works as in :meth:`persist_snapshot`.
 
         Returns:
             The run after the update.
 
         Raises:
             NotFoundError: there is no such run.
-            ConflictError: ``expected_version`` was given and does not match.
+            ConflictError: ``expected_version`` or ``fencing_token`` was given and does not
+                match.
+        """
+
+    def update_step_result(
+        self,
+        workflow_name: str,
+        run_id: str,
+        step_id: str,
+        result: Any,
+        *,
+        status: str | None = None,
+        fencing_token: int | None = None,
+    ) -> dict[str, Any]:
+        """Set one step's result, merged atomically into the run's step results.
+
+        Only this step's entry changes: parallel branches that finish at once each set
+        their own and never revert one another, and a later :meth:`persist_snapshot`
+        leaves them all in place. Counts as a write (bumps the version). One script.
+
+        Args:
+            workflow_name: The workflow.
+            run_id: The run.
+            step_id: The step.
+            result: Its result: any value a snapshot may be.
+            status: The run's new status. None keeps the stored one.
+            fencing_token: As in :meth:`persist_snapshot`.
+
+        Returns:
+            Every step result of the run after the merge (step id -> result).
+
+        Raises:
+            NotFoundError: there is no such run.
+            ConflictError: ``fencing_token`` was given and is not the live lease's.
+            ValidationError: an argument is malformed; nothing is written.
+        """
+
+    def claim_run(self, workflow_name: str, run_id: str, owner: str, ttl: timedelta) -> int:
+        """Take the lease on a run for ``ttl``, and return its fencing token.
+
+        A lease is held by one owner at a time and ends when it expires (server time:
+        the lease is a key with a TTL) or is released. Each new lease gets a larger token
+        than any given before in the run's bucket, so tokens grow per run even across
+        expiry. Pass the token as ``fencing_token`` with every write: once the lease has
+        expired or gone to another owner, those writes are refused with
+        :class:`ConflictError`, so a worker that paused longer than its lease can never
+        run the resumed run a second time. The same owner claiming again while it holds
+        the lease extends it and keeps its token (so a claim may be retried). One script.
+
+        Args:
+            workflow_name: The workflow.
+            run_id: The run.
+            owner: Who claims it: an id unique to the worker.
+            ttl: How long the lease lasts unless renewed (at least a millisecond).
+
+        Returns:
+            The lease's fencing token.
+
+        Raises:
+            NotFoundError: there is no such run.
+            ConflictError: another owner holds a live lease on the run; ``actual`` is its
+                token.
+            ValidationError: an argument is malformed.
+        """
+
+    def renew_run(
+        self,
+        workflow_name: str,
+        run_id: str,
+        fencing_token: int,
+        ttl: timedelta,
+    ) -> None:
+        """Extend the lease that ``fencing_token`` names to ``ttl`` from now. One script.
+
+        Raises:
+            ConflictError: the lease has expired or another owner holds the run; the
+                worker must stop. ``actual`` is the live lease's token (0 for none).
+            ValidationError: an argument is malformed.
+        """
+
+    def release_run(self, workflow_name: str, run_id: str, fencing_token: int) -> bool:
+        """End the lease that ``fencing_token`` names, so another worker may claim the run
+        at once. One script.
+
+        Returns:
+            Whether the lease was still held with this token (False once it expired or
+            went to another owner: then nothing changes).
+        """
+
+    def delete_runs(
+        self,
+        *,
+        older_than: datetime,
+        workflow_name: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """Delete every run created before ``older_than`` (of a workflow, with a status).
+
+        Works in slices: each round trip deletes at most 100 runs per bucket (one script
+        per bucket, ``2 + 5`` commands per run deleted, 502 at most), so no script holds
+        the server longer than that; the call loops until a slice comes back short,
+        ``n // 100 + 1`` round trips for ``n`` runs on one bucket. Runs created meanwhile
+        may or may not go. Not retried after a lost reply (the count would be wrong).
+
+        Args:
+            older_than: Delete runs created strictly before this time.
+            workflow_name: Only this workflow's runs.
+            status: Only runs with this status.
+
+        Returns:
+            How many runs were deleted.
         """
 
     def delete_run(self, workflow_name: str, run_id: str) -> bool:
@@ -424,9 +678,9 @@ class BlockingWorkflowStore(Protocol):
         """Create or replace runs exactly as given, in one round trip.
 
         Unlike :meth:`persist_snapshot` and :meth:`update_run`, nothing is computed: the
-        version, ``created_at``, ``updated_at``, status, result and error are stored as
-        given, and the run is indexed under its own resource and status. The write side
-        of :meth:`export_runs`.
+        version, ``created_at``, ``updated_at``, status, result, error and step results
+        are stored as given, and the run is indexed under its own resource and status.
+        The write side of :meth:`export_runs`.
 
         Raises:
             ValidationError: a run is malformed (``runs[i]...``); nothing is written.
@@ -459,13 +713,23 @@ class BlockingEvalStore(Protocol):
         entity: tuple[str, str] | None = None,
         span: tuple[str, str] | None = None,
         source: ScoreSource | None = None,
+        from_date: datetime | None = None,
+        to_date: datetime | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
         page: int = 0,
         per_page: int = 20,
     ) -> Page[Score]:
-        """One page of scores, newest first.
+        """One page of scores, newest first; by score, highest first, with a score range.
 
-        ``scorer_id``, ``entity`` and ``source`` combine freely; ``run_id`` and ``span``
-        are used alone. Costs ``per_page + 2`` commands whatever the number of scores.
+        ``scorer_id``, ``entity`` and ``source`` combine freely with each other, with a
+        time window and with a score range; ``metadata``, ``run_id`` and ``span`` combine
+        with a time window (and ``metadata`` with ``scorer_id``) only. A time window and a
+        score range do not combine: each is one range of an index (by time, or by value),
+        and both at once would need a scan. Every listing is one range of one index, read
+        by one script per store bucket (five commands with one bucket) whatever the number
+        of scores.
 
         Args:
             scorer_id: Only this scorer's scores.
@@ -473,18 +737,56 @@ class BlockingEvalStore(Protocol):
             entity: Only scores of this ``(entity_type, entity_id)``.
             span: Only scores of this ``(trace_id, span_id)``.
             source: Only ``"live"`` or only ``"test"`` scores.
+            from_date: Only scores made at or after this time.
+            to_date: Only scores made at or before this time.
+            min_score: Only scores of at least this value; orders the page by score.
+            max_score: Only scores of at most this value; orders the page by score.
+            metadata: Only scores whose ``metadata`` holds this key with this value
+                (equal as JSON: ``1`` is not ``1.0``); at most one ``{key: value}`` pair.
+                Indexed: the first 64 top-level keys of at most 256 bytes whose value is
+                a string, number or boolean of at most 256 bytes in JSON.
             page: The page number, from 0.
             per_page: The page size, from 1 to 1000.
 
         Raises:
-            ValidationError: a filter is malformed, or ``run_id`` or ``span`` is combined
-                with another filter.
+            ValidationError: a filter is malformed, or combined with one it does not
+                combine with (see above).
         """
 
     def delete_score(self, score_id: str) -> bool:
         """Delete a score and its index entries. Returns whether it existed.
 
         Not retried after a lost reply, so that the answer is never wrong.
+        """
+
+    def score_stats(
+        self,
+        scorer_id: str,
+        *,
+        from_date: datetime,
+        to_date: datetime,
+        bucket: Literal["hour", "day"] = "hour",
+    ) -> list[ScoreStats]:
+        """A scorer's count, mean, lowest and highest score per hour or per day (UTC).
+
+        The aggregates are kept as scores are saved, replaced and deleted, so they are
+        exact at every moment and reading them costs the same whatever the number of
+        scores: one script per store bucket, ``2 + 2 * periods`` commands each. Scores of
+        both sources count.
+
+        Args:
+            scorer_id: The scorer.
+            from_date: The window's start: the period holding it is the first one.
+            to_date: The window's end: the period holding it is the last one.
+            bucket: ``"hour"`` or ``"day"``: the periods' length.
+
+        Returns:
+            One :class:`ScoreStats` per period that holds scores, oldest first; periods
+            are whole (a score made in the first period before ``from_date`` counts).
+
+        Raises:
+            ValidationError: a malformed argument, ``to_date`` before ``from_date``, or a
+                window of more than 1000 periods (``to_date``).
         """
 
     def export_scores(self, *, cursor: str | None = None, count: int = 100) -> Chunk[Score]:
@@ -536,12 +838,54 @@ class BlockingTraceStore(Protocol):
             How many spans were dropped (with their traces).
         """
 
-    def get_trace(self, trace_id: str) -> list[Span]:
+    def get_trace(self, trace_id: str, *, with_attributes: bool = True) -> list[Span]:
         """Every stored span of a trace, each parent before its children.
 
         The order is depth-first from the roots (spans whose parent is not stored), with
         siblings by start time. Empty when the trace is unknown or was dropped. One
         ``XRANGE``.
+
+        Args:
+            with_attributes: False for a light read (a waterfall, a tree): each span comes
+                without its ``attributes``, ``events``, ``links`` and ``resource``, which
+                are then not decoded.
+        """
+
+    def get_span(self, trace_id: str, span_id: str) -> Span | None:
+        """One span of a trace, or None. One script: two commands and an ``EVALSHA``."""
+
+    def get_root_span(self, trace_id: str) -> Span | None:
+        """A trace's root span (the one its summary names, see
+        :class:`~kvstore.records.TraceSummary`), or None. One script: three commands and
+        an ``EVALSHA``."""
+
+    def update_span(
+        self,
+        trace_id: str,
+        span_id: str,
+        *,
+        name: str | None = None,
+        end_time: datetime | None = None,
+        status: SpanStatus | Mapping[str, Any] | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        events: Iterable[SpanEvent | Mapping[str, Any]] | None = None,
+    ) -> Span | None:
+        """Update a stored span (one started and saved without ``end_time``, say) in place.
+
+        Only what is given changes: ``attributes`` merge key by key into the span's,
+        ``events`` are appended to its events. The trace's summary and index entries follow
+        in the same atomic script (its end, error count and, for its root, name, status
+        and filter values). The span's stream entry moves to the end of the trace's stream
+        (the next id), so an export walking the trace meanwhile may meet it twice, the
+        later copy being the newer. Not retried after a lost reply: appending events twice
+        is not harmless.
+
+        Returns:
+            The span as now stored, or None when the trace holds no such span (nothing is
+            written).
+
+        Raises:
+            ValidationError: a value is malformed; nothing is written.
         """
 
     def list_traces(
@@ -550,6 +894,15 @@ class BlockingTraceStore(Protocol):
         name: str | None = None,
         scope: str | None = None,
         attributes: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+        thread_id: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        status: SpanStatusCode | None = None,
+        has_error: bool = False,
+        tag: str | None = None,
+        environment: str | None = None,
+        service: str | None = None,
         from_date: datetime | None = None,
         to_date: datetime | None = None,
         page: int = 0,
@@ -557,14 +910,30 @@ class BlockingTraceStore(Protocol):
     ) -> Page[TraceSummary]:
         """One page of traces, newest first (by start time).
 
-        Filters apply to each trace's root span and combine freely. One script per bucket
-        (``per_page + 3`` commands on one bucket) whatever the number of traces stored.
+        Filters apply to each trace's root span (``has_error`` to all its spans) and
+        each is served by an index, together with the time window, in one script per
+        bucket (``per_page + 3`` commands on one bucket) whatever the number of traces
+        stored. ``name``, ``scope`` and one attribute filter (``attributes`` or an id)
+        combine freely; ``status``, ``has_error``, ``tag``, ``environment`` and
+        ``service`` are each given alone (with the time window).
 
         Args:
             name: Only traces whose root span has this name.
             scope: Only traces whose root span has this instrumentation scope.
             attributes: Only traces whose root span has this attribute; at most one
                 ``{name: value}`` pair (see the module docstring for what is indexed).
+            user_id: Only traces whose root span's ``user.id`` attribute is this.
+            thread_id: The same for its ``thread.id`` attribute.
+            session_id: The same for its ``session.id`` attribute.
+            run_id: The same for its ``run.id`` attribute.
+            status: Only traces whose root span's status code is this (``"error"``,
+                ``"ok"`` or ``"unset"``).
+            has_error: Only traces with at least one span whose status is ``error``.
+            tag: Only traces whose root span's ``tags`` attribute (a list of strings)
+                holds this tag.
+            environment: Only traces whose root span's resource says this
+                ``deployment.environment.name`` (or the former ``deployment.environment``).
+            service: Only traces whose root span's resource says this ``service.name``.
             from_date: Only traces that started at or after this time.
             to_date: Only traces that started at or before this time.
             page: The page number, from 0.
@@ -734,4 +1103,56 @@ class BlockingCheckpointStore(Protocol):
         values and writes), or with ``keep_latest=False`` delete the threads entirely.
 
         One script per thread, all in one batch (one more per 200 checkpoints deleted).
+        """
+
+
+class BlockingItemStore(Protocol):
+    """:class:`~kvstore.domains.langgraph_items.ItemStore`, blocking: each method runs the
+    coroutine method of the same name and returns its result."""
+
+    def batch(self, ops: Sequence[ItemOp]) -> list[ItemResult]:
+        """Run gets, puts, searches and namespace listings together.
+
+        One round trip (one batch per node on a cluster): one script per bucket touched.
+        Reads see the store as it was before the batch's writes; several puts of one item
+        keep the last. Two cases take further round trips, each bounded: a search whose
+        filters skip more than :data:`SCAN_BUDGET` index entries in a bucket goes on from
+        where it stopped, and a namespace listing whose conditions reject what it read (a
+        ``"*"`` before the prefix's end, a suffix, ``max_depth`` folding namespaces
+        together) reads further pages. Those later reads see the batch's writes.
+
+        Args:
+            ops: :class:`GetItem`, :class:`PutItem`, :class:`SearchItems` and
+                :class:`ListNamespaces` operations.
+
+        Returns:
+            One result per operation, in order: a :class:`StoreItem` or None for a get,
+            None for a put, a list of :class:`StoreItem` (newest first) for a search, a
+            list of namespaces (in tuple order) for a listing.
+
+        Raises:
+            ValidationError: an operation is malformed; nothing is written.
+        """
+
+    def export_items(self, *, cursor: str | None = None, count: int = 100) -> Chunk[StoreItem]:
+        """One chunk of a walk through every item of the namespace, bucket by bucket.
+
+        One round trip (one script reading a page of the index and the page's records with
+        one ``HMGET``, and a ``ZLEXCOUNT`` per bucket for the total) whatever the number of
+        items stored. Items that expired are left out (``total``
+        counts those not yet purged).
+
+        Args:
+            cursor: None for the first chunk, then the previous chunk's ``cursor``.
+            count: How many items to read, from 1 to 1000.
+        """
+
+    def restore_items(self, items: Iterable[StoreItem | Mapping[str, Any]]) -> list[StoreItem]:
+        """Create or replace items exactly as given, in one round trip.
+
+        Unlike a put, nothing is computed: ``created_at``, ``updated_at``, ``ttl`` and
+        ``expires_at`` are stored as given. The write side of :meth:`export_items`.
+
+        Raises:
+            ValidationError: an item is malformed (``items[i]...``); nothing is written.
         """

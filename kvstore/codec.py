@@ -155,6 +155,10 @@ class Format:
         """Split an encoded object into its members, each still encoded."""
         return cast(dict[str, msgspec.Raw], self.decoder(dict[str, msgspec.Raw]).decode(data))
 
+    def raw_list(self, data: bytes) -> list[msgspec.Raw]:
+        """Split an encoded list into its items, each still encoded."""
+        return cast(list[msgspec.Raw], self.decoder(list[msgspec.Raw]).decode(data))
+
 
 @functools.cache
 def get_format(name: FormatName) -> Format:
@@ -340,7 +344,7 @@ class RecordCodec(Generic[S]):
         layout: How :meth:`to_fields` lays a record out (see the module docstring).
     """
 
-    __slots__ = ("_decode", "_format", "_layout", "_names", "_type")
+    __slots__ = ("_decode", "_format", "_layout", "_names", "_spliceable", "_type")
 
     def __init__(self, type_: type[S], fmt: Format, layout: Layout = "document") -> None:
         self._type = type_
@@ -348,6 +352,10 @@ class RecordCodec(Generic[S]):
         self._layout = layout
         self._decode = fmt.decoder(type_).decode
         self._names = {f.name: f.name.encode() for f in msgspec.structs.fields(type_)}
+        # Attributes an override may be spliced into a JSON document as (see from_hash).
+        self._spliceable = frozenset(
+            () if fmt.binary else (n.encode() for n in self._names if n.isidentifier())
+        )
 
     @property
     def format(self) -> Format:
@@ -446,6 +454,28 @@ class RecordCodec(Generic[S]):
                 if overrides is None:
                     overrides = []
                 overrides.append((field, flat[i + 1]))
+        if overrides is not None:
+            # Updated attributes on a JSON document (a listing decodes a page of them), or
+            # a record stored attribute by attribute: appended as members, which msgspec
+            # reads as _merge's output, since it keeps the last of repeated keys, without
+            # splitting and re-encoding anything.
+            spliceable = self._spliceable
+            if all(field in spliceable for field, _ in overrides):
+                parts = [b"{" if document is None else document[:-1]]
+                for field, value in overrides:
+                    parts += (b',"', field, b'":', value)
+                parts.append(b"}")
+                if document is None:
+                    parts[1] = b'"'  # no comma before the first member
+                try:
+                    return cast(S, self._decode(b"".join(parts)))
+                except (
+                    msgspec.DecodeError,
+                    msgspec.ValidationError,
+                    UnicodeDecodeError,
+                    RecursionError,
+                ):
+                    pass  # not an object, or a bad value: _merge's path says what is wrong
         try:
             if overrides is None and document is not None:
                 return cast(S, self._decode(document))
@@ -474,6 +504,9 @@ class RecordCodec(Generic[S]):
                 return cast(S, self._decode(packed[1:]))
             except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
                 raise CorruptRecordError(where, str(exc)) from None
+        document = _lone_document(packed)
+        if document is not None:
+            return self.from_hash([DOCUMENT_FIELD, document], where)
         try:
             flat = unpack_fields(packed)
         except ValueError as exc:
@@ -485,9 +518,19 @@ class RecordCodec(Generic[S]):
         fmt = self._format
         members: dict[str, Any] = {} if document is None else fmt.raw_object(document)
         merged: dict[str, dict[str, Any]] = {}
+        appended: dict[str, list[Any]] = {}
         for field, value in overrides:
             attribute, dot, sub = field.decode().partition(".")
             if not dot:
+                # ``<list attribute>+<n>``: items an update appended (a span's events), in
+                # order, so that a script appends without decoding the list.
+                name, plus, _ = attribute.partition("+")
+                if plus:
+                    if name not in appended:
+                        base = members.get(name)
+                        appended[name] = [] if base is None else fmt.raw_list(bytes(base))
+                    appended[name] += fmt.raw_list(value)
+                    continue
                 members[attribute] = msgspec.Raw(value)
                 continue
             if attribute not in merged:
@@ -495,6 +538,7 @@ class RecordCodec(Generic[S]):
                 merged[attribute] = {} if base is None else dict(fmt.raw_object(bytes(base)))
             merged[attribute][sub] = msgspec.Raw(value)
         members.update(merged)
+        members.update(appended)
         return fmt.encode(members)
 
 
@@ -527,6 +571,46 @@ def pack_fields(flat: Sequence[bytes]) -> bytes:
         name, value = flat[i], flat[i + 1]
         parts.append(b"%04x%s%08x%s" % (len(name), name, len(value), value))
     return b"".join(parts)
+
+
+_DOCUMENT_ENTRY = b"\x010002" + DOCUMENT_FIELD
+_INTERNAL = INTERNAL_PREFIX[0]
+
+
+def _lone_document(packed: bytes) -> bytes | None:
+    """The document of a packed field list that holds a document first and otherwise only
+    internal fields (a record with its index keys, the common case), or None.
+
+    What :meth:`RecordCodec.from_hash` would keep of :func:`unpack_fields`'s list, found
+    without slicing the fields it skips; None for anything else (a later document, another
+    field, or a malformed list, which the general path reports).
+    """
+    if not packed.startswith(_DOCUMENT_ENTRY):
+        return None
+    size = len(packed)
+    try:
+        end = pos = 15 + int(packed[7:15], 16)
+        if end < 15:
+            return None
+        while pos < size:
+            name = pos + 4
+            length = int(packed[pos:name], 16)
+            if (
+                length <= 0
+                or packed[name] != _INTERNAL
+                or packed[name : name + length] == DOCUMENT_FIELD
+            ):
+                return None  # a field of the record, or a second document
+            pos = name + length + 8
+            value = int(packed[pos - 8 : pos], 16)
+            if value < 0:
+                return None
+            pos += value
+    except (ValueError, IndexError):
+        return None
+    if end > size or pos != size:
+        return None
+    return packed[15:end]
 
 
 def unpack_fields(packed: bytes) -> list[bytes]:

@@ -50,8 +50,10 @@ __all__ = [
     "SLOTS",
     "Bucket",
     "CheckpointKeys",
+    "ItemKeys",
     "Keys",
     "ThreadKeys",
+    "item_keys",
     "key_slot",
     "lex_escape",
     "lex_time",
@@ -147,8 +149,16 @@ class Bucket:
         runs: hash, run member -> run record (without its snapshot).
         run_snapshots: hash, run member -> the run's snapshot.
         run_index: lex index of the bucket's runs.
+        run_steps: hash, run member -> the run's step results (packed, step id -> result).
+        run_tokens: string, the bucket's last fencing token: every claim of a run takes the
+            next, so a token is never issued twice in a bucket, even to a run deleted and
+            created again.
         scores: hash, score id -> score record.
         score_index: lex index of the bucket's scores.
+        score_values: lex index of the bucket's scores by scorer, period (hour and day) and
+            value: what a period's exact minimum and maximum are read from.
+        score_sums: hash, scorer and period -> the count and exact sum (as partials) of the
+            bucket's scores in that period.
         traces: hash, trace id -> trace summary.
         trace_index: lex index of the bucket's traces.
         checkpoint_threads: lex index, the ids (escaped) of the bucket's checkpoint threads
@@ -168,8 +178,12 @@ class Bucket:
     runs: str
     run_snapshots: str
     run_index: str
+    run_steps: str
+    run_tokens: str
     scores: str
     score_index: str
+    score_values: str
+    score_sums: str
     traces: str
     trace_index: str
     checkpoint_threads: str
@@ -253,8 +267,12 @@ class Keys:
             runs=root + "runs",
             run_snapshots=root + "run_snapshots",
             run_index=root + "run_index",
+            run_steps=root + "run_steps",
+            run_tokens=root + "run_tokens",
             scores=root + "scores",
             score_index=root + "score_index",
+            score_values=root + "score_values",
+            score_sums=root + "score_sums",
             traces=root + "traces",
             trace_index=root + "trace_index",
             checkpoint_threads=root + "cp_threads",
@@ -313,6 +331,12 @@ class Keys:
         return lex_escape(f"{len(run_id)}:{run_id}{workflow_name}")
 
     @staticmethod
+    def run_lease(bucket: Bucket, member: str) -> str:
+        """string with a TTL: the lease on a run (``<token>\0<owner>``), named by its member
+        (:meth:`run_member`); it expires with the lease."""
+        return bucket.root + "run_lease:" + member
+
+    @staticmethod
     def trace_spans(bucket: Bucket, trace_id: str) -> str:
         """stream: one trace's spans, entry ids carrying their start times."""
         return bucket.root + "spans:" + trace_id
@@ -324,3 +348,45 @@ class Keys:
 
     def __repr__(self) -> str:
         return f"Keys(namespace={self.namespace!r}, buckets={self.buckets})"
+
+
+# -- the LangGraph long-term store (store.langgraph_items) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ItemKeys:
+    """The long-term store's structures in one bucket (see
+    :mod:`kvstore.domains.langgraph_items`). A store namespace (a tuple of labels) is an
+    owner: its items, their index entries and its own listing entries all sit in the bucket
+    of its encoded labels, so that every write is one atomic script on one slot.
+
+    Attributes:
+        items: hash, item id -> the item record (packed fields).
+        index: lex index of the bucket's items by namespace prefix, filter token and time.
+        expiry: sorted set, item id -> when it expires (ms), for the items with a TTL.
+        namespaces: lex index of the bucket's namespaces that hold items (labels + NUL each).
+        namespaces_reversed: the same namespaces with their labels in reverse order, so that
+            a suffix is a prefix of it.
+        counts: hash, encoded namespace -> how many items it holds.
+    """
+
+    items: str
+    index: str
+    expiry: str
+    namespaces: str
+    namespaces_reversed: str
+    counts: str
+
+
+def item_keys(bucket: Bucket) -> ItemKeys:
+    """The long-term store's keys in ``bucket``; a namespace's bucket is
+    ``Keys.bucket_of`` its encoded labels."""
+    root = bucket.root
+    return ItemKeys(
+        items=root + "lg_items",
+        index=root + "lg_item_index",
+        expiry=root + "lg_item_expiry",
+        namespaces=root + "lg_namespaces",
+        namespaces_reversed=root + "lg_namespaces_reversed",
+        counts=root + "lg_namespace_counts",
+    )

@@ -60,6 +60,7 @@ from kvstore.sync import SyncStorage
 require("opentelemetry.sdk.trace.export", "otel")
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal  # noqa: E402
+from opentelemetry.attributes import BoundedAttributes  # noqa: E402
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult  # noqa: E402
 from opentelemetry.trace import SpanKind as OtelSpanKind  # noqa: E402
 from opentelemetry.trace import StatusCode  # noqa: E402
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
     from contextlib import AbstractContextManager
 
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan
 
 __all__ = ["StorageSpanExporter", "span_to_record"]
@@ -75,6 +77,10 @@ __all__ = ["StorageSpanExporter", "span_to_record"]
 logger = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNSET = SpanStatus()
+#: Attribute value types stored as they are (floats are checked: NaN and infinities are not).
+_PLAIN = frozenset({str, int, bool})
+_last_resource: tuple[Resource, dict[str, Any]] | None = None
 _KINDS: dict[OtelSpanKind, SpanKind] = {
     OtelSpanKind.INTERNAL: "internal",
     OtelSpanKind.SERVER: "server",
@@ -404,6 +410,7 @@ def span_to_record(span: ReadableSpan) -> Span:
         raise ValueError(f"span {span.name!r} has no span context")
     scope = span.instrumentation_scope
     start = _time(span.start_time) if span.start_time is not None else utc_now()
+    status = span.status
     return Span(
         trace_id=_trace_id(context.trace_id),
         span_id=_span_id(context.span_id),
@@ -412,9 +419,10 @@ def span_to_record(span: ReadableSpan) -> Span:
         kind=_KINDS.get(span.kind, "internal"),
         scope=None if scope is None else scope.name,
         scope_version=None if scope is None else scope.version,
-        status=SpanStatus(
-            code=_STATUSES.get(span.status.status_code, "unset"),
-            message=span.status.description,
+        status=_UNSET
+        if status.status_code is StatusCode.UNSET and status.description is None
+        else SpanStatus(
+            code=_STATUSES.get(status.status_code, "unset"), message=status.description
         ),
         start_time=start,
         end_time=None if span.end_time is None else _time(span.end_time),
@@ -435,7 +443,7 @@ def span_to_record(span: ReadableSpan) -> Span:
             )
             for link in span.links
         ],
-        resource=_attributes(span.resource.attributes),
+        resource=_resource(span.resource),
     )
 
 
@@ -451,10 +459,26 @@ def _time(nanos: int) -> datetime:
     return _EPOCH + timedelta(microseconds=nanos // 1000)
 
 
+def _resource(resource: Resource) -> dict[str, Any]:
+    """A resource's attributes; converted once per resource (an SDK has one or a few), then
+    copied, so that no two records share a dict."""
+    global _last_resource  # noqa: PLW0603 - a one-entry cache; a race only converts twice
+    last = _last_resource
+    if last is None or last[0] is not resource:
+        last = _last_resource = (resource, _attributes(resource.attributes))
+    return dict(last[1])
+
+
 def _attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     if not attributes:
         return {}
-    return {k: _attribute(v) for k, v in attributes.items()}
+    # BoundedAttributes (the SDK's) copies its dict at C speed; iterating it as a Mapping
+    # costs a Python call per key.
+    out = dict(attributes.copy() if isinstance(attributes, BoundedAttributes) else attributes)
+    for key, value in out.items():
+        if type(value) not in _PLAIN:
+            out[key] = _attribute(value)
+    return out
 
 
 def _attribute(value: Any) -> Any:

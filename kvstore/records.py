@@ -26,6 +26,7 @@ __all__ = [
     "Role",
     "Score",
     "ScoreSource",
+    "ScoreStats",
     "Span",
     "SpanEvent",
     "SpanKind",
@@ -36,8 +37,19 @@ __all__ = [
     "TraceSummary",
     "Typed",
     "WorkflowRun",
+    "WorkflowRunSummary",
     "new_id",
     "utc_now",
+]
+__all__ += [
+    "GetItem",
+    "ItemNamespace",
+    "ItemOp",
+    "ItemResult",
+    "ListNamespaces",
+    "PutItem",
+    "SearchItems",
+    "StoreItem",
 ]
 
 T = TypeVar("T")
@@ -200,11 +212,32 @@ class WorkflowRun(_Record, kw_only=True, frozen=True):
         status: The run's status (``"running"``, ``"suspended"``, ``"success"``...), if any.
         result: What the run produced, set by ``update_run``.
         error: Why the run failed, set by ``update_run``.
+        steps: Step id -> the step's result, set by ``update_step_result``.
     """
 
     workflow_name: Id
     run_id: Id
     snapshot: Any
+    version: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
+    resource_id: Id | None = None
+    status: Id | None = None
+    result: Any = None
+    error: Any = None
+    #: Step id -> that step's result, merged one step at a time by ``update_step_result``.
+    steps: dict[str, Any] = {}
+
+
+class WorkflowRunSummary(_Record, kw_only=True, frozen=True):
+    """A workflow run without its snapshot and step results: what ``list_runs`` returns
+    unless asked for snapshots, so that a page never reads the runs' (possibly large) state.
+
+    The attributes are those of :class:`WorkflowRun` of the same names.
+    """
+
+    workflow_name: Id
+    run_id: Id
     version: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
     created_at: UTCDateTime
     updated_at: UTCDateTime
@@ -257,6 +290,24 @@ class Score(_Record, kw_only=True, frozen=True):
     source: ScoreSource = "live"
     metadata: dict[str, Any] = {}
     created_at: UTCDateTime = msgspec.field(default_factory=utc_now)
+
+
+class ScoreStats(msgspec.Struct, kw_only=True, frozen=True):
+    """One scorer's scores in one period (an hour or a day, UTC), from ``score_stats``.
+
+    Attributes:
+        start: When the period starts.
+        count: How many scores were made in it (at least 1).
+        mean: Their mean: the correctly rounded sum divided by ``count``.
+        min: The lowest score.
+        max: The highest score.
+    """
+
+    start: UTCDateTime
+    count: int
+    mean: float
+    min: float
+    max: float
 
 
 # -- traces -------------------------------------------------------------------------------
@@ -338,6 +389,7 @@ class TraceSummary(_Record, kw_only=True, frozen=True):
         span_count: How many of the trace's spans are stored.
         status: The root span's status.
         root_span_id: The root span's id.
+        error_count: How many of the trace's spans have the status ``error``.
     """
 
     trace_id: Id
@@ -348,6 +400,110 @@ class TraceSummary(_Record, kw_only=True, frozen=True):
     span_count: int = 0
     status: SpanStatus = SpanStatus()
     root_span_id: Id | None = None
+    error_count: int = 0
+
+
+# -- the LangGraph long-term store (store.langgraph_items) -----------------------------------
+
+#: A store namespace: a tuple of labels (non-empty strings without NUL).
+ItemNamespace: TypeAlias = tuple[str, ...]
+
+
+class StoreItem(_Record, kw_only=True, frozen=True):
+    """An item of the long-term store that ``store.langgraph_items`` keeps.
+
+    Attributes:
+        namespace: The item's namespace, a tuple of labels such as ``("memories", "u1")``.
+        key: The item's key within its namespace.
+        value: The item's value, a JSON object.
+        created_at: When the item was first written (an overwrite keeps it).
+        updated_at: When the item was last written.
+        ttl: Its time to live in minutes, or None: it never expires.
+        expires_at: When it expires (``ttl`` after its last write or refreshing read).
+    """
+
+    namespace: ItemNamespace
+    key: str
+    value: dict[str, Any]
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
+    ttl: float | None = None
+    expires_at: UTCDateTime | None = None
+
+
+class GetItem(_Record, kw_only=True, frozen=True):
+    """Read one item (an operation of ``langgraph_items.batch``).
+
+    Attributes:
+        namespace: The item's namespace.
+        key: The item's key.
+        refresh_ttl: Restart the item's time to live when it is read.
+    """
+
+    namespace: ItemNamespace
+    key: str
+    refresh_ttl: bool = True
+
+
+class PutItem(_Record, kw_only=True, frozen=True):
+    """Write or delete one item (an operation of ``langgraph_items.batch``).
+
+    Attributes:
+        namespace: The item's namespace.
+        key: The item's key.
+        value: The new value (a JSON object), or None to delete the item.
+        ttl: Time to live in minutes, or None: the item never expires.
+    """
+
+    namespace: ItemNamespace
+    key: str
+    value: dict[str, Any] | None
+    ttl: float | None = None
+
+
+class SearchItems(_Record, kw_only=True, frozen=True):
+    """List the items under a namespace prefix, newest first (an operation of
+    ``langgraph_items.batch``).
+
+    Attributes:
+        namespace_prefix: Items whose namespace starts with these labels (``()``: all).
+        filter: Equality conditions on the values' top-level fields: ``{"field": value}``
+            or ``{"field": {"$eq": value}}``, with a string, number, boolean or None value.
+        limit: How many items to return, from 1 to 1000.
+        offset: How many matching items to skip.
+        refresh_ttl: Restart the time to live of the items returned.
+    """
+
+    namespace_prefix: ItemNamespace
+    filter: dict[str, Any] | None = None
+    limit: int = 10
+    offset: int = 0
+    refresh_ttl: bool = True
+
+
+class ListNamespaces(_Record, kw_only=True, frozen=True):
+    """List the namespaces that hold items, in tuple order (an operation of
+    ``langgraph_items.batch``).
+
+    Attributes:
+        prefix: Only namespaces starting with these labels; ``"*"`` matches any one label.
+        suffix: Only namespaces ending with these labels; ``"*"`` matches any one label.
+        max_depth: Truncate namespaces to this many labels (then deduplicated).
+        limit: How many namespaces to return, from 1 to 1000.
+        offset: How many to skip.
+    """
+
+    prefix: ItemNamespace | None = None
+    suffix: ItemNamespace | None = None
+    max_depth: int | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+#: An operation of ``langgraph_items.batch``.
+ItemOp: TypeAlias = GetItem | PutItem | SearchItems | ListNamespaces
+#: What ``langgraph_items.batch`` returns for each operation, in order.
+ItemResult: TypeAlias = StoreItem | list[StoreItem] | list[ItemNamespace] | None
 
 
 # -- checkpoints ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from kvstore.domains.checkpoints import CheckpointStore
 from kvstore.domains.evals import EvalStore
+from kvstore.domains.langgraph_items import ItemStore
 from kvstore.domains.memory import MemoryStore
 from kvstore.domains.traces import TraceRetention, TraceStore
 from kvstore.domains.workflows import WorkflowStore
@@ -76,13 +77,14 @@ class Storage:
             default: all of them.
         buckets: How many buckets (cluster hash slots) records spread over: 1 to 1024.
             Default: what the store records, or for a new namespace the driver's default
-            (1 on a single server, 16 on a Redis Cluster). See :mod:`kvstore.keys`.
+            (1 on a single server, 64 on a Redis Cluster). See :mod:`kvstore.keys`.
 
     Attributes:
         memory: Threads, messages and working memory.
         workflows: Workflow runs and their snapshots.
         evals: Eval scores.
         traces: Spans and traces.
+        langgraph_items: The long-term store of LangGraph agents (items in namespaces).
         checkpoints: Graph checkpoints with their channel values and pending writes (what
             ``kvstore.integrations.langgraph.KVStoreSaver`` keeps).
     """
@@ -94,6 +96,7 @@ class Storage:
         "_owns_driver",
         "checkpoints",
         "evals",
+        "langgraph_items",
         "memory",
         "namespace",
         "traces",
@@ -132,6 +135,7 @@ class Storage:
         self.workflows = WorkflowStore(driver, layout, codec)
         self.evals = EvalStore(driver, layout, codec)
         self.traces = TraceStore(driver, layout, codec, trace_retention)
+        self.langgraph_items = ItemStore(driver, layout, codec)
         self.checkpoints = CheckpointStore(driver, layout, codec)
 
     @classmethod

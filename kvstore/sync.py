@@ -23,6 +23,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from kvstore._sync_api import (
     BlockingCheckpointStore,
     BlockingEvalStore,
+    BlockingItemStore,
     BlockingMemoryStore,
     BlockingTraceStore,
     BlockingWorkflowStore,
@@ -43,6 +44,7 @@ __all__ = [
     "Blocking",
     "BlockingCheckpointStore",
     "BlockingEvalStore",
+    "BlockingItemStore",
     "BlockingMemoryStore",
     "BlockingTraceStore",
     "BlockingWorkflowStore",
@@ -52,7 +54,7 @@ __all__ = [
 D = TypeVar("D")
 
 #: The domains a Storage offers; SyncStorage wraps each.
-DOMAINS = ("memory", "workflows", "evals", "traces", "checkpoints")
+DOMAINS = ("memory", "workflows", "evals", "traces", "checkpoints", "langgraph_items")
 
 
 class Blocking(Generic[D]):
@@ -113,6 +115,7 @@ class SyncStorage:
         "_storage",
         "checkpoints",
         "evals",
+        "langgraph_items",
         "memory",
         "traces",
         "workflows",
@@ -156,6 +159,7 @@ class SyncStorage:
         self.evals = cast(BlockingEvalStore, Blocking(portal, storage.evals))
         self.traces = cast(BlockingTraceStore, Blocking(portal, storage.traces))
         self.checkpoints = cast(BlockingCheckpointStore, Blocking(portal, storage.checkpoints))
+        self.langgraph_items = cast(BlockingItemStore, Blocking(portal, storage.langgraph_items))
 
     @classmethod
     def from_url(

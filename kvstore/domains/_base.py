@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from kvstore.codec import RecordCodec
-    from kvstore.drivers.base import Arg, Driver, Reply
+    from kvstore.drivers.base import Arg, Driver, Reply, Script
     from kvstore.keys import Bucket, Keys
     from kvstore.layout import StoreLayout
 
@@ -220,6 +220,8 @@ async def list_index(
     offset: int,
     count: int,
     newest_first: bool,
+    script: Script = LIST_INDEX,
+    extra: Sequence[Arg] = (),
 ) -> tuple[int, list[tuple[str, list[bytes | None]]]]:
     """One page of a lex index across ``buckets``, with each member's record.
 
@@ -233,6 +235,8 @@ async def list_index(
     Args:
         columns: The hashes to read each member's id from; a member whose id is missing
             from the first one (its record) is skipped.
+        script: A script with :data:`LIST_INDEX`'s keys, arguments and reply, which may
+            take ``extra`` arguments after them (a filtered listing).
 
     Returns:
         How many members lie between the bounds in all buckets, and for each member of the
@@ -244,9 +248,9 @@ async def list_index(
     if len(buckets) == 1:
         (bucket,) = buckets
         reply = await driver.run(
-            LIST_INDEX,
+            script,
             [index(bucket), *(c(bucket) for c in columns)],
-            [low, high, offset, count, reverse, 0, count],
+            [low, high, offset, count, reverse, 0, count, *extra],
             idempotent=True,
         )
         total, *flat = as_list(reply)
@@ -258,9 +262,9 @@ async def list_index(
     last = (offset + count) // len(buckets) + slack
     replies = await driver.execute(
         [
-            LIST_INDEX.command(
+            script.command(
                 [index(b), *(c(b) for c in columns)],
-                [low, high, 0, offset + count, reverse, first, last],
+                [low, high, 0, offset + count, reverse, first, last, *extra],
             )
             for b in buckets
         ],

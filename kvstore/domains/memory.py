@@ -9,7 +9,10 @@ and message ids escaped for lex members (:func:`~kvstore.keys.lex_escape`).
   message sequence number given out).
 * ``thread_index`` (bucket lex index): per thread ``c\\0R\\0<created>\\0T`` and
   ``u\\0R\\0<updated>\\0T`` (a resource's threads), ``C\\0<created>\\0T`` and
-  ``U\\0<updated>\\0T`` (every thread).
+  ``U\\0<updated>\\0T`` (every thread); and per indexed metadata entry (key ``K`` and
+  value ``V`` as JSON, see :func:`_index_value`) ``mc\\0R\\0K\\0V\\0<created>\\0T``,
+  ``mu\\0R\\0K\\0V\\0<updated>\\0T``, ``Mc\\0K\\0V\\0<created>\\0T`` and
+  ``Mu\\0K\\0V\\0<updated>\\0T``.
 * ``messages:<thread id>`` (sorted set): the thread's messages scored by ``created_at`` in
   microseconds; a member is ``<12 hex digits: sequence><M>\\0<packed record>``, so reading a
   page of messages is one ``ZRANGE`` of the records themselves, and equal timestamps keep
@@ -22,9 +25,11 @@ and message ids escaped for lex members (:func:`~kvstore.keys.lex_escape`).
 Round trips. Every call is one round trip, except those that start from message ids
 alone (``get_messages``, ``update_messages``, ``delete_messages`` and ``include``), which
 first read where the messages live (one ``HMGET`` per bucket), then act on their threads:
-two round trips. A message saved again under a thread other than its own is moved: saving
-it reports its old thread, which a second round trip removes it from. Deleting a thread of
-more than 1,000 messages takes a round trip per 1,000, so no call holds the server long.
+two round trips; ``clone_thread`` reads its source, then writes (two), and ``move_thread``
+takes a round trip per 250 messages. A message saved again under a thread other than its
+own is moved: saving it reports its old thread, which a second round trip removes it from.
+Deleting a thread of more than 1,000 messages takes a round trip per 1,000, so no call
+holds the server long.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ from kvstore.records import (
     Page,
     Resource,
     Thread,
+    new_id,
     utc_now,
 )
 
@@ -82,6 +88,23 @@ __all__ = ["MemoryStore"]
 
 #: Page size of ``list_messages`` when neither ``last`` nor ``per_page`` is given.
 DEFAULT_MESSAGES_PER_PAGE = 40
+
+#: How many metadata entries of a thread the ``metadata`` filter of ``list_threads`` finds
+#: it by (the first ones saved), and the longest key or value, as JSON, it indexes.
+MAX_INDEXED_METADATA = 64
+MAX_INDEXED_LENGTH = 256
+#: A filter on several metadata keys scans, per bucket, the threads that match its most
+#: selective key; it is refused when even that key matches more than this many.
+MAX_FILTER_SCAN = 1000
+#: Most keys in one ``metadata`` filter.
+MAX_FILTER_KEYS = 8
+#: Most messages ``clone_thread`` copies (in one atomic script).
+MAX_CLONE = 1000
+#: Most threads, and the deepest page, ``list_messages_merged`` merges.
+MAX_MERGED_THREADS = 100
+MAX_MERGED_DEPTH = 1000
+#: Messages ``move_thread`` rewrites per round trip.
+MOVE_SLICE = 250
 
 _SEQ = scripts.SEQ_DIGITS
 # An activity starts with fixed-width fields: the sequence, the created and updated keys.
@@ -159,34 +182,79 @@ class MemoryStore(Domain):
 
     async def list_threads(
         self,
-        resource_id: str,
+        resource_id: str | None = None,
         page: int = 0,
         per_page: int = 20,
         order_by: Literal["created_at", "updated_at"] = "created_at",
         direction: Literal["asc", "desc"] = "desc",
+        *,
+        metadata: Mapping[str, Any] | None = None,
     ) -> Page[Thread]:
-        """One page of a resource's threads, ordered by ``order_by`` in ``direction``.
+        """One page of a resource's threads (or, without ``resource_id``, of every thread
+        of the namespace), ordered by ``order_by`` in ``direction``.
+
+        Args:
+            resource_id: The resource, or None for every thread.
+            metadata: Only threads whose metadata holds each of these keys with an equal
+                value (AND; at most 8 keys). Values must be strings, numbers, booleans or
+                None of at most 256 characters as JSON: those are what the index holds,
+                for the first 64 such entries of a thread's metadata. ``1`` equals ``1.0``.
 
         One round trip on one bucket (``per_page + 3`` commands) whatever the number of
         threads stored; with several buckets, see :func:`~kvstore.domains._base.list_index`.
+        A filter on one key reads an index of its own like any listing. A filter on
+        several keys scans the threads that match its most selective key, and is refused
+        (``ValidationError``) when that key matches more than 1,000 threads in a bucket:
+        ``total`` stays exact and no call's work grows with the data stored.
         """
-        check_id(resource_id, "resource_id")
+        if resource_id is not None:
+            check_id(resource_id, "resource_id")
         check_page(page, per_page)
         if order_by not in ("created_at", "updated_at"):
             raise ValidationError("expected 'created_at' or 'updated_at'", field="order_by")
         if direction not in ("asc", "desc"):
             raise ValidationError("expected 'asc' or 'desc'", field="direction")
+        entries = [] if metadata is None else _metadata_filter(metadata)
+        # Index kinds (see _memory_scripts): c/u by resource, C/U across the namespace, and
+        # mc/mu, Mc/Mu the same per metadata entry.
+        kind = "c" if order_by == "created_at" else "u"
+        owner = () if resource_id is None else (resource_id,)
+        prefixes = [("m" + kind if owner else "M" + kind, *owner, k, v) for k, v in entries]
+        if not owner:
+            kind = kind.upper()
         keys = await self._keys()
-        total, found = await list_index(
-            self._driver,
-            keys.all_buckets,
-            _thread_index,
-            [_threads, _thread_activity],
-            lex_bounds(("c" if order_by == "created_at" else "u", resource_id)),
-            offset=page * per_page,
-            count=per_page,
-            newest_first=direction == "desc",
-        )
+        if len(prefixes) > 1:
+            extra: list[Arg] = [MAX_FILTER_SCAN]
+            extra += ("".join(lex_escape(part) + "\x00" for part in p) for p in prefixes)
+            total, found = await list_index(
+                self._driver,
+                keys.all_buckets,
+                _thread_index,
+                [_threads, _thread_activity],
+                ("-", "+"),
+                offset=page * per_page,
+                count=per_page,
+                newest_first=direction == "desc",
+                script=scripts.LIST_MATCHING,
+                extra=extra,
+            )
+            if total < 0:  # the script's mark for a filter too broad to scan
+                raise ValidationError(
+                    f"each key of this filter matches more than {MAX_FILTER_SCAN} threads "
+                    "in a bucket: filter on one key, or add a more selective one",
+                    field="metadata",
+                )
+        else:
+            total, found = await list_index(
+                self._driver,
+                keys.all_buckets,
+                _thread_index,
+                [_threads, _thread_activity],
+                lex_bounds(prefixes[0] if prefixes else (kind, *owner)),
+                offset=page * per_page,
+                count=per_page,
+                newest_first=direction == "desc",
+            )
         threads = [self._thread(row, where) for where, row in found]
         return make_page(threads, total, page, per_page)
 
@@ -211,15 +279,29 @@ class MemoryStore(Domain):
         fields: list[Arg] = []
         if title is not None:
             fields += (b"title", codec.encode(title))
+        indexed: list[Arg] = []
         if metadata is not None:
-            fields += codec.merged_fields("metadata", check_metadata(metadata))
+            merged = check_metadata(metadata)
+            fields += codec.merged_fields("metadata", merged)
+            for key, value in merged.items():
+                k = _index_json(key)
+                if k is not None:  # a key too long to index was never indexed
+                    indexed += (k, _index_value(value) or "")
         now = utc_now()
         keys = await self._keys()
         bucket = keys.bucket_of(thread_id)
         reply = await self._driver.run(
             scripts.UPDATE_THREAD,
             [bucket.threads, bucket.thread_activity, bucket.thread_index],
-            [lex_escape(thread_id), lex_time(micros(now)), codec.encode(now), *fields],
+            [
+                lex_escape(thread_id),
+                lex_time(micros(now)),
+                codec.encode(now),
+                MAX_INDEXED_METADATA,
+                len(indexed) // 2,
+                *indexed,
+                *fields,
+            ],
         )
         if reply is None:
             raise NotFoundError(f"no thread {thread_id!r}")
@@ -262,6 +344,218 @@ class MemoryStore(Domain):
         if gone and keys.buckets > 1:
             await self._driver.execute([("DEL", keys.message_home(_unescape(m))) for m in gone])
         return bool(existed == 1)
+
+    async def move_thread(self, thread_id: str, resource_id: str) -> Thread:
+        """Move a thread and its messages to another resource (Mastra's
+        ``updateThreadResourceId``): the thread's ``resource_id``, its place in both
+        resources' listings and every message's ``resource_id`` follow, and its
+        ``updated_at`` is bumped.
+
+        The thread moves atomically in the first round trip, with its first 250 messages;
+        each further 250 messages take a round trip (a script on the thread's bucket), so
+        that no call holds the server long. A move cut short (a crash, a lost connection)
+        leaves later messages with their old ``resource_id``: moving again finishes it.
+
+        Returns:
+            The thread as moved.
+
+        Raises:
+            NotFoundError: there is no such thread.
+        """
+        check_id(thread_id, "thread_id")
+        check_id(resource_id, "resource_id")
+        keys = await self._keys()
+        thread = keys.thread(thread_id)
+        bucket = thread.bucket
+        now = utc_now()
+        script_keys = [bucket.threads, bucket.thread_activity, bucket.thread_index, thread.messages]
+        head: list[Arg] = [
+            lex_escape(thread_id),
+            lex_escape(resource_id),
+            self._format.encode(resource_id),
+            lex_time(micros(now)),
+            self._format.encode(now),
+        ]
+        reply = as_list(
+            await self._driver.run(scripts.MOVE_THREAD, script_keys, [*head, "1", 0, MOVE_SLICE])
+        )
+        if reply[0] == 0:
+            raise NotFoundError(f"no thread {thread_id!r}")
+        moved = self._thread(reply[2:4], bucket.threads)
+        rank = reply[1]
+        while rank >= 0:
+            reply = as_list(
+                await self._driver.run(
+                    scripts.MOVE_THREAD, script_keys, [*head, "0", rank, MOVE_SLICE]
+                )
+            )
+            rank = reply[1] if reply[0] == 1 else -1
+        return moved
+
+    async def clone_thread(
+        self,
+        thread_id: str,
+        new_thread_id: str,
+        *,
+        resource_id: str | None = None,
+        title: str | None = None,
+        message_limit: int | None = None,
+        date_range: DateRange | None = None,
+        message_ids: Iterable[str] | None = None,
+    ) -> tuple[Thread, list[Message]]:
+        """Copy a thread and its messages (or some of them) to a new thread (Mastra's
+        ``cloneThread``).
+
+        The copies get fresh ids and the new thread's id and resource; their times,
+        contents and order stay. The new thread keeps the source's metadata and records
+        where it came from under ``metadata["clone"]``: ``source_thread_id``,
+        ``cloned_at`` (ISO 8601) and ``last_message_id`` (the last message copied, or
+        None).
+
+        Args:
+            thread_id: The source thread.
+            new_thread_id: The new thread's id; it must not exist.
+            resource_id: The new thread's resource (default: the source's).
+            title: The new thread's title (default: the source's).
+            message_limit: Copy only the newest this many of the selected messages.
+            date_range: Copy only messages created in this window.
+            message_ids: Copy only these messages (those not in the source are ignored).
+
+        Returns:
+            The new thread and its messages, oldest first.
+
+        Two round trips: one reads the source, one script writes the new thread with
+        every copy at once, so the clone appears whole or not at all (``message_ids``
+        adds one between them that reads the chosen messages). Its cost is bounded
+        by the messages copied: at most 1,000, more is refused (``ValidationError``;
+        narrow it with ``message_limit`` or ``date_range``).
+
+        Raises:
+            NotFoundError: there is no source thread.
+            ValidationError: ``new_thread_id`` is taken (nothing is written), or an
+                argument is malformed.
+        """
+        check_id(thread_id, "thread_id")
+        check_id(new_thread_id, "new_thread_id")
+        if resource_id is not None:
+            check_id(resource_id, "resource_id")
+        if title is not None:
+            check_text(title, "title")
+        if message_limit is not None and (
+            not isinstance(message_limit, int)
+            or isinstance(message_limit, bool)
+            or not 1 <= message_limit <= MAX_CLONE
+        ):
+            raise ValidationError(
+                f"expected an integer from 1 to {MAX_CLONE}", field="message_limit"
+            )
+        only = None if message_ids is None else check_ids(message_ids, "message_ids")
+        if only is not None and len(only) > MAX_CLONE:
+            raise ValidationError(f"clone at most {MAX_CLONE} messages", field="message_ids")
+        window = _score_window(date_range)
+        keys = await self._keys()
+        source = keys.thread(thread_id)
+        t = lex_escape(thread_id)
+        low, high = window or ("-inf", "+inf")
+        commands: list[Command] = [
+            ("HGET", source.bucket.threads, t),
+            ("HGET", source.bucket.thread_activity, t),
+        ]
+        if only:
+            # Chosen ids: where they sit in the source (its bucket's pointers), then them.
+            commands.append(("HMGET", source.bucket.pointers, *(lex_escape(i) for i in only)))
+        elif only is None and message_limit is not None:
+            commands.append(
+                ("ZRANGE", source.messages, high, low, "BYSCORE", "REV", "LIMIT", 0, message_limit)
+            )
+        elif only is None:
+            commands.append(
+                ("ZRANGE", source.messages, low, high, "BYSCORE", "LIMIT", 0, MAX_CLONE + 1)
+            )
+        record, activity, *found = await self._driver.execute(commands, idempotent=True)
+        if activity is None:
+            raise NotFoundError(f"no thread {thread_id!r}")
+        original = self._thread([record, activity], source.bucket.threads)  # type: ignore[list-item]
+        selected: list[bytes] = as_list(found[0]) if found else []
+        if only:
+            located = {
+                lex_escape(i).encode(): _location(pointer)
+                for i, pointer in zip(only, selected, strict=True)
+                if isinstance(pointer, bytes) and _location(pointer).thread == t
+            }
+            members = await self._read_members(keys, located)
+            kept = [
+                (int(located[m].score), member)
+                for m, member in members.items()
+                if _in_window(int(located[m].score), window)
+            ]
+            selected = [member for _, member in sorted(kept)]
+            if message_limit is not None:
+                selected = selected[-message_limit:]
+        elif message_limit is not None:
+            selected.reverse()
+        elif len(selected) > MAX_CLONE:
+            raise ValidationError(
+                f"a clone copies at most {MAX_CLONE} messages: narrow it with message_limit "
+                "or date_range",
+                field="message_limit",
+            )
+        messages = self._decode_members(selected, source.messages)
+        now = utc_now()
+        owner = original.resource_id if resource_id is None else resource_id
+        copies = [
+            msgspec.structs.replace(m, id=new_id(), thread_id=new_thread_id, resource_id=owner)
+            for m in messages
+        ]
+        clone = Thread(
+            id=new_thread_id,
+            resource_id=owner,
+            title=original.title if title is None else title,
+            metadata={
+                **original.metadata,
+                "clone": {
+                    "source_thread_id": thread_id,
+                    "cloned_at": now.isoformat(),
+                    "last_message_id": messages[-1].id if messages else None,
+                },
+            },
+            created_at=now,
+            updated_at=now,
+        )
+        target = keys.thread(new_thread_id)
+        bucket = target.bucket
+        args: list[Arg] = [
+            lex_escape(new_thread_id),
+            lex_escape(owner),
+            lex_time(micros(now)),
+            lex_time(micros(now)),
+            self._threads.encode(now),
+            self._threads.pack(clone),
+            _indexed_metadata(clone.metadata),
+            len(copies),
+        ]
+        for copy in copies:
+            args += (lex_escape(copy.id), micros(copy.created_at), self._messages.pack(copy))
+        commands = [
+            scripts.CLONE_THREAD.command(
+                [
+                    bucket.threads,
+                    bucket.thread_activity,
+                    bucket.thread_index,
+                    bucket.pointers,
+                    target.messages,
+                ],
+                args,
+            )
+        ]
+        if keys.buckets > 1:
+            # The copies' homes, as save_messages records them (an id is fresh: a home
+            # written by a clone refused for its thread id points at nothing).
+            commands += [("SET", keys.message_home(c.id), _home(c)) for c in copies]
+        created, *_ = await self._driver.execute(commands)
+        if created != 1:
+            raise ValidationError(f"thread {new_thread_id!r} exists", field="new_thread_id")
+        return clone, copies
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -447,6 +741,106 @@ class MemoryStore(Domain):
         messages = self._decode_members(members, thread.messages)
         has_more = total > per_page if last is not None else (page + 1) * per_page < total
         return Page(items=messages, total=total, page=page, per_page=per_page, has_more=has_more)
+
+    async def list_messages_merged(
+        self,
+        *,
+        thread_ids: Iterable[str] | None = None,
+        resource_id: str | None = None,
+        page: int = 0,
+        per_page: int = 40,
+        date_range: DateRange | None = None,
+        direction: Literal["asc", "desc"] = "asc",
+    ) -> Page[Message]:
+        """The messages of several threads, or of every thread of a resource, merged in
+        time order (Mastra's ``listMessages`` with several ``threadId`` or a ``resourceId``).
+
+        Equal times keep each thread's order, and the threads' order as given (for a
+        resource: by creation). ``direction="desc"`` lists newest first.
+
+        Args:
+            thread_ids: The threads (at most 100; unknown ones have no messages).
+            resource_id: Instead of ``thread_ids``: every thread of this resource (at most
+                100 threads; more is refused with ``ValidationError``).
+            page: The page number, from 0.
+            per_page: The page size, from 1 to 1000; ``(page + 1) * per_page`` may not
+                exceed 1,000 (each thread is read that deep).
+            date_range: Only messages created in this window.
+            direction: ``"asc"`` (oldest first) or ``"desc"`` (newest first).
+
+        Returns:
+            A page whose ``total`` counts the threads' messages in ``date_range``.
+
+        One round trip for ``thread_ids`` (two commands per thread: the count and the
+        first ``(page + 1) * per_page`` messages, whatever the threads hold); a resource
+        adds one before it that reads its threads' ids (one command per bucket).
+        """
+        if (thread_ids is None) == (resource_id is None):
+            raise ValidationError("give either thread_ids or resource_id", field="thread_ids")
+        check_page(page, per_page)
+        if (page + 1) * per_page > MAX_MERGED_DEPTH:
+            raise ValidationError(
+                f"a merged listing reaches at most {MAX_MERGED_DEPTH} messages deep",
+                field="page",
+            )
+        if direction not in ("asc", "desc"):
+            raise ValidationError("expected 'asc' or 'desc'", field="direction")
+        window = _score_window(date_range) or ("-inf", "+inf")
+        keys = await self._keys()
+        if thread_ids is not None:
+            wanted = list(dict.fromkeys(check_ids(thread_ids, "thread_ids")))
+            if len(wanted) > MAX_MERGED_THREADS:
+                raise ValidationError(
+                    f"merge at most {MAX_MERGED_THREADS} threads", field="thread_ids"
+                )
+        else:
+            wanted = await self._resource_thread_ids(keys, check_id(resource_id, "resource_id"))
+        depth = (page + 1) * per_page
+        low, high = window
+        commands: list[Command] = []
+        for thread_id in wanted:
+            key = keys.thread(thread_id).messages
+            commands.append(("ZCOUNT", key, low, high))
+            if direction == "asc":
+                commands.append(
+                    ("ZRANGE", key, low, high, "BYSCORE", "LIMIT", 0, depth, "WITHSCORES")
+                )
+            else:
+                commands.append(
+                    ("ZRANGE", key, high, low, "BYSCORE", "REV", "LIMIT", 0, depth, "WITHSCORES")
+                )
+        replies = await self._driver.execute(commands, idempotent=True) if commands else []
+        total = 0
+        merged: list[tuple[int, int, bytes]] = []
+        for position in range(len(wanted)):
+            total += int(replies[2 * position])  # type: ignore[arg-type]
+            flat = as_list(replies[2 * position + 1])
+            merged += ((int(flat[i + 1]), position, flat[i]) for i in range(0, len(flat), 2))
+        merged.sort(reverse=direction == "desc")
+        messages = [
+            self._decode_members([member], keys.thread(wanted[position]).messages)[0]
+            for _, position, member in merged[page * per_page : depth]
+        ]
+        return make_page(messages, total, page, per_page)
+
+    async def _resource_thread_ids(self, keys: Keys, resource_id: str) -> list[str]:
+        """A resource's thread ids by creation (at most :data:`MAX_MERGED_THREADS`)."""
+        low, high = lex_bounds(("c", resource_id))
+        replies = await self._driver.execute(
+            [
+                ("ZRANGE", b.thread_index, low, high, "BYLEX", "LIMIT", 0, MAX_MERGED_THREADS + 1)
+                for b in keys.all_buckets
+            ],
+            idempotent=True,
+        )
+        members = sorted(m for reply in replies for m in as_list(reply))
+        if len(members) > MAX_MERGED_THREADS:
+            raise ValidationError(
+                f"resource {resource_id!r} has more than {MAX_MERGED_THREADS} threads: "
+                "pass thread_ids",
+                field="resource_id",
+            )
+        return [_unescape(m[m.rindex(b"\x00") + 1 :]) for m in members]
 
     async def _with_includes(
         self,
@@ -930,13 +1324,14 @@ class MemoryStore(Domain):
                     lex_time(micros(thread.updated_at or now)),
                     self._threads.encode(thread.updated_at or now),
                     self._threads.pack(thread, where),
+                    _indexed_metadata(thread.metadata),
                 )
             )
         await self._driver.execute(
             [
                 scripts.WRITE_THREADS.command(
                     [bucket.threads, bucket.thread_activity, bucket.thread_index],
-                    [len(args) // 6, *args],
+                    [len(args) // 7, *args],
                 )
                 for bucket, args in plans.values()
             ],
@@ -986,6 +1381,8 @@ class MemoryStore(Domain):
         except ValueError as exc:
             raise CorruptRecordError(where, str(exc)) from None
         updated_at = activity[activity.index(b"\x00", _ACTIVITY_FIXED) + 1 :]
+        if updated_at[:1] == b"\x01":  # the thread's indexed metadata comes first
+            updated_at = updated_at[updated_at.index(b"\x00") + 1 :]
         return self._threads.from_hash([*flat, b"updated_at", updated_at], where)
 
     def _decode_members(self, members: Sequence[bytes], where: str) -> list[Message]:
@@ -1016,6 +1413,65 @@ class MemoryStore(Domain):
     def _message_list(self, data: bytes) -> list[Message]:
         decoded: list[Message] = self._format.decode(data, list[Message])
         return decoded
+
+
+def _index_json(value: Any) -> str | None:
+    """``value`` as the metadata index spells it (JSON), or None when it is too long."""
+    try:
+        text = msgspec.json.encode(value).decode()
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return text if len(text) <= MAX_INDEXED_LENGTH else None
+
+
+def _index_value(value: Any) -> str | None:
+    """A metadata value as the index spells it, or None when it is not indexed (not a
+    string, number, boolean or None, or longer than :data:`MAX_INDEXED_LENGTH` as JSON).
+
+    An integral float is spelled as the integer: JSON, and Mastra's JavaScript, hold one
+    number where Python holds ``1`` and ``1.0``.
+    """
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif value is not None and not isinstance(value, str | int | float):
+        return None
+    return _index_json(value)
+
+
+def _indexed_metadata(metadata: Mapping[str, Any]) -> str:
+    """A thread's indexed metadata as its activity carries it: ``\\1`` then ``K\\2V\\3``
+    per indexed entry (at most :data:`MAX_INDEXED_METADATA`), or ``""`` for none."""
+    parts = []
+    for key, value in metadata.items():
+        k, v = _index_json(key), _index_value(value)
+        if k is not None and v is not None:
+            parts.append(f"{k}\x02{v}\x03")
+            if len(parts) == MAX_INDEXED_METADATA:
+                break
+    return "\x01" + "".join(parts) if parts else ""
+
+
+def _metadata_filter(metadata: Any) -> list[tuple[str, str]]:
+    """The (key, value) index spellings of a ``metadata`` filter.
+
+    Raises:
+        ValidationError: not a mapping, more than :data:`MAX_FILTER_KEYS` keys, or a value
+            the index does not hold (naming ``metadata.<key>``).
+    """
+    wanted = check_metadata(metadata)
+    if len(wanted) > MAX_FILTER_KEYS:
+        raise ValidationError(f"filter on at most {MAX_FILTER_KEYS} keys", field="metadata")
+    entries = []
+    for key, value in wanted.items():
+        k, v = _index_json(key), _index_value(value)
+        if k is None or v is None:
+            raise ValidationError(
+                "only strings, numbers, booleans and None of at most "
+                f"{MAX_INDEXED_LENGTH} characters as JSON are indexed",
+                field=f"metadata.{key}",
+            )
+        entries.append((k, v))
+    return entries
 
 
 def _unescape(value: bytes) -> str:
@@ -1074,6 +1530,16 @@ def _score_window(date_range: DateRange | None) -> tuple[str, str] | None:
         else ("(" if window.end_exclusive else "") + str(micros(window.end))
     )
     return low, high
+
+
+def _in_window(score: int, window: tuple[str, str] | None) -> bool:
+    """Whether a message's score lies within :func:`_score_window`'s bounds."""
+    if window is None:
+        return True
+    low, high = window
+    if low != "-inf" and (score <= int(low[1:]) if low[0] == "(" else score < int(low)):
+        return False
+    return high == "+inf" or (score < int(high[1:]) if high[0] == "(" else score <= int(high))
 
 
 def _page_commands(

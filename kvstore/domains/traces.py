@@ -7,37 +7,47 @@ Key schema (layout 2, see :mod:`kvstore.keys`). A trace lives in the bucket of i
   ``d`` the packed span). Entry ids carry time, ``<start ms>-<seq>`` (raised when needed so
   that ids only grow: see :mod:`~kvstore.domains._trace_scripts`), so the spans of a trace
   newer than one already read are one ``XRANGE``.
-* ``span_ids:<trace id>`` (hash): span id -> stream id, so a span saved again replaces its
-  entry.
+* ``span_ids:<trace id>`` (hash): span id -> stream id (with ``!`` after it when the span's
+  status is ``error``), so a span saved again or updated replaces its entry and the trace's
+  error count stays exact.
 * ``traces`` (bucket hash): ``T`` -> the trace summary listings show (root span, start, end,
-  span count), packed; and the bucket's span total (for retention).
+  span count, error count), packed; and the bucket's span total (for retention).
 * ``trace_index`` (bucket lex index): per trace, one entry for every combination of its
-  root span's ``name`` (``n``), ``scope`` (``c``) and one of its attributes (``a``), plus
-  ``T`` (every trace by start): ``<filters>\0<values>\0<start>\0T``.
+  root span's ``name`` (``n``), ``scope`` (``c``) and one of its attributes (``a``); one for
+  each of its root's status code (``s``), tags (``g``), environment (``v``) and service
+  (``S``); ``e`` while one of its spans has an error; and ``T`` (every trace by start):
+  ``<filters>\0<values>\0<start>\0T``. The scripts make these from the root's *atoms*
+  (see :mod:`~kvstore.domains._trace_scripts`), so that an update of the root moves them.
 
 Which attributes are indexed: each attribute of a trace's root span whose value is a
 string, number or boolean of at most 256 bytes (JSON-encoded) and whose name is at most 256
-bytes. A trace is in ``1 + 4 * (1 + attributes)`` index entries; ``list_traces`` filters on
-one attribute at a time.
+bytes; each string of at most 256 bytes in its ``tags`` attribute (:data:`TAGS_ATTRIBUTE`);
+its resource's environment and ``service.name`` (:data:`ENVIRONMENT_RESOURCE`,
+:data:`SERVICE_RESOURCE`). ``list_traces`` filters on one attribute at a time; the id
+filters are attribute filters (:data:`ID_ATTRIBUTES`).
 
 Retention (:class:`TraceRetention`, set on the store) drops whole traces, oldest first by
 start: those that started before ``max_age``, and as many as needed to keep each bucket's
 spans within its share of ``max_spans`` (``max_spans / buckets``; exact with one bucket).
 ``save_spans`` returns what retention needs to know (a bucket's span count and its oldest
 trace), so it costs nothing until something is due; then the traces go in slices of at most
-100, one round trip each, so no call holds the server long. :meth:`TraceStore.apply_retention`
+20, one round trip each, so no call holds the server long. :meth:`TraceStore.apply_retention`
 runs it on demand for every bucket.
 
 Cost of each call (one round trip each unless said):
 
 ===================  ===========================================================
-``save_spans``       one script per bucket: per span 4 commands (``HGET``, ``XADD``,
-                     ``HSET``, ``XDEL`` for a span saved again), per trace about 5
-                     plus its index entries when its root or start changes
+``save_spans``       one script per bucket: per span an ``XADD`` (and an ``XDEL``
+                     for a span saved again), per trace about 7 (its span ids read
+                     and written once per 1000 spans) plus its index entries when
+                     its root or start changes
+``update_span``      one script: 8 commands, 10 when the trace's index entries move
 ``get_trace``        one ``XRANGE`` of the trace's stream
+``get_span``         one script: ``HGET``, ``XRANGE`` of one entry (``get_root_span``:
+                     one ``HGET`` more, of the summary)
 ``list_traces``      one script per bucket, ``per_page + 3`` commands with one bucket
 ``delete_traces``    one script per bucket, about 5 commands per trace
-``apply_retention``  one round trip to look, then one per 100 traces dropped
+``apply_retention``  one round trip to look, then one per 20 traces dropped
 ``export_spans``     one ``XRANGE`` of ``count`` entries and a count per bucket
 ===================  ===========================================================
 """
@@ -48,7 +58,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -57,6 +67,7 @@ from kvstore.codec import (
     FormatName,
     RecordCodec,
     check_json,
+    check_record,
     record_codec,
     unpack_fields,
 )
@@ -75,9 +86,19 @@ from kvstore.domains._base import (
     micros,
     time_window,
 )
-from kvstore.errors import CorruptRecordError, ValidationError
+from kvstore.errors import CorruptRecordError, DriverError, ValidationError
 from kvstore.keys import lex_escape, lex_time
-from kvstore.records import Chunk, Page, Span, TraceSummary, utc_now
+from kvstore.records import (
+    Chunk,
+    Page,
+    Span,
+    SpanEvent,
+    SpanKind,
+    SpanStatus,
+    TraceSummary,
+    UTCDateTime,
+    utc_now,
+)
 
 if TYPE_CHECKING:
     from kvstore.drivers.base import Arg, Command, Driver
@@ -88,9 +109,27 @@ __all__ = ["TraceRetention", "TraceStore"]
 
 #: Longest attribute name and JSON-encoded value that the trace index keeps.
 MAX_INDEXED_BYTES = 256
-#: Traces retention drops in one round trip at most.
-RETENTION_SLICE = 100
-_COUNTERS = {b"_n": "span_count"}
+#: Traces retention drops in one round trip at most. Dropping a trace of 10 spans takes
+#: Redis about 0.1 ms (its index entries and spans), so a slice holds the server a few ms
+#: at most: 100 held it 9 ms on average (the bounded benchmark, 10^6 spans).
+RETENTION_SLICE = 20
+_COUNTERS = {b"_n": "span_count", b"_ne": "error_count"}
+#: The root span attributes behind ``list_traces``'s id filters (OpenTelemetry's ``user.id``
+#: and ``session.id``; ``thread.id`` and ``run.id`` by the same pattern).
+ID_ATTRIBUTES = {
+    "user_id": "user.id",
+    "thread_id": "thread.id",
+    "session_id": "session.id",
+    "run_id": "run.id",
+}
+#: The root span attribute holding a trace's tags (a list of strings).
+TAGS_ATTRIBUTE = "tags"
+#: The root span's resource attributes naming its environment, first found wins
+#: (OpenTelemetry's current and former names).
+ENVIRONMENT_RESOURCE = ("deployment.environment.name", "deployment.environment")
+#: The root span's resource attribute naming its service.
+SERVICE_RESOURCE = "service.name"
+SpanStatusCode = Literal["unset", "ok", "error"]
 _json = msgspec.json.Encoder()
 
 
@@ -126,6 +165,32 @@ class TraceRetention:
             not isinstance(self.max_age, timedelta) or self.max_age <= timedelta(0)
         ):
             raise ValidationError("expected a positive timedelta", field="max_age")
+
+
+class _SpanUpdate(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """What :meth:`TraceStore.update_span` was given, validated as one record."""
+
+    name: str | None = None
+    end_time: UTCDateTime | None = None
+    status: SpanStatus | None = None
+    attributes: dict[str, Any] = {}
+    events: list[SpanEvent] = []
+
+
+class _SpanHead(msgspec.Struct, kw_only=True, frozen=True):
+    """A span without its attributes, events, links and resource: a light read decodes
+    only these (msgspec skips the rest of the document unparsed into values)."""
+
+    trace_id: str
+    span_id: str
+    name: str
+    start_time: datetime
+    parent_span_id: str | None = None
+    kind: SpanKind = "internal"
+    scope: str | None = None
+    scope_version: str | None = None
+    status: SpanStatus = SpanStatus()
+    end_time: datetime | None = None
 
 
 class TraceStore(Domain):
@@ -193,6 +258,7 @@ class TraceStore(Domain):
                     (
                         lex_escape(span.span_id),
                         max(0, micros(span.start_time) // 1000),
+                        "1" if span.status.code == "error" else "0",
                         packed[(span.trace_id, span.span_id)],
                     )
                 )
@@ -228,19 +294,134 @@ class TraceStore(Domain):
         keys = await self._keys()
         return await self._trim(keys, keys.all_buckets)
 
-    async def get_trace(self, trace_id: str) -> list[Span]:
+    async def get_trace(self, trace_id: str, *, with_attributes: bool = True) -> list[Span]:
         """Every stored span of a trace, each parent before its children.
 
         The order is depth-first from the roots (spans whose parent is not stored), with
         siblings by start time. Empty when the trace is unknown or was dropped. One
         ``XRANGE``.
+
+        Args:
+            with_attributes: False for a light read (a waterfall, a tree): each span comes
+                without its ``attributes``, ``events``, ``links`` and ``resource``, which
+                are then not decoded.
         """
         check_id(trace_id, "trace_id")
+        if not isinstance(with_attributes, bool):
+            raise ValidationError("expected a bool", field="with_attributes")
         keys = await self._keys()
         bucket = keys.bucket_of(trace_id)
         stream = keys.trace_spans(bucket, trace_id)
         (entries,) = await self._driver.execute([("XRANGE", stream, "-", "+")], idempotent=True)
-        return _parents_first(self._entries(as_list(entries), stream))
+        return _parents_first(self._entries(as_list(entries), stream, light=not with_attributes))
+
+    async def get_span(self, trace_id: str, span_id: str) -> Span | None:
+        """One span of a trace, or None. One script: two commands and an ``EVALSHA``."""
+        check_id(trace_id, "trace_id")
+        check_id(span_id, "span_id")
+        return await self._read_span(trace_id, lex_escape(span_id))
+
+    async def get_root_span(self, trace_id: str) -> Span | None:
+        """A trace's root span (the one its summary names, see
+        :class:`~kvstore.records.TraceSummary`), or None. One script: three commands and
+        an ``EVALSHA``."""
+        check_id(trace_id, "trace_id")
+        return await self._read_span(trace_id, "")
+
+    async def update_span(
+        self,
+        trace_id: str,
+        span_id: str,
+        *,
+        name: str | None = None,
+        end_time: datetime | None = None,
+        status: SpanStatus | Mapping[str, Any] | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        events: Iterable[SpanEvent | Mapping[str, Any]] | None = None,
+    ) -> Span | None:
+        """Update a stored span (one started and saved without ``end_time``, say) in place.
+
+        Only what is given changes: ``attributes`` merge key by key into the span's,
+        ``events`` are appended to its events. The trace's summary and index entries follow
+        in the same atomic script (its end, error count and, for its root, name, status
+        and filter values). The span's stream entry moves to the end of the trace's stream
+        (the next id), so an export walking the trace meanwhile may meet it twice, the
+        later copy being the newer. Not retried after a lost reply: appending events twice
+        is not harmless.
+
+        Returns:
+            The span as now stored, or None when the trace holds no such span (nothing is
+            written).
+
+        Raises:
+            ValidationError: a value is malformed; nothing is written.
+        """
+        check_id(trace_id, "trace_id")
+        check_id(span_id, "span_id")
+        if attributes is not None:
+            check_metadata(attributes, "attributes")
+        given: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("name", name),
+                ("end_time", end_time),
+                ("status", status),
+                ("attributes", attributes),
+                ("events", None if events is None else check_items(events, "events")),
+            )
+            if v is not None
+        }
+        update, _ = check_record(given, _SpanUpdate)
+        encode = self._spans.encode
+        overrides: list[Arg] = []
+        root_fields: list[Arg] = []
+        drops: list[str] = []
+        adds: list[str] = []
+        if update.name is not None:
+            overrides += (b"name", encode(update.name))
+            root_fields += (b"name", encode(update.name))
+            drops.append("n\x00")
+            adds.append(f"n\x00{lex_escape(update.name)}")
+        if update.status is not None:
+            overrides += (b"status", encode(update.status))
+            root_fields += (b"status", encode(update.status))
+            drops.append("s\x00")
+            adds.append(f"s\x00{update.status.code}")
+        if update.end_time is not None:
+            overrides += (b"end_time", encode(update.end_time))
+        if update.attributes:
+            overrides += self._spans.merged_fields("attributes", update.attributes)
+            for key, value in update.attributes.items():
+                drops.append(f"a\x00{lex_escape(key)}\x00")
+                adds.append(_attribute_atom(key, value))
+            if TAGS_ATTRIBUTE in update.attributes:
+                drops.append("g\x00")
+                adds += _tag_atoms(update.attributes[TAGS_ATTRIBUTE])
+        events_value = b""
+        if update.events:
+            events_value = self._spans.encode_value(update.events, "events")
+        keys = await self._keys()
+        bucket = keys.bucket_of(trace_id)
+        stream = keys.trace_spans(bucket, trace_id)
+        reply = await self._driver.run(
+            scripts.UPDATE_SPAN,
+            [bucket.traces, bucket.trace_index, stream, keys.trace_span_ids(bucket, trace_id)],
+            [
+                lex_escape(trace_id),
+                lex_escape(span_id),
+                len(overrides) // 2,
+                *overrides,
+                events_value,
+                "" if update.end_time is None else micros(update.end_time),
+                b"" if update.end_time is None else encode(update.end_time),
+                "" if update.status is None else ("1" if update.status.code == "error" else "0"),
+                len(root_fields),
+                *root_fields,
+                scripts.pack_prefixes(drops),
+                scripts.pack_prefixes(a for a in adds if a),
+            ],
+        )
+        return None if reply is None else self._spans.unpack(_packed(reply), stream)
 
     async def list_traces(
         self,
@@ -248,6 +429,15 @@ class TraceStore(Domain):
         name: str | None = None,
         scope: str | None = None,
         attributes: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+        thread_id: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        status: SpanStatusCode | None = None,
+        has_error: bool = False,
+        tag: str | None = None,
+        environment: str | None = None,
+        service: str | None = None,
         from_date: datetime | None = None,
         to_date: datetime | None = None,
         page: int = 0,
@@ -255,14 +445,30 @@ class TraceStore(Domain):
     ) -> Page[TraceSummary]:
         """One page of traces, newest first (by start time).
 
-        Filters apply to each trace's root span and combine freely. One script per bucket
-        (``per_page + 3`` commands on one bucket) whatever the number of traces stored.
+        Filters apply to each trace's root span (``has_error`` to all its spans) and
+        each is served by an index, together with the time window, in one script per
+        bucket (``per_page + 3`` commands on one bucket) whatever the number of traces
+        stored. ``name``, ``scope`` and one attribute filter (``attributes`` or an id)
+        combine freely; ``status``, ``has_error``, ``tag``, ``environment`` and
+        ``service`` are each given alone (with the time window).
 
         Args:
             name: Only traces whose root span has this name.
             scope: Only traces whose root span has this instrumentation scope.
             attributes: Only traces whose root span has this attribute; at most one
                 ``{name: value}`` pair (see the module docstring for what is indexed).
+            user_id: Only traces whose root span's ``user.id`` attribute is this.
+            thread_id: The same for its ``thread.id`` attribute.
+            session_id: The same for its ``session.id`` attribute.
+            run_id: The same for its ``run.id`` attribute.
+            status: Only traces whose root span's status code is this (``"error"``,
+                ``"ok"`` or ``"unset"``).
+            has_error: Only traces with at least one span whose status is ``error``.
+            tag: Only traces whose root span's ``tags`` attribute (a list of strings)
+                holds this tag.
+            environment: Only traces whose root span's resource says this
+                ``deployment.environment.name`` (or the former ``deployment.environment``).
+            service: Only traces whose root span's resource says this ``service.name``.
             from_date: Only traces that started at or after this time.
             to_date: Only traces that started at or before this time.
             page: The page number, from 0.
@@ -272,6 +478,28 @@ class TraceStore(Domain):
             if value is not None:
                 check_text(value, field)
         attribute = _attribute_filter(attributes)
+        for field, value in (
+            ("user_id", user_id),
+            ("thread_id", thread_id),
+            ("session_id", session_id),
+            ("run_id", run_id),
+        ):
+            if value is None:
+                continue
+            check_id(value, field)
+            if attribute is not None:
+                raise ValidationError(
+                    "give at most one of attributes, user_id, thread_id, session_id and run_id",
+                    field=field,
+                )
+            attribute = (ID_ATTRIBUTES[field], _json.encode(value).decode())
+        alone = _single_filter(status, has_error, tag, environment, service)
+        if alone is not None and (name, scope, attribute) != (None, None, None):
+            raise ValidationError(
+                "status, has_error, tag, environment and service each combine with the "
+                "time window only, not with name, scope or an attribute",
+                field=alone[0],
+            )
         low, high = time_window(from_date, to_date)
         check_page(page, per_page)
         present = [
@@ -282,6 +510,8 @@ class TraceStore(Domain):
         prefix: list[str] = ["".join(tag for tag, _ in present) or "T"]
         for _, filter_value in present:
             prefix += filter_value if isinstance(filter_value, tuple) else (filter_value,)
+        if alone is not None:
+            prefix = list(alone[1])
         keys = await self._keys()
         total, rows = await list_index(
             self._driver,
@@ -479,15 +709,34 @@ class TraceStore(Domain):
 
     # -- internals ------------------------------------------------------------------------
 
-    def _entries(self, entries: list[Any], where: str) -> list[Span]:
-        """Spans from stream entries (``[id, [field, value, ...]]``)."""
+    def _entries(self, entries: list[Any], where: str, *, light: bool = False) -> list[Span]:
+        """Spans from stream entries (``[id, [field, value, ...]]``); ``light``: without
+        their attributes, events, links and resource (see :class:`_SpanHead`)."""
         spans = []
+        heads = record_codec(_SpanHead, self._format.name) if light else None
         for _, fields in entries:
             packed = dict(zip(fields[::2], fields[1::2], strict=True)).get(b"d")
             if packed is None:
                 raise CorruptRecordError(where, "a stream entry without its span")
-            spans.append(self._spans.unpack(packed, where))
+            if heads is None:
+                spans.append(self._spans.unpack(packed, where))
+            else:
+                head = heads.unpack(packed, where)
+                spans.append(Span(**{f: getattr(head, f) for f in head.__struct_fields__}))
         return spans
+
+    async def _read_span(self, trace_id: str, escaped_span_id: str) -> Span | None:
+        """READ_SPAN: a span by its escaped id, or the trace's root for ''."""
+        keys = await self._keys()
+        bucket = keys.bucket_of(trace_id)
+        stream = keys.trace_spans(bucket, trace_id)
+        reply = await self._driver.run(
+            scripts.READ_SPAN,
+            [bucket.traces, stream, keys.trace_span_ids(bucket, trace_id)],
+            [lex_escape(trace_id), escaped_span_id],
+            idempotent=True,
+        )
+        return None if reply is None else self._spans.unpack(_packed(reply), stream)
 
     def _summary(self, packed: bytes, where: str) -> TraceSummary:
         try:
@@ -527,32 +776,50 @@ class TraceStore(Domain):
             encode(first.start_time),
             "" if last is None or last.end_time is None else micros(last.end_time),
             b"" if last is None else encode(last.end_time),
-            scripts.pack_prefixes(_index_prefixes(root)),
+            scripts.pack_prefixes(_atoms(root)),
             len(root_fields),
             *root_fields,
         ]
 
 
-def _index_prefixes(root: Span) -> list[str]:
-    """The index prefixes (every combination of name, scope, one attribute) of a root."""
-    attributes = [
-        (lex_escape(k), lex_escape(v))
-        for k, v in ((k, _indexed_value(v)) for k, v in root.attributes.items())
-        if v is not None and len(k.encode()) <= MAX_INDEXED_BYTES
-    ]
-    name = lex_escape(root.name)
-    scope = None if root.scope is None else lex_escape(root.scope)
-    out = [f"n\x00{name}"]
-    if scope is not None:
-        out += (f"c\x00{scope}", f"nc\x00{name}\x00{scope}")
-    for key, value in attributes:
-        out += (f"a\x00{key}\x00{value}", f"na\x00{name}\x00{key}\x00{value}")
-        if scope is not None:
-            out += (
-                f"ca\x00{scope}\x00{key}\x00{value}",
-                f"nca\x00{name}\x00{scope}\x00{key}\x00{value}",
-            )
-    return out
+def _atoms(root: Span) -> list[str]:
+    """A root span's index atoms (see :mod:`~kvstore.domains._trace_scripts`)."""
+    out = [f"n\x00{lex_escape(root.name)}"]
+    if root.scope is not None:
+        out.append(f"c\x00{lex_escape(root.scope)}")
+    out += [_attribute_atom(k, v) for k, v in root.attributes.items()]
+    out.append(f"s\x00{root.status.code}")
+    out += _tag_atoms(root.attributes.get(TAGS_ATTRIBUTE))
+    environment = next((root.resource[k] for k in ENVIRONMENT_RESOURCE if k in root.resource), None)
+    for kind, value in (("v", environment), ("S", root.resource.get(SERVICE_RESOURCE))):
+        if isinstance(value, str) and _indexed_text(value):
+            out.append(f"{kind}\x00{lex_escape(value)}")
+    return [atom for atom in out if atom]
+
+
+def _attribute_atom(key: str, value: Any) -> str:
+    """An attribute's atom, or '' when it is not indexed."""
+    encoded = _indexed_value(value)
+    if encoded is None or len(key.encode()) > MAX_INDEXED_BYTES:
+        return ""
+    return f"a\x00{lex_escape(key)}\x00{lex_escape(encoded)}"
+
+
+def _tag_atoms(tags: Any) -> list[str]:
+    """The atoms of a ``tags`` attribute: one per string of at most 256 bytes."""
+    if not isinstance(tags, list):
+        return []
+    return [f"g\x00{lex_escape(t)}" for t in dict.fromkeys(t for t in tags if _indexed_text(t))]
+
+
+def _indexed_text(value: Any) -> bool:
+    return isinstance(value, str) and len(value.encode()) <= MAX_INDEXED_BYTES
+
+
+def _packed(reply: Any) -> bytes:
+    if not isinstance(reply, bytes):
+        raise DriverError(f"expected a packed span, got {type(reply).__name__}")
+    return reply
 
 
 def _span_count(packed: bytes | None) -> int:
@@ -603,6 +870,39 @@ def _indexed_value(value: Any) -> str | None:
         return None
     encoded = _json.encode(value)
     return encoded.decode() if len(encoded) <= MAX_INDEXED_BYTES else None
+
+
+def _single_filter(
+    status: Any, has_error: Any, tag: Any, environment: Any, service: Any
+) -> tuple[str, tuple[str, ...]] | None:
+    """The one filter of those served alone, as (argument, index prefix), or None.
+
+    Raises:
+        ValidationError: a value is malformed, or more than one is given.
+    """
+    found: list[tuple[str, tuple[str, ...]]] = []
+    if status is not None:
+        if status not in ("unset", "ok", "error"):
+            raise ValidationError("expected 'error', 'ok' or 'unset'", field="status")
+        found.append(("status", ("s", status)))
+    if not isinstance(has_error, bool):
+        raise ValidationError("expected a bool", field="has_error")
+    if has_error:
+        found.append(("has_error", ("e",)))
+    for field, kind, value in (
+        ("tag", "g", tag),
+        ("environment", "v", environment),
+        ("service", "S", service),
+    ):
+        if value is not None:
+            found.append((field, (kind, check_text(value, field))))
+    if len(found) > 1:
+        raise ValidationError(
+            "status, has_error, tag, environment and service each combine with the time "
+            "window only: give one of them",
+            field=found[1][0],
+        )
+    return found[0] if found else None
 
 
 def _attribute_filter(attributes: Mapping[str, Any] | None) -> tuple[str, str] | None:

@@ -152,6 +152,11 @@ class Driver(ABC):
     #: set this to False, and the store refuses the MessagePack codec on them.
     binary_safe: bool = True
 
+    #: The largest request, in bytes, the backend accepts (Upstash's REST API refuses
+    #: larger ones), or None for no limit. A driver with a limit refuses a larger batch
+    #: with ``ValidationError`` before sending anything.
+    max_request_bytes: int | None = None
+
     @property
     def default_buckets(self) -> int:
         """How many buckets a new store on this backend spreads its records over.

@@ -89,9 +89,12 @@ if TYPE_CHECKING:
 __all__ = ["RedisDriver"]
 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-#: Buckets a new store spreads over on a cluster (see kvstore.keys): several per node of a
-#: 3 to 5 node cluster, few enough that a listing's one script per bucket stays cheap.
-CLUSTER_BUCKETS = 16
+#: Buckets a new store spreads over on a cluster (see kvstore.keys). Every message saved
+#: touches its thread's bucket indexes, so a bucket's share of the write traffic is 1/B:
+#: at 16 the busiest index took 1.9% of a mixed workload's commands, at 64 it takes 0.7%
+#: (``python -m benchmarks --only cluster``). A listing pays for it: one script per bucket,
+#: still one batch per node and one round trip.
+CLUSTER_BUCKETS = 64
 # Replies that mean "this node does not serve the slot (yet)": the command did not run.
 _REDIRECT_CODES = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 _REDIRECT_ATTEMPTS = 5
@@ -205,7 +208,7 @@ class RedisDriver(Driver):
 
     @property
     def default_buckets(self) -> int:
-        """16 on a cluster (a namespace spreads over the nodes), else 1."""
+        """64 on a cluster (a namespace spreads over the nodes), else 1."""
         return CLUSTER_BUCKETS if self.is_cluster else 1
 
     async def execute(

@@ -20,8 +20,9 @@ URL forms accepted by :meth:`UpstashDriver.from_url` (and so by ``Storage.from_u
 The token is the URL's password. Upstash tokens may contain ``/``, ``+`` and ``=``, so
 percent-encode it (``urllib.parse.quote(token, safe="")``). A username is not used; a URL
 with a username but no password is refused, since that is a token in the wrong place.
-Query parameters: ``timeout`` (seconds per request, ``none`` for no limit) and
-``read_your_writes`` (``true``/``false``).
+Query parameters: ``timeout`` (seconds per request, ``none`` for no limit),
+``read_your_writes`` (``true``/``false``) and ``max_request_bytes`` (bytes, ``none`` for no
+limit).
 
 What the driver does on top of the SDK
     upstash-redis supplies the HTTP client (httpx), the request headers and the
@@ -81,6 +82,7 @@ from kvstore.errors import (
     ConnectionFailedError,
     DriverError,
     UnsupportedError,
+    ValidationError,
 )
 
 require("upstash_redis", "upstash")
@@ -99,6 +101,8 @@ SYNC_TOKEN_HEADER = "Upstash-Sync-Token"
 
 _SCHEMES = {"upstash": "https", "upstash+https": "https", "upstash+http": "http"}
 _DEFAULT_TIMEOUT = 10.0
+#: Upstash's request size limit on its Free and Pay-as-you-go plans ("10MB").
+DEFAULT_MAX_REQUEST_BYTES = 10_000_000
 # The parts of upstash-redis's client the driver sends its requests through.
 _SDK_INTERNALS = ("_headers", "_http", "_maybe_set_sync_token_header", "_update_sync_token")
 # Real Upstash tokens are dozens of characters long.
@@ -127,12 +131,26 @@ class UpstashDriver(Driver):
         read_your_writes: Send Upstash's sync token so that reads observe this driver's
             earlier writes even when served by a replica.
         allow_telemetry: Let the SDK add its telemetry headers (SDK and Python versions).
+        max_request_bytes: The largest request body the database accepts (Upstash: 10 MB
+            on the Free and Pay-as-you-go plans), or None for no limit. A batch whose
+            body would be larger is refused with ``ValidationError`` naming the limit,
+            before anything is sent, so nothing of it is written.
 
     Raises:
-        ValueError: for a URL that is not http(s), carries credentials, or an empty token.
+        ValueError: for a URL that is not http(s), carries credentials, or an empty token,
+            or a ``max_request_bytes`` that is not a positive integer.
     """
 
-    __slots__ = ("_client", "_closed", "_loaded", "_retry", "_timeout", "_token", "_url")
+    __slots__ = (
+        "_client",
+        "_closed",
+        "_loaded",
+        "_retry",
+        "_timeout",
+        "_token",
+        "_url",
+        "max_request_bytes",
+    )
 
     binary_safe = False
 
@@ -145,7 +163,15 @@ class UpstashDriver(Driver):
         retry: RetryPolicy | None = None,
         read_your_writes: bool = True,
         allow_telemetry: bool = False,
+        max_request_bytes: int | None = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
+        if max_request_bytes is not None and (
+            not isinstance(max_request_bytes, int)
+            or isinstance(max_request_bytes, bool)
+            or max_request_bytes < 1
+        ):
+            raise ValueError("max_request_bytes must be a positive integer or None")
+        self.max_request_bytes = max_request_bytes
         self._url = _check_rest_url(url)
         self._token = _check_token(token)
         if _holds(self._url, self._token):
@@ -231,6 +257,12 @@ class UpstashDriver(Driver):
         }
         loads = [("SCRIPT", "LOAD", source) for source in sources.values()]
         body = _json_body([*loads, *commands])
+        limit = self.max_request_bytes
+        if limit is not None and len(body) > limit:
+            raise ValidationError(
+                f"the request would take {len(body)} bytes, over the {limit}-byte limit of "
+                "this Upstash database (max_request_bytes); nothing was sent"
+            )
         path = "/multi-exec" if atomic else "/pipeline"
 
         async def attempt() -> list[Reply | CommandError]:
@@ -517,10 +549,19 @@ def _url_options(query: str) -> dict[str, Any]:
             if value.lower() not in ("true", "false", "1", "0"):
                 raise ValueError("read_your_writes must be true or false")
             options["read_your_writes"] = value.lower() in ("true", "1")
+        elif name == "max_request_bytes":
+            if value.lower() == "none":
+                options["max_request_bytes"] = None
+            elif value.isascii() and value.isdigit() and int(value) > 0:
+                options["max_request_bytes"] = int(value)
+            else:
+                raise ValueError("max_request_bytes must be a positive integer, or none")
         else:
             # Never the name: with the token in UPSTASH_REDIS_REST_TOKEN, a token pasted
             # after "?" is parsed as a parameter name.
-            raise unknown_parameter("Upstash", position, "timeout, read_your_writes")
+            raise unknown_parameter(
+                "Upstash", position, "timeout, read_your_writes, max_request_bytes"
+            )
     return options
 
 

@@ -13,5 +13,6 @@ require("langgraph.checkpoint.base", "langgraph")
 require("langgraph.store.base", "langgraph")
 
 from kvstore.integrations._langgraph_saver import KVStoreSaver  # noqa: E402
+from kvstore.integrations._langgraph_store import KVStoreStore  # noqa: E402
 
-__all__ = ["KVStoreSaver"]
+__all__ = ["KVStoreSaver", "KVStoreStore"]

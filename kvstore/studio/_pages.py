@@ -302,7 +302,7 @@ class Pages:
             title=f"Run {run_id}",
             nav="runs",
             run=found,
-            steps=_steps(found.snapshot),
+            steps=_steps(found.snapshot, found.steps),
         )
 
     async def run_json(self, request: Request) -> Response:
@@ -325,8 +325,13 @@ class Pages:
             "run": _text(request, "run"),
             "trace": _text(request, "trace"),
             "span": _text(request, "span"),
+            "since": _text(request, "since"),
+            "until": _text(request, "until"),
+            "min": _text(request, "min"),
+            "max": _text(request, "max"),
         }
         page = _int(request, "page", 0)
+        now = datetime.now(UTC)
         entity = None
         if filters["entity_type"] or filters["entity_id"]:
             if not (filters["entity_type"] and filters["entity_id"]):
@@ -345,6 +350,10 @@ class Pages:
             "entity": entity,
             "span": span,
             "source": filters["source"],
+            "from_date": _moment(filters["since"], "since", now) if filters["since"] else None,
+            "to_date": _moment(filters["until"], "until", now) if filters["until"] else None,
+            "min_score": _number(filters["min"], "min"),
+            "max_score": _number(filters["max"], "max"),
         }
         store = await self.store()
         listing, plotted = await gather(
@@ -456,6 +465,16 @@ _AGE = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d|w)")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
+def _number(value: str | None, name: str) -> float | None:
+    """A number given in the address, or None."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise BadRequestError(f"{name!r} must be a number, not {value!r}.") from None
+
+
 def _moment(value: str, name: str, now: datetime) -> datetime:
     """An ISO 8601 time (UTC unless it says otherwise) or an age: ``15m``, ``2h``, ``7d``."""
     match = _AGE.fullmatch(value.strip())
@@ -522,13 +541,14 @@ async def _window(
     return messages[start - offset : end - offset]
 
 
-def _steps(snapshot: Any) -> list[tuple[str, str, Any]]:
-    """A workflow snapshot's steps and their status, when it keeps them as Mastra does
-    (``context: {step: {status, ...}}``): what the run page lists above the tree."""
-    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("context"), dict):
-        return []
+def _steps(snapshot: Any, results: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """A workflow run's steps and their status, when its snapshot keeps them as Mastra does
+    (``context: {step: {status, ...}}``) or its step results do (``update_step_result``,
+    which win): what the run page lists above the tree."""
+    context = snapshot.get("context") if isinstance(snapshot, dict) else None
+    merged = {**(context if isinstance(context, dict) else {}), **results}
     steps = []
-    for name, step in snapshot["context"].items():
+    for name, step in merged.items():
         if isinstance(step, dict) and isinstance(step.get("status"), str):
             detail = step.get("suspendPayload") or step.get("error") or None
             steps.append((str(name), step["status"], detail))

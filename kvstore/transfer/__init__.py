@@ -12,7 +12,8 @@ Library code, usable without the command line (which is a thin layer over it):
 
 Every walk reads the namespace's global indexes page by page (never ``SCAN``), so memory
 use depends on the batch size, not on how much is stored. The kinds, in the order they
-move: ``resources``, ``threads``, ``messages``, ``runs``, ``scores``, ``spans``.
+move: ``resources``, ``threads``, ``messages``, ``runs``, ``scores``, ``spans``,
+``store_items`` (the LangGraph long-term store's items).
 
 Example::
 

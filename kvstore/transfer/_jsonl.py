@@ -5,13 +5,14 @@ A file is UTF-8, one JSON object per line:
 1. a header: ``{"format": "kvstore-export", "version": 1, "kvstore": "0.1.0",
    "namespace": "kv", "codec": "json", "exported_at": "2026-03-14T09:00:00Z"}``;
 2. one line per record, ``{"kind": KIND, "record": {...}}``, where ``KIND`` is
-   ``resource``, ``thread``, ``message``, ``run``, ``score`` or ``span`` and the record
-   has the fields of :class:`~kvstore.records.Resource`, :class:`~kvstore.records.Thread`,
-   :class:`~kvstore.records.Message`, :class:`~kvstore.records.WorkflowRun`,
-   :class:`~kvstore.records.Score` or :class:`~kvstore.records.Span` (fields left at
+   ``resource``, ``thread``, ``message``, ``run``, ``score``, ``span`` or ``store_item``
+   and the record has the fields of :class:`~kvstore.records.Resource`,
+   :class:`~kvstore.records.Thread`, :class:`~kvstore.records.Message`,
+   :class:`~kvstore.records.WorkflowRun`, :class:`~kvstore.records.Score`,
+   :class:`~kvstore.records.Span` or :class:`~kvstore.records.StoreItem` (fields left at
    their defaults may be left out). Records come in an order that imports: resources,
-   then each thread followed by its messages in the thread's order, then runs, scores
-   and spans;
+   then each thread followed by its messages in the thread's order, then runs, scores,
+   spans and store items;
 3. an end line, ``{"kind": "end", "counts": {...}, "checksums": {...}}``, with the number
    of records of each kind and their checksums (see :mod:`~kvstore.transfer._digest`),
    so that a truncated or altered file is noticed.
@@ -30,7 +31,16 @@ import msgspec
 
 import kvstore
 from kvstore.errors import NotFoundError, ValidationError
-from kvstore.records import Message, Resource, Score, Span, Thread, WorkflowRun, utc_now
+from kvstore.records import (
+    Message,
+    Resource,
+    Score,
+    Span,
+    StoreItem,
+    Thread,
+    WorkflowRun,
+    utc_now,
+)
 from kvstore.transfer._digest import Digests, canonical
 from kvstore.transfer._kinds import KINDS, KINDS_BY_NAME, KINDS_BY_TAG, thread_messages
 
@@ -119,12 +129,18 @@ class _SpanLine(_Line, tag="span", frozen=True):
     record: Span
 
 
+class _StoreItemLine(_Line, tag="store_item", frozen=True):
+    record: StoreItem
+
+
 class _EndLine(_Line, tag="end", frozen=True):
     counts: dict[str, int]
     checksums: dict[str, str]
 
 
-_RecordLine = _ResourceLine | _ThreadLine | _MessageLine | _RunLine | _ScoreLine | _SpanLine
+_RecordLine = (
+    _ResourceLine | _ThreadLine | _MessageLine | _RunLine | _ScoreLine | _SpanLine | _StoreItemLine
+)
 _LINE_TYPES: dict[str, type[Any]] = {
     "resource": _ResourceLine,
     "thread": _ThreadLine,
@@ -132,6 +148,7 @@ _LINE_TYPES: dict[str, type[Any]] = {
     "run": _RunLine,
     "score": _ScoreLine,
     "span": _SpanLine,
+    "store_item": _StoreItemLine,
 }
 _KIND_OF_LINE = {line_type: KINDS_BY_TAG[tag] for tag, line_type in _LINE_TYPES.items()}
 _header_decoder = msgspec.json.Decoder(DumpHeader)

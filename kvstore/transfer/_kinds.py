@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
-from kvstore.records import Message, Resource, Score, Span, Thread, WorkflowRun
+from kvstore.records import Message, Resource, Score, Span, StoreItem, Thread, WorkflowRun
 
 if TYPE_CHECKING:
     from kvstore.records import Chunk
@@ -178,6 +178,10 @@ def _export_spans(store: Storage) -> ExportMethod:
     return store.traces.export_spans
 
 
+def _export_store_items(store: Storage) -> ExportMethod:
+    return store.langgraph_items.export_items
+
+
 def _simple(
     name: str,
     tag: str,
@@ -227,6 +231,13 @@ KINDS: tuple[Kind, ...] = (
         lambda store, records: store.evals.restore_scores(records),
     ),
     _simple("spans", "span", Span, _export_spans, _write_spans),
+    _simple(
+        "store_items",
+        "store_item",
+        StoreItem,
+        _export_store_items,
+        lambda store, records: store.langgraph_items.restore_items(records),
+    ),
 )
 KINDS_BY_NAME = {kind.name: kind for kind in KINDS}
 KINDS_BY_TAG = {kind.tag: kind for kind in KINDS}

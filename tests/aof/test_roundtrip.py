@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from kvstore import BatchError, CommandError, Storage
+from kvstore import BatchError, CommandError, ConflictError, Span, SpanEvent, SpanStatus, Storage
 from kvstore._local import LOCAL_URL, default_url
 from kvstore.drivers import MemoryDriver, Script
 from tests.aof.conftest import T0, Clock, dump
@@ -159,3 +160,56 @@ def test_storage_stays_in_memory_and_the_local_default_is_a_file() -> None:
     assert isinstance(store.driver, MemoryDriver)
     assert store.driver.path is None
     assert default_url() == LOCAL_URL == "memory://.kvstore/kvstore.aof"
+
+
+async def test_a_span_updated_while_it_runs_survives_reopening(path: Path) -> None:
+    # The update script's writes (the stream entry moved, the summary and index entries
+    # rewritten) are journaled command by command; a reopened store reads the same trace.
+    started = datetime.fromtimestamp(T0 / 1000, UTC)
+    async with MemoryDriver(path) as driver:
+        store = Storage(driver)
+        await store.traces.save_spans(
+            [Span(trace_id="t", span_id="root", name="run", start_time=started)]
+        )
+        await store.traces.update_span(
+            "t",
+            "root",
+            end_time=started + timedelta(seconds=1),
+            status=SpanStatus(code="error"),
+            events=[SpanEvent(name="e", timestamp=started)],
+        )
+        before = (await store.traces.get_trace("t"), await store.traces.list_traces(has_error=True))
+        before_dump = await dump(driver)
+    async with MemoryDriver(path) as driver:
+        store = Storage(driver)
+        assert await dump(driver) == before_dump
+        after = (await store.traces.get_trace("t"), await store.traces.list_traces(has_error=True))
+    assert after == before
+    assert before[1].total == 1
+
+
+async def test_a_workflow_lease_survives_a_restart_and_ends_on_the_driver_s_clock(
+    path: Path,
+) -> None:
+    clock = Clock()
+    ttl = timedelta(seconds=10)
+    async with MemoryDriver(path, clock=clock) as driver, Storage(driver) as store:
+        await store.workflows.persist_snapshot("w", "r", {"step": 1}, status="suspended")
+        await store.workflows.update_step_result("w", "r", "fetch", {"ok": True})
+        token = await store.workflows.claim_run("w", "r", "worker-a", ttl)
+    clock.now += 5_000
+    async with MemoryDriver(path, clock=clock) as driver, Storage(driver) as store:
+        with pytest.raises(ConflictError) as caught:
+            await store.workflows.claim_run("w", "r", "worker-b", ttl)
+        assert caught.value.actual == token
+        await store.workflows.persist_snapshot("w", "r", {"step": 2}, fencing_token=token)
+    clock.now += 5_001  # the lease's deadline, kept across the restart, has passed
+    async with MemoryDriver(path, clock=clock) as driver, Storage(driver) as store:
+        with pytest.raises(ConflictError) as caught:
+            await store.workflows.persist_snapshot("w", "r", {"step": "late"}, fencing_token=token)
+        assert caught.value.actual == 0
+        second = await store.workflows.claim_run("w", "r", "worker-b", ttl)
+        assert second > token
+        run = await store.workflows.get_run("r", "w")
+        assert run is not None
+        assert (run.snapshot, run.steps, run.version) == ({"step": 2}, {"fetch": {"ok": True}}, 3)

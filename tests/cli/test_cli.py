@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import socket
@@ -16,7 +17,7 @@ from typing import Any
 import anyio
 import pytest
 
-from kvstore import Storage
+from kvstore import Storage, Thread
 from kvstore.drivers import MemoryDriver
 from kvstore.transfer import KIND_NAMES, Checkpoint, digest_records, migrate
 from tests.conftest import flush_db, redis_url_for_db
@@ -173,9 +174,70 @@ def test_inspection_commands(tmp_path: Path, redis_urls: tuple[str, str]) -> Non
     assert sorted(r["workflow_name"] for r in runs) == ["checkout", "wf:{x}"]
     scores = kv("scores", "--entity", "agent:a:b", "--json", *store, cwd=tmp_path)
     assert [s["entity_id"] for s in json_lines(scores.stdout)] == ["a:b", "a:b"]
+    # Scores n/7 of n = 0..5, made n seconds after 09:00, relevance for even n.
+    top = kv("scores", "--min", "0.4", "--max", "0.75", "--json", *store, cwd=tmp_path)
+    assert [s["score"] for s in json_lines(top.stdout)] == [5 / 7, 4 / 7, 3 / 7]
+    window = kv(
+        "scores",
+        *(
+            "--scorer",
+            "relevance",
+            "--since",
+            "2025-06-01T09:00:01",
+            "--until",
+            "2025-06-01T09:00:04",
+        ),
+        "--json",
+        *store,
+        cwd=tmp_path,
+    )
+    assert [s["score"] for s in json_lines(window.stdout)] == [4 / 7, 2 / 7]
+    meta = kv("scores", "--meta", "k=3", "--json", *store, cwd=tmp_path)
+    assert [s["metadata"] for s in json_lines(meta.stdout)] == [{"k": 3}]
+    refused = kv("scores", "--min", "0", "--since", "1d", *store, cwd=tmp_path)
+    assert refused.returncode != 0
+    assert b"min_score" in refused.stderr
+    stats = kv(
+        "score-stats",
+        *("toxicity", "--since", "2025-06-01T08:00", "--until", "2025-06-01T10:00"),
+        *("--by", "day", "--json"),
+        *store,
+        cwd=tmp_path,
+    )
+    assert stats.returncode == 0, stats.stderr
+    assert json_lines(stats.stdout) == [
+        {
+            "start": "2025-06-01T00:00:00Z",
+            "count": 3,
+            "mean": math.fsum([1 / 7, 3 / 7, 5 / 7]) / 3,
+            "min": 1 / 7,
+            "max": 5 / 7,
+        }
+    ]
+    shown = kv(
+        "score-stats",
+        *("toxicity", "--since", "2025-06-01T00:00", "--until", "2025-06-01T23:59"),
+        *store,
+        cwd=tmp_path,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "toxicity by hour (1 of 24 hours with scores)" in shown.stdout.decode()
 
     since = kv("traces", "--since", "2025-06-01T09:03:21", "--json", *store, cwd=tmp_path)
     assert [t["trace_id"] for t in json_lines(since.stdout)] == ["trace-2", "trace-1"]
+    # Only trace-1 has an error (in a child span); every root says ok and service svc.
+    errors = kv("traces", "--error", "--json", *store, cwd=tmp_path)
+    assert [(t["trace_id"], t["error_count"]) for t in json_lines(errors.stdout)] == [
+        ("trace-1", 1)
+    ]
+    ok = kv(
+        "traces", "--status", "ok", "--since", "2025-06-01T09:03:21", "--json", *store, cwd=tmp_path
+    )
+    assert [t["trace_id"] for t in json_lines(ok.stdout)] == ["trace-2", "trace-1"]
+    service = kv("traces", "--service", "svc", "--json", *store, cwd=tmp_path)
+    assert len(json_lines(service.stdout)) == 3
+    both = kv("traces", "--error", "--name", "agent run", *store, cwd=tmp_path)
+    assert_one_line_error(both, 1, "combine with the time window only")
     tree = kv("trace", "trace-1", *store, cwd=tmp_path)
     assert tree.returncode == 0, tree.stderr
     lines = tree.stdout.decode().splitlines()
@@ -183,6 +245,43 @@ def test_inspection_commands(tmp_path: Path, redis_urls: tuple[str, str]) -> Non
     child = next(i for i, line in enumerate(lines) if "llm call" in line)
     assert root < child
     assert "error: timeout" in lines[child]
+
+
+def test_runs_older_than_lists_then_deletes(tmp_path: Path) -> None:
+    url = f"memory://{tmp_path}/runs.aof"
+    filled(url, "kv")
+    store = ["--url", url]
+    # dataset: per workflow, runs created at T0, T0 + 1 s and T0 + 2 s (run-1 succeeded).
+    older = ["--older-than", "2025-06-01T09:00:01"]
+    listed = json_lines(kv("runs", *older, "--json", *store, cwd=tmp_path).stdout)
+    assert sorted((r["workflow_name"], r["run_id"]) for r in listed) == [
+        ("checkout", "shared\nid"),
+        ("wf:{x}", "shared\nid"),
+    ]
+    assert all("snapshot" not in r for r in listed)  # summaries
+    deleted = kv(
+        "runs",
+        "--older-than",
+        "2025-06-01T09:00:02",
+        "-w",
+        "checkout",
+        "--delete",
+        *store,
+        cwd=tmp_path,
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    assert "deleted 2 runs" in deleted.stdout.decode()
+    left = json_lines(kv("runs", "--json", *store, cwd=tmp_path).stdout)
+    assert sorted((r["workflow_name"], r["run_id"]) for r in left) == [
+        ("checkout", "run-2"),
+        ("wf:{x}", "run-1"),
+        ("wf:{x}", "run-2"),
+        ("wf:{x}", "shared\nid"),
+    ]
+    assert_one_line_error(kv("runs", "--delete", *store, cwd=tmp_path), 2, "--older-than")
+    refused = kv("runs", "--older-than", "7d", "-r", "alice", "--delete", *store, cwd=tmp_path)
+    assert_one_line_error(refused, 2, "not --resource")
+    assert len(json_lines(kv("runs", "--json", *store, cwd=tmp_path).stdout)) == 4
 
 
 # -- export, import, migrate ------------------------------------------------------------------
@@ -275,7 +374,13 @@ def test_verify_reports_a_difference(tmp_path: Path) -> None:
             "/proc/x/s.json: cannot create the migration state file",
         ),
         (["traces", "--url", "memory://", "--since", "soon"], None, 2, "neither an ISO"),
-        (["threads"], None, 2, "Missing argument 'RESOURCE'"),
+        (["threads", "--metadata", "nokey"], None, 2, "expected KEY=VALUE"),
+        (
+            ["threads", "--url", "memory://", "--metadata", "k=[1]"],
+            None,
+            1,
+            "metadata.k: only strings, numbers, booleans and None",
+        ),
         (["frobnicate"], None, 2, "No such command"),
     ],
     ids=lambda value: value[0] if isinstance(value, list) else None,
@@ -284,6 +389,35 @@ def test_user_errors_are_one_line_without_a_traceback(
     tmp_path: Path, args: list[str], stdin: bytes | None, code: int, text: str
 ) -> None:
     assert_one_line_error(kv(*args, cwd=tmp_path, stdin=stdin), code, text)
+
+
+def test_threads_filtered_by_metadata_across_the_namespace(tmp_path: Path) -> None:
+    async def fill() -> None:
+        async with Storage.from_url("memory://data.aof") as store:
+            for i, (owner, project) in enumerate([("a", "p1"), ("b", "p1"), ("a", "p2")]):
+                metadata = {"project": project, "n": i % 2}
+                await store.memory.save_thread(
+                    Thread(id=f"t{i}", resource_id=owner, metadata=metadata)
+                )
+
+    with contextlib.chdir(tmp_path):
+        anyio.run(fill)
+    store = ["--url", "memory://data.aof", "--json", "--order-by", "created"]
+
+    def ids(*args: str) -> list[str]:
+        result = kv("threads", *args, *store, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return [t["id"] for t in json_lines(result.stdout)]
+
+    assert ids() == ["t2", "t1", "t0"]
+    assert ids("--metadata", "project=p1") == ["t1", "t0"]
+    assert ids("a", "--metadata", "project=p1") == ["t0"]
+    assert ids("--metadata", "project=p1", "--metadata", "n=1") == ["t1"]
+    assert ids("--metadata", "n=1") == ["t1"]
+    assert ids("--metadata", 'n="1"') == []
+    table = kv("threads", "--metadata", "project=p2", "--url", "memory://data.aof", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert b"every thread with {'project': 'p2'} (1 of 1)" in table.stdout
 
 
 def test_a_state_file_of_layout_1_needs_restart(tmp_path: Path) -> None:

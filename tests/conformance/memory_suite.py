@@ -644,3 +644,273 @@ class MemorySuite:
         with pytest.raises(ValidationError) as caught:
             await store.memory.restore_resources([{"id": ""}])
         assert caught.value.field == "resources[0].id"
+
+    # -- issue 12: Mastra 1.x listings, moves and clones -------------------------------------
+
+    async def test_list_threads_without_a_resource_lists_the_namespace(
+        self, store: Storage
+    ) -> None:
+        for i, (owner, updated) in enumerate([("alice", 30), ("bob", 10), ("carol", 20)]):
+            await store.memory.save_thread(
+                Thread(id=f"t{i}", resource_id=owner, created_at=at(i), updated_at=at(updated))
+            )
+
+        async def ids(**kw: Any) -> list[str]:
+            return [t.id for t in (await store.memory.list_threads(**kw)).items]
+
+        assert await ids() == ["t2", "t1", "t0"]
+        assert await ids(direction="asc") == ["t0", "t1", "t2"]
+        assert await ids(order_by="updated_at") == ["t0", "t2", "t1"]
+        pages = [await store.memory.list_threads(page=p, per_page=2) for p in range(2)]
+        assert [[t.id for t in p.items] for p in pages] == [["t2", "t1"], ["t0"]]
+        assert [(p.total, p.has_more) for p in pages] == [(3, True), (3, False)]
+        await store.memory.delete_thread("t1")
+        assert await ids() == ["t2", "t0"]
+
+    async def test_mastra_4333_list_threads_filtered_by_metadata(self, store: Storage) -> None:
+        # Mastra #4333 ("we use metadata on threads to categorize types of threads"), as
+        # Mastra 1.x's listThreads answers it: filter.metadata {category: "support"}, with or
+        # without a resource, keys ANDed, with the listing's ordering and paging.
+        mem = store.memory
+        rows = [
+            ("t0", "alice", {"category": "support", "projectId": "p1", "n": 1}),
+            ("t1", "alice", {"category": "support", "projectId": "p2"}),
+            ("t2", "alice", {"category": "sales", "projectId": "p1"}),
+            ("t3", "bob", {"category": "support", "projectId": "p1", "n": 1.0}),
+            ("t4", "bob", {"category": ["support"], "projectId": "p1"}),  # a list: not indexed
+        ]
+        for i, (thread_id, owner, metadata) in enumerate(rows):
+            await mem.save_thread(
+                Thread(id=thread_id, resource_id=owner, metadata=metadata, created_at=at(i))
+            )
+
+        async def ids(resource_id: str | None = None, **kw: Any) -> list[str]:
+            return [t.id for t in (await mem.list_threads(resource_id, **kw)).items]
+
+        support = {"category": "support"}
+        assert await ids("alice", metadata=support) == ["t1", "t0"]
+        assert await ids(metadata=support) == ["t3", "t1", "t0"]
+        assert await ids(metadata=support, direction="asc") == ["t0", "t1", "t3"]
+        both = {"category": "support", "projectId": "p1"}
+        assert await ids(metadata=both) == ["t3", "t0"]
+        assert await ids("alice", metadata=both) == ["t0"]
+        assert await ids(metadata={**both, "n": 1}) == ["t3", "t0"]  # 1 == 1.0, as in JSON
+        assert await ids(metadata={"projectId": "p3"}) == []
+        assert await ids(metadata={}) == await ids()
+        paged = [await mem.list_threads(metadata=both, page=p, per_page=1) for p in range(3)]
+        assert [[t.id for t in p.items] for p in paged] == [["t3"], ["t0"], []]
+        assert [(p.total, p.has_more) for p in paged] == [(2, True), (2, False), (2, False)]
+        # Updates, saves, moves and deletes keep the index true.
+        await mem.update_thread("t2", metadata={"category": "support"})
+        assert await ids(metadata=both, order_by="updated_at") == ["t2", "t3", "t0"]
+        await mem.update_thread("t0", metadata={"category": None})
+        assert await ids(metadata=both) == ["t3", "t2"]
+        assert await ids(metadata={"category": None}) == ["t0"]
+        await mem.save_thread(Thread(id="t3", resource_id="bob", created_at=at(3)))
+        assert await ids(metadata=both) == ["t2"]
+        await mem.save_messages([msg("m1", "t1", 1)])
+        assert await ids(metadata=support, order_by="updated_at") == ["t1", "t2"]
+        await mem.move_thread("t1", "bob")
+        assert await ids("bob", metadata=support) == ["t1"]
+        assert await ids("alice", metadata=support) == ["t2"]
+        await mem.delete_thread("t2")
+        assert await ids(metadata=support) == ["t1"]
+        # A value the index does not hold takes the key out of it.
+        await mem.update_thread("t1", metadata={"category": ["support"]})
+        assert await ids(metadata=support) == []
+        assert (await mem.get_thread("t1")).metadata["category"] == ["support"]  # type: ignore[union-attr]
+        with pytest.raises(ValidationError) as caught:
+            await mem.list_threads(metadata={"category": ["support"]})
+        assert caught.value.field == "metadata.category"
+        with pytest.raises(ValidationError):
+            await mem.list_threads(metadata="category=support")  # type: ignore[arg-type]
+
+    async def test_a_metadata_filter_on_several_keys_too_broad_to_scan_is_refused(
+        self, store: Storage, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from kvstore.domains import memory
+
+        monkeypatch.setattr(memory, "MAX_FILTER_SCAN", 1)  # threads scanned per bucket
+        # One thread more than buckets: some bucket holds two, which both keys match.
+        many = (await store.keys()).buckets + 1
+        for i in range(many):
+            await store.memory.save_thread(
+                Thread(id=f"t{i}", resource_id="r", metadata={"a": 1, "b": 1})
+            )
+        # One key reads its own index, however many threads match it.
+        assert (await store.memory.list_threads(metadata={"a": 1})).total == many
+        with pytest.raises(ValidationError) as caught:
+            await store.memory.list_threads(metadata={"a": 1, "b": 1})
+        assert caught.value.field == "metadata"
+        await store.memory.save_thread(Thread(id="x", resource_id="r", metadata={"c": 1, "a": 1}))
+        # The most selective key decides: "c" matches one thread in its bucket.
+        found = await store.memory.list_threads(metadata={"a": 1, "c": 1})
+        assert [t.id for t in found.items] == ["x"]
+
+    async def test_move_thread_moves_its_messages_resource_too(self, store: Storage) -> None:
+        mem = store.memory
+        await mem.save_thread(Thread(id="t", resource_id="alice", updated_at=at(0)))
+        await mem.save_thread(Thread(id="keep", resource_id="alice"))
+        # More than one slice of messages (250 per round trip).
+        await mem.save_messages([msg(f"m{i:03}", "t", i) for i in range(260)])
+        before = await mem.get_thread("t")
+        assert before is not None
+        moved = await mem.move_thread("t", "bob")
+        assert (moved.id, moved.resource_id) == ("t", "bob")
+        assert moved.updated_at is not None
+        assert before.updated_at is not None
+        assert moved.updated_at >= before.updated_at
+        assert await mem.get_thread("t") == moved
+        assert [t.id for t in (await mem.list_threads("alice")).items] == ["keep"]
+        assert [t.id for t in (await mem.list_threads("bob")).items] == ["t"]
+        listed = await mem.list_messages("t", per_page=1000)
+        assert [m.id for m in listed.items] == [f"m{i:03}" for i in range(260)]
+        assert {m.resource_id for m in listed.items} == {"bob"}
+        assert [m.content for m in listed.items] == [f"text of m{i:03}" for i in range(260)]
+        assert (await mem.get_messages(["m259"]))[0].resource_id == "bob"
+        # Moving again (to finish a move cut short) changes nothing more.
+        assert (await mem.move_thread("t", "bob")).resource_id == "bob"
+        assert (await mem.list_messages("t", per_page=1000)).items == listed.items
+        with pytest.raises(NotFoundError):
+            await mem.move_thread("missing", "bob")
+        assert await mem.get_thread("missing") is None
+
+    async def test_clone_thread_copies_messages_under_new_ids(self, store: Storage) -> None:
+        mem = store.memory
+        await mem.save_thread(
+            Thread(id="src", resource_id="alice", title="Trip", metadata={"k": "v"})
+        )
+        await mem.save_messages([msg(f"m{i}", "src", i) for i in range(5)])
+        clone, copies = await mem.clone_thread("src", "copy")
+        assert (clone.id, clone.resource_id, clone.title) == ("copy", "alice", "Trip")
+        assert clone.metadata["k"] == "v"
+        assert clone.metadata["clone"]["source_thread_id"] == "src"
+        assert clone.metadata["clone"]["last_message_id"] == "m4"
+        assert datetime.fromisoformat(clone.metadata["clone"]["cloned_at"]).tzinfo is not None
+        assert await mem.get_thread("copy") == clone
+        listed = (await mem.list_messages("copy")).items
+        assert listed == copies
+        assert [m.content for m in listed] == [f"text of m{i}" for i in range(5)]
+        assert [m.created_at for m in listed] == [at(i) for i in range(5)]
+        assert {m.thread_id for m in listed} == {"copy"}
+        assert not {m.id for m in listed} & {f"m{i}" for i in range(5)}
+        assert await mem.get_messages([listed[0].id]) == [listed[0]]
+        # The source is untouched.
+        assert [m.id for m in (await mem.list_messages("src")).items] == [f"m{i}" for i in range(5)]
+        # Selections: the newest n, a window, chosen ids; another resource and title.
+        _, last2 = await mem.clone_thread("src", "c2", message_limit=2)
+        assert [m.content for m in last2] == ["text of m3", "text of m4"]
+        window = DateRange(start=at(1), end=at(3), end_exclusive=True)
+        _, ranged = await mem.clone_thread("src", "c3", date_range=window)
+        assert [m.content for m in ranged] == ["text of m1", "text of m2"]
+        picked, chosen = await mem.clone_thread(
+            "src",
+            "c4",
+            resource_id="bob",
+            title="Mine",
+            message_ids=["m0", "m3", "other"],
+            message_limit=1,
+        )
+        assert [m.content for m in chosen] == ["text of m3"]
+        assert (picked.resource_id, picked.title) == ("bob", "Mine")
+        assert {m.resource_id for m in chosen} == {"bob"}
+        assert [t.id for t in (await mem.list_threads("bob")).items] == ["c4"]
+        assert (await mem.list_threads(metadata={"k": "v"})).total == 5
+        _, windowed = await mem.clone_thread(
+            "src", "c7", message_ids=["m4", "m0", "m2"], date_range=DateRange(end=at(2))
+        )
+        assert [m.content for m in windowed] == ["text of m0", "text of m2"]
+        empty, none = await mem.clone_thread("src", "c5", message_ids=[])
+        assert none == []
+        assert empty.metadata["clone"]["last_message_id"] is None
+        # A taken id or a missing source writes nothing.
+        count = await mem.count_messages(["copy"])
+        with pytest.raises(ValidationError) as caught:
+            await mem.clone_thread("src", "copy", message_limit=1)
+        assert caught.value.field == "new_thread_id"
+        assert await mem.count_messages(["copy"]) == count
+        assert await mem.get_thread("copy") == clone
+        with pytest.raises(NotFoundError):
+            await mem.clone_thread("missing", "c6")
+        assert await mem.get_thread("c6") is None
+
+    async def test_clone_thread_refuses_more_than_it_copies_at_once(
+        self, store: Storage, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from kvstore.domains import memory
+
+        monkeypatch.setattr(memory, "MAX_CLONE", 2)
+        await store.memory.save_thread(Thread(id="src", resource_id="alice"))
+        await store.memory.save_messages([msg(f"m{i}", "src", i) for i in range(3)])
+        with pytest.raises(ValidationError) as caught:
+            await store.memory.clone_thread("src", "copy")
+        assert caught.value.field == "message_limit"
+        assert await store.memory.get_thread("copy") is None
+        _, copies = await store.memory.clone_thread(
+            "src", "copy", date_range=DateRange(start=at(1))
+        )
+        assert [m.content for m in copies] == ["text of m1", "text of m2"]
+
+    async def test_list_messages_merged_over_threads_and_a_resource(self, store: Storage) -> None:
+        mem = store.memory
+        for thread_id, owner in [("x", "alice"), ("y", "alice"), ("z", "bob")]:
+            await mem.save_thread(Thread(id=thread_id, resource_id=owner, created_at=at(0)))
+        # x at 0, 2, 4, 6; y at 0, 3, 6, 9; z at 1.
+        await mem.save_messages(
+            [msg(f"x{i}", "x", 2 * i) for i in range(4)]
+            + [msg(f"y{i}", "y", 3 * i) for i in range(4)]
+            + [msg("z0", "z", 1)]
+        )
+
+        async def ids(**kw: Any) -> list[str]:
+            return [m.id for m in (await mem.list_messages_merged(**kw)).items]
+
+        everything = ["x0", "y0", "x1", "y1", "x2", "x3", "y2", "y3"]
+        assert await ids(thread_ids=["x", "y"]) == everything
+        # Equal times keep the order the threads were given in.
+        assert (await ids(thread_ids=["y", "x"]))[:2] == ["y0", "x0"]
+        assert await ids(thread_ids=["x", "y"], direction="desc") == everything[::-1]
+        assert await ids(resource_id="alice") == everything
+        assert await ids(thread_ids=["x", "z", "missing"]) == ["x0", "z0", "x1", "x2", "x3"]
+        pages = [
+            await mem.list_messages_merged(resource_id="alice", page=p, per_page=3)
+            for p in range(3)
+        ]
+        assert [m.id for p in pages for m in p.items] == everything
+        assert [(p.total, p.has_more) for p in pages] == [(8, True), (8, True), (8, False)]
+        window = DateRange(start=at(2), end=at(6), end_exclusive=True)
+        ranged = await mem.list_messages_merged(
+            thread_ids=["x", "y"], date_range=window, direction="desc"
+        )
+        assert ([m.id for m in ranged.items], ranged.total) == (["x2", "y1", "x1"], 3)
+        assert (await mem.list_messages_merged(resource_id="nobody")).total == 0
+        with pytest.raises(ValidationError):
+            await mem.list_messages_merged()
+        with pytest.raises(ValidationError):
+            await mem.list_messages_merged(thread_ids="x")
+        with pytest.raises(ValidationError):
+            await mem.list_messages_merged(thread_ids=["x"], resource_id="alice")
+        with pytest.raises(ValidationError) as caught:  # each thread would be read 2,000 deep
+            await mem.list_messages_merged(thread_ids=["x"], page=1, per_page=1000)
+        assert caught.value.field == "page"
+
+    async def test_issue_12_calls_round_trips(self, store: Storage) -> None:
+        counting = CountingDriver(store.driver)
+        storage = Storage(counting, namespace=store.namespace)
+        await storage.keys()
+        mem = storage.memory
+        await mem.save_thread(Thread(id="t", resource_id="alice", metadata={"k": 1}))
+        await mem.save_messages([msg("m1", "t", 1), msg("m2", "t", 2)])
+        calls: list[tuple[Any, int]] = [
+            (mem.list_threads, 1),
+            (lambda: mem.list_threads(metadata={"k": 1}), 1),
+            (lambda: mem.list_threads("alice", metadata={"k": 1, "j": 2}), 1),
+            (lambda: mem.move_thread("t", "bob"), 1),
+            (lambda: mem.clone_thread("t", "t2"), 2),
+            (lambda: mem.list_messages_merged(thread_ids=["t", "t2"]), 1),
+            (lambda: mem.list_messages_merged(resource_id="bob", direction="desc"), 2),
+        ]
+        for number, (call, round_trips) in enumerate(calls):
+            before = counting.round_trips
+            await call()
+            assert (number, counting.round_trips - before) == (number, round_trips)

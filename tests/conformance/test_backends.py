@@ -18,6 +18,7 @@ from tests.conformance import drivers
 from tests.conformance.checkpoints_suite import CheckpointsSuite
 from tests.conformance.driver_suite import DriverSuite
 from tests.conformance.evals_suite import EvalsSuite
+from tests.conformance.langgraph_items_suite import LangGraphItemsSuite
 from tests.conformance.memory_pop_suite import MemoryPopSuite
 from tests.conformance.memory_suite import MemorySuite
 from tests.conformance.resources_suite import ResourceListingSuite
@@ -35,6 +36,7 @@ class BackendSuite(
     WorkflowsSuite,
     EvalsSuite,
     TracesSuite,
+    LangGraphItemsSuite,
     CheckpointsSuite,
     ABC,
 ):

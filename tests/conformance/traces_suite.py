@@ -12,9 +12,11 @@ from typing import Any
 
 import anyio
 import pytest
+from msgspec.structs import replace
 
 from kvstore import (
     CorruptRecordError,
+    Page,
     Span,
     SpanEvent,
     SpanLink,
@@ -235,7 +237,7 @@ class TracesSuite:
         storage = Storage(
             counting,
             namespace=store.namespace,
-            trace_retention=TraceRetention(max_spans=100, max_age=timedelta(days=1000)),
+            trace_retention=TraceRetention(max_spans=100_000, max_age=timedelta(days=1000)),
         )
         await storage.keys()  # the layout check, once per Storage
         traces = storage.traces
@@ -522,3 +524,330 @@ class TracesSuite:
         with pytest.raises(ValidationError) as caught:
             await store.traces.export_spans(cursor="not-an-id")
         assert caught.value.field == "cursor"
+
+    # -- span lifecycle, reads and filters (issue 12) -----------------------------------------
+
+    async def test_traces_a_started_span_is_visible_and_updated_when_it_ends(
+        self, store: Storage
+    ) -> None:
+        traces = store.traces
+        root = Span(
+            trace_id="run",
+            span_id="root",
+            name="agent.run",
+            start_time=at(0),
+            attributes={"user.id": "u1", "step": 0},
+        )
+        child = Span(
+            trace_id="run",
+            span_id="tool",
+            parent_span_id="root",
+            name="tool.call",
+            start_time=at(1),
+        )
+        await traces.save_spans([root, child])
+        # Visible while it runs: no end yet.
+        (summary,) = (await traces.list_traces()).items
+        assert (summary.trace_id, summary.end_time, summary.span_count) == ("run", None, 2)
+        assert [s.end_time for s in await traces.get_trace("run")] == [None, None]
+        # The child gets events, then attributes, then ends with an error.
+        first = SpanEvent(name="progress", timestamp=at(1.5), attributes={"pct": 50})
+        second = SpanEvent(name="progress", timestamp=at(1.7), attributes={"pct": 90})
+        await traces.update_span("run", "tool", events=[first])
+        await traces.update_span("run", "tool", events=[second], attributes={"tool": "search"})
+        updated = await traces.update_span(
+            "run", "tool", end_time=at(2), status=SpanStatus(code="error", message="boom")
+        )
+        expected_child = Span(
+            trace_id="run",
+            span_id="tool",
+            parent_span_id="root",
+            name="tool.call",
+            start_time=at(1),
+            end_time=at(2),
+            status=SpanStatus(code="error", message="boom"),
+            attributes={"tool": "search"},
+            events=[first, second],
+        )
+        assert updated == expected_child
+        assert await traces.get_span("run", "tool") == expected_child
+        (summary,) = (await traces.list_traces()).items
+        assert (summary.end_time, summary.error_count, summary.status.code) == (at(2), 1, "unset")
+        assert [t.trace_id for t in (await traces.list_traces(has_error=True)).items] == ["run"]
+        assert (await traces.list_traces(status="error")).total == 0
+        # The root ends ok, renamed, its attributes merged key by key.
+        done = await traces.update_span(
+            "run",
+            "root",
+            name="agent.done",
+            end_time=at(3),
+            status={"code": "ok"},
+            attributes={"step": 2},
+        )
+        expected_root = Span(
+            trace_id="run",
+            span_id="root",
+            name="agent.done",
+            start_time=at(0),
+            end_time=at(3),
+            status=SpanStatus(code="ok"),
+            attributes={"user.id": "u1", "step": 2},
+        )
+        assert done == expected_root
+        assert await traces.get_root_span("run") == expected_root
+        (summary,) = (await traces.list_traces()).items
+        assert (summary.name, summary.end_time, summary.status, summary.span_count) == (
+            "agent.done",
+            at(3),
+            SpanStatus(code="ok"),
+            2,
+        )
+        for filters, found in (
+            ({"status": "ok"}, 1),
+            ({"name": "agent.done", "user_id": "u1"}, 1),
+            ({"name": "agent.run"}, 0),
+            ({"attributes": {"step": 2}}, 1),
+            ({"attributes": {"step": 0}}, 0),
+            ({"has_error": True}, 1),
+        ):
+            assert (await traces.list_traces(**filters)).total == found, filters
+        assert [s.span_id for s in await traces.get_trace("run")] == ["root", "tool"]
+        # The exporter's way still works: a finished span saved again replaces the entry.
+        await traces.save_spans([replace(expected_child, status=SpanStatus(code="ok"))])
+        assert (await traces.list_traces(has_error=True)).total == 0
+        assert (await traces.list_traces()).items[0].error_count == 0
+        assert (await traces.get_span("run", "tool")).events == [first, second]  # type: ignore[union-attr]
+
+    async def test_traces_update_span_of_nothing_writes_nothing(self, store: Storage) -> None:
+        await store.traces.save_spans(trace("t1", 0))
+        before = await store.traces.list_traces()
+        assert await store.traces.update_span("t1", "nope", end_time=at(9)) is None
+        assert await store.traces.update_span("nope", "t1-root", name="x") is None
+        assert await store.traces.list_traces() == before
+        assert await store.traces.list_traces(has_error=True) == Page(
+            items=[], total=0, page=0, per_page=20, has_more=False
+        )
+
+    async def test_traces_get_span_and_get_root_span(self, store: Storage) -> None:
+        spans = trace("t1", 0)
+        assert await store.traces.get_root_span("t1") is None
+        await store.traces.save_spans(spans[:2])  # no root yet: the earliest span stands in
+        assert (await store.traces.get_root_span("t1")) == spans[0]
+        await store.traces.save_spans(spans[2:])
+        assert await store.traces.get_root_span("t1") == spans[3]
+        for s in spans:
+            assert await store.traces.get_span("t1", s.span_id) == s
+        assert await store.traces.get_span("t1", "missing") is None
+        assert await store.traces.get_span("missing", "t1-root") is None
+        odd = span("a:{b}\n", "c\x00d\x01", 0)
+        await store.traces.save_spans([odd])
+        assert await store.traces.get_span("a:{b}\n", "c\x00d\x01") == odd
+        assert await store.traces.get_root_span("a:{b}\n") == odd
+
+    async def test_traces_light_get_trace_leaves_attributes_out(self, store: Storage) -> None:
+        full = trace("t1", 0, attributes={"k": "v"}, resource={"service.name": "s"})
+        full[0] = replace(
+            full[0],
+            events=[SpanEvent(name="e", timestamp=at(0.3))],
+            links=[SpanLink(trace_id="x", span_id="y")],
+        )
+        await store.traces.save_spans(full)
+        await store.traces.update_span("t1", "t1-root", attributes={"more": 1}, end_time=at(4))
+        heavy = await store.traces.get_trace("t1")
+        light = await store.traces.get_trace("t1", with_attributes=False)
+        assert light == [replace(s, attributes={}, events=[], links=[], resource={}) for s in heavy]
+        assert light[0].end_time == at(4)
+
+    async def test_traces_filters_by_status_errors_ids_tags_environment_service(
+        self, store: Storage
+    ) -> None:
+        model: list[dict[str, Any]] = []
+        for i in range(24):
+            code = ("ok", "error", "unset")[i % 3]
+            attributes = {
+                "user.id": f"u{i % 2}",
+                "thread.id": f"th{i % 4}",
+                "session.id": f"se{i % 3}",
+                "run.id": f"r{i}",
+                "tags": ["all", f"tag{i % 5}"] + (["x" * 300] if i == 0 else []),
+            }
+            resource = {"service.name": f"svc{i % 2}"}
+            if i % 4:
+                resource["deployment.environment.name" if i % 2 else "deployment.environment"] = (
+                    "prod" if i % 3 else "dev"
+                )
+            spans = trace(
+                f"t{i:02d}",
+                i,
+                attributes=attributes,
+                resource=resource,
+                status=SpanStatus(code=code),
+            )
+            child_error = i % 7 == 0
+            if child_error:
+                spans[0] = replace(spans[0], status=SpanStatus(code="error"))
+            await store.traces.save_spans(spans)
+            model.append(
+                {
+                    "id": f"t{i:02d}",
+                    "start": i,
+                    "status": code,
+                    "has_error": code == "error" or child_error,
+                    "user_id": attributes["user.id"],
+                    "thread_id": attributes["thread.id"],
+                    "session_id": attributes["session.id"],
+                    "run_id": attributes["run.id"],
+                    "tag": set(attributes["tags"]),
+                    "service": resource["service.name"],
+                    "environment": resource.get(
+                        "deployment.environment.name", resource.get("deployment.environment")
+                    ),
+                }
+            )
+        newest_first = model[::-1]
+        filters: list[dict[str, Any]] = [
+            {"status": "ok"},
+            {"status": "error"},
+            {"status": "unset"},
+            {"has_error": True},
+            {"user_id": "u1"},
+            {"thread_id": "th3"},
+            {"session_id": "se0"},
+            {"run_id": "r5"},
+            {"user_id": "nobody"},
+            {"tag": "all"},
+            {"tag": "tag2"},
+            {"tag": "x" * 300},
+            {"environment": "prod"},
+            {"environment": "dev"},
+            {"service": "svc0"},
+        ]
+        for filt, (start, end) in itertools.product(
+            filters, [(None, None), (at(3), at(15)), (None, at(6))]
+        ):
+            ((field, value),) = filt.items()
+            expected = [
+                m["id"]
+                for m in newest_first
+                if (value in m[field] if field == "tag" else m[field] == value)
+                and (start is None or at(m["start"]) >= start)
+                and (end is None or at(m["start"]) <= end)
+            ]
+            if filt == {"tag": "x" * 300}:
+                expected = []  # longer than 256 bytes: not indexed
+            got: list[str] = []
+            for page in range(len(expected) // 4 + 1):
+                result = await store.traces.list_traces(
+                    **filt, from_date=start, to_date=end, page=page, per_page=4
+                )
+                assert result.total == len(expected), filt
+                got += [t.trace_id for t in result.items]
+            assert got == expected, (filt, start, end)
+        # Ids combine with name and scope, as any attribute does.
+        both = await store.traces.list_traces(name="op-t05-root", run_id="r5")
+        assert [t.trace_id for t in both.items] == ["t05"]
+
+    async def test_traces_updating_a_root_moves_its_index_entries(self, store: Storage) -> None:
+        await store.traces.save_spans(
+            trace("t1", 0, attributes={"user.id": "u1", "tags": ["a", "b"]})
+        )
+        await store.traces.update_span(
+            "t1",
+            "t1-root",
+            attributes={"user.id": "u2", "tags": ["c"]},
+            status=SpanStatus(code="error"),
+        )
+        # A child's update never touches the root's filters.
+        await store.traces.update_span(
+            "t1", "t1-child-a", name="other", attributes={"user.id": "u3"}
+        )
+        for filters, found in (
+            ({"user_id": "u1"}, 0),
+            ({"user_id": "u2"}, 1),
+            ({"user_id": "u3"}, 0),
+            ({"tag": "a"}, 0),
+            ({"tag": "c"}, 1),
+            ({"status": "error"}, 1),
+            ({"status": "unset"}, 0),
+            ({"has_error": True}, 1),
+            ({"name": "op-t1-root"}, 1),
+        ):
+            assert (await store.traces.list_traces(**filters)).total == found, filters
+        assert await store.traces.delete_traces(["t1"]) == 1
+        for filters in ({"user_id": "u2"}, {"tag": "c"}, {"status": "error"}, {"has_error": True}):
+            assert (await store.traces.list_traces(**filters)).total == 0
+        assert await store.traces.get_span("t1", "t1-root") is None
+
+    async def test_traces_new_calls_are_one_round_trip_and_check_their_input(
+        self, store: Storage
+    ) -> None:
+        counting = CountingDriver(store.driver)
+        storage = Storage(counting, namespace=store.namespace)
+        await storage.keys()
+        traces = storage.traces
+        await traces.save_spans(trace("t1", 0))
+        for call in (
+            lambda: traces.get_span("t1", "t1-root"),
+            lambda: traces.get_root_span("t1"),
+            lambda: traces.get_trace("t1", with_attributes=False),
+            lambda: traces.update_span("t1", "t1-root", end_time=at(9), events=[]),
+            lambda: traces.list_traces(has_error=True, from_date=T0),
+            lambda: traces.list_traces(user_id="u", name="n", scope="s"),
+        ):
+            before = counting.round_trips
+            await call()
+            assert counting.round_trips == before + 1
+        state = await traces.get_trace("t1")
+        bad: list[tuple[Any, str]] = [
+            (lambda: traces.get_span("t1", ""), "span_id"),
+            (lambda: traces.get_span(1, "x"), "trace_id"),
+            (lambda: traces.get_root_span(""), "trace_id"),
+            (lambda: traces.get_trace("t1", with_attributes=0), "with_attributes"),
+            (
+                lambda: traces.update_span("t1", "t1-root", end_time=datetime(2025, 1, 1)),
+                "end_time",
+            ),
+            (lambda: traces.update_span("t1", "t1-root", status={"code": "bad"}), "status.code"),
+            (
+                lambda: traces.update_span("t1", "t1-root", attributes={"x": float("nan")}),
+                "attributes.x",
+            ),
+            (lambda: traces.update_span("t1", "t1-root", attributes={1: 2}), "attributes"),
+            (lambda: traces.update_span("t1", "t1-root", events=[{"name": "e"}]), "events[0]"),
+            (lambda: traces.update_span("t1", "t1-root", events="e"), "events"),
+            (lambda: traces.update_span("t1", "t1-root", name=3), "name"),
+            (lambda: traces.list_traces(status="fine"), "status"),
+            (lambda: traces.list_traces(has_error=1), "has_error"),
+            (lambda: traces.list_traces(status="ok", has_error=True), "has_error"),
+            (lambda: traces.list_traces(tag="a", name="n"), "tag"),
+            (lambda: traces.list_traces(user_id="u", attributes={"a": 1}), "user_id"),
+            (lambda: traces.list_traces(user_id="u", run_id="r"), "run_id"),
+            (lambda: traces.list_traces(thread_id=""), "thread_id"),
+            (lambda: traces.list_traces(environment=7), "environment"),
+            (lambda: traces.list_traces(service="\ud800"), "service"),
+        ]
+        for call, field in bad:
+            with pytest.raises(ValidationError) as caught:
+                await call()
+            assert (caught.value.field or "").startswith(field), (field, caught.value.field)
+        assert await traces.get_trace("t1") == state
+
+    async def test_traces_one_save_of_a_trace_larger_than_a_script_slice(
+        self, store: Storage
+    ) -> None:
+        # The save script reads and writes span ids 1000 at a time: cross a slice boundary,
+        # with spans saved again (one an error) among new ones.
+        spans = [
+            span("big", f"s{i:04d}", i / 1000, None if i == 0 else "s0000") for i in range(1500)
+        ]
+        await store.traces.save_spans(spans[:700])
+        again = [
+            replace(s, name="again", status=SpanStatus(code="error" if i == 650 else "ok"))
+            for i, s in enumerate(spans[600:], start=600)
+        ]
+        await store.traces.save_spans(again)
+        stored = await store.traces.get_trace("big")
+        assert len(stored) == 1500
+        assert sorted(stored, key=lambda s: s.span_id) == spans[:600] + again
+        (summary,) = (await store.traces.list_traces()).items
+        assert (summary.span_count, summary.error_count) == (1500, 1)

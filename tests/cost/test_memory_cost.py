@@ -174,3 +174,97 @@ async def test_list_resources_cost_is_flat(
         have = stored
         costs.append(await count_commands(redis_store.memory.list_resources(per_page=20)))
     assert costs[0] == costs[1] <= 20 + 5
+
+
+# -- issue 12: namespace and metadata listings, moves, clones, merged message listings ------
+
+
+async def test_namespace_and_metadata_listings_cost_is_flat(
+    redis_store: Storage, count_commands: CountCommands
+) -> None:
+    memory = redis_store.memory
+    costs = []
+    have = 0
+    for stored in SIZES:
+        for i in range(have, stored):
+            metadata = {"project": "p1", "agent": f"a{i % 3}", "shard": i % 100}
+            await memory.save_thread(Thread(id=f"m-{i}", resource_id="bob", metadata=metadata))
+        have = stored
+        costs.append(
+            (
+                await count_commands(memory.list_threads(per_page=20)),
+                await count_commands(memory.list_threads(page=3, per_page=5)),
+                await count_commands(memory.list_threads(metadata={"project": "p1"})),
+                await count_commands(
+                    memory.list_threads("bob", metadata={"agent": "a1"}, order_by="updated_at")
+                ),
+                await count_commands(
+                    memory.list_threads(metadata={"shard": 7, "agent": "a1", "project": "p1"})
+                ),
+            )
+        )
+    assert costs[0] == costs[1]
+    # A filter on one key is a listing of its own prefix. One on several keys: EVALSHA, a
+    # ZLEXCOUNT per key, ZLEXCOUNT (where the smallest starts), ZRANGE (its members, at most
+    # MAX_FILTER_SCAN), HMGET (their activities), HMGET of the page's records and activities.
+    assert costs[0] == (LISTING, LISTING, LISTING, LISTING, 1 + 3 + 1 + 1 + 1 + 2)
+
+
+async def test_move_thread_costs_a_constant_per_slice(
+    redis_store: Storage, count_commands: CountCommands
+) -> None:
+    memory = redis_store.memory
+    costs = []
+    for n, stored in enumerate(SIZES):
+        # Data elsewhere in the store does not change what moving a thread costs.
+        await _fill_threads(redis_store, "elsewhere", stored)
+        await memory.save_thread(Thread(id=f"mv{n}", resource_id="alice"))
+        await _fill_messages(redis_store, f"mv{n}", 10)
+        await memory.save_thread(Thread(id=f"big{n}", resource_id="alice"))
+        await _fill_messages(redis_store, f"big{n}", 260)
+        costs.append(
+            (
+                await count_commands(memory.move_thread(f"mv{n}", "bob")),
+                await count_commands(memory.move_thread(f"big{n}", "bob")),
+            )
+        )
+    assert costs[0] == costs[1]
+    # First slice: EVALSHA, HGET (activity), HGET (record), ZREM and ZADD (index entries),
+    # ZREM and ZADD (the update key moves), HSET, HSET, ZRANGE (the slice), ZREM and ZADD
+    # (its messages, all at once), ZCARD. A later slice: EVALSHA, HGET, HGET, ZRANGE, ZREM,
+    # ZADD, ZCARD. 260 messages take two slices of 250.
+    first, later = 13, 7
+    assert costs[0] == (first, first + later)
+
+
+async def test_clone_and_merged_listings_cost_a_constant(
+    redis_store: Storage, count_commands: CountCommands
+) -> None:
+    memory = redis_store.memory
+    await memory.save_thread(Thread(id="c-src", resource_id="carol"))
+    await memory.save_thread(Thread(id="c-other", resource_id="carol"))
+    costs = []
+    for n, stored in enumerate(SIZES):
+        await _fill_messages(redis_store, "c-src", stored)
+        await _fill_messages(redis_store, "c-other", stored)
+        costs.append(
+            (
+                await count_commands(
+                    memory.clone_thread("c-src", f"c-new{n}", resource_id="x", message_limit=20)
+                ),
+                await count_commands(
+                    memory.list_messages_merged(thread_ids=["c-src", "c-other"], per_page=20)
+                ),
+                await count_commands(
+                    memory.list_messages_merged(
+                        resource_id="carol", page=2, per_page=10, direction="desc"
+                    )
+                ),
+            )
+        )
+    assert costs[0] == costs[1]
+    # Clone: HGET, HGET, ZRANGE (the source); EVALSHA, HEXISTS, EXISTS, HSET (record), HSET
+    # (activity), ZADD (index entries), ZADD (messages), HSET (pointers).
+    # Merged: ZCOUNT and ZRANGE per thread; a resource adds one ZRANGE BYLEX per bucket of
+    # its thread index.
+    assert costs[0] == (3 + 8, 2 * 2, 1 + 2 * 2)

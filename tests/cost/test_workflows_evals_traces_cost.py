@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
-from kvstore import Score, Span, Storage, TraceRetention
+from kvstore import Score, Span, SpanEvent, SpanStatus, Storage, TraceRetention
 from tests.cost.conftest import CountCommands
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -49,12 +50,23 @@ async def _fill_runs(store: Storage, upto: int) -> None:
         )
 
 
+HOUR = timedelta(hours=1)
+
+
+async def _old_runs(wf: Any, workflow: str, count: int) -> None:
+    """``count`` runs of ``workflow``, created before every other run."""
+    for i in range(count):
+        await wf.persist_snapshot(
+            workflow, f"old-{i}", {}, status="x", created_at=T0 - timedelta(days=1)
+        )
+
+
 async def test_workflow_calls_cost_is_flat(
     redis_store: Storage, count_commands: CountCommands
 ) -> None:
     wf = redis_store.workflows
     costs: list[tuple[int, ...]] = []
-    for stored in SIZES:
+    for token, stored in enumerate(SIZES, 1):  # each claim takes the bucket's next token
         await _fill_runs(redis_store, stored)
         costs.append(
             await _measure(
@@ -70,21 +82,45 @@ async def test_workflow_calls_cost_is_flat(
                 lambda r=f"new-{stored}": wf.update_run("wf1", r, status="done"),
                 lambda r=f"new-{stored}": wf.delete_run("wf1", r),
                 lambda: wf.export_runs(count=50),
+                lambda: wf.list_runs(per_page=20, with_snapshot=True),
+                lambda r=f"new-{stored}": wf.persist_snapshot("wf1", r, {"step": 0}),
+                lambda r=f"new-{stored}": wf.update_step_result("wf1", r, "a", {"out": 1}),
+                lambda r=f"new-{stored}": wf.update_step_result("wf1", r, "b", 2, status="ok"),
+                lambda r=f"new-{stored}": wf.claim_run("wf1", r, "w", timedelta(minutes=1)),
+                lambda r=f"new-{stored}", t=token: wf.renew_run("wf1", r, t, HOUR),
+                lambda r=f"new-{stored}", t=token: wf.persist_snapshot(
+                    "wf1", r, {"step": 1}, fencing_token=t
+                ),
+                lambda r=f"new-{stored}", t=token: wf.release_run("wf1", r, t),
+                lambda: wf.delete_runs(older_than=T0),  # nothing that old
+                lambda w=f"old-{stored}": _old_runs(wf, w, 3),
+                lambda w=f"old-{stored}": wf.delete_runs(older_than=T0, workflow_name=w),
             )
         )
     assert costs[0] == costs[1]
     assert costs[0] == (
-        LISTING + 1,  # one HMGET more: the snapshots
-        LISTING + 1,
+        LISTING,  # summaries: the page's run records only
+        LISTING,
         1,  # HGET of the snapshot
-        6,  # by run id alone: the ``i`` prefix of the run index finds its workflow
-        2,  # HGET of the run and of its snapshot
+        7,  # by run id alone: the ``i`` prefix of the run index finds its workflow
+        3,  # HGET of the run, of its snapshot and of its step results
         4,
-        5,
-        6,  # the status changes: its index entries move, in the same script
-        4,  # the same status again: nothing moves
-        5,
-        LISTING + 2,  # and one ZLEXCOUNT per bucket for the walk's total
+        6,  # a new run also drops a lease left by a deleted run of its name
+        7,  # the status changes: its index entries move, in the same script
+        5,  # the same status again: nothing moves
+        7,  # the run, its snapshot, its step results, its index entries and its lease
+        LISTING + 3,  # two HMGETs more, and one ZLEXCOUNT per bucket for the walk's total
+        LISTING + 2,  # with snapshots: one HMGET more for them, one for the step results
+        6,
+        5,  # the run record and the step results, each read and written
+        7,  # and the status's index entries moved
+        5,  # claim: GET the lease, HEXISTS the run, INCR the bucket's token, SET the lease
+        3,  # renew: GET and PEXPIRE
+        5,  # a fenced write: GET the lease too
+        3,  # release: GET and DEL
+        2,  # delete_runs with nothing to delete: the slice's ZRANGE
+        18,  # (three runs to delete)
+        2 + 3 * 5,  # each run: HGET, ZREM of its entries, HDEL of its three fields
     )
 
 
@@ -103,6 +139,7 @@ async def test_eval_calls_cost_is_flat(redis_store: Storage, count_commands: Cou
                     entity_id=f"agent-{i % 4}",
                     trace_id=f"trace-{i}",
                     span_id="span",
+                    metadata={"judge": f"j{i % 2}"},
                     created_at=T0 + timedelta(seconds=i),
                 )
             )
@@ -122,10 +159,44 @@ async def test_eval_calls_cost_is_flat(redis_store: Storage, count_commands: Cou
                 lambda new=new: evals.save_score(new),
                 lambda new=new: evals.delete_score(new.id),
                 lambda: evals.export_scores(count=50),
+                lambda: evals.list_scores(
+                    scorer_id="scorer-1",
+                    from_date=T0 + timedelta(seconds=100),
+                    to_date=T0 + timedelta(seconds=250),
+                ),
+                lambda: evals.list_scores(run_id="run-3", from_date=T0, per_page=5),
+                lambda: evals.list_scores(scorer_id="scorer-1", min_score=0.05, max_score=0.1),
+                lambda: evals.list_scores(entity=("agent", "agent-2"), min_score=0.1),
+                lambda: evals.list_scores(scorer_id="scorer-2", metadata={"judge": "j1"}),
+                lambda: evals.score_stats(
+                    "scorer-1", from_date=T0, to_date=T0 + timedelta(hours=23)
+                ),
+                lambda: evals.score_stats(
+                    "scorer-1", from_date=T0, to_date=T0 + timedelta(days=6), bucket="day"
+                ),
             )
         )
     assert costs[0] == costs[1]
-    assert costs[0] == (LISTING, LISTING, LISTING, LISTING, 1, 4, 5, 4, LISTING + 1)
+    assert costs[0] == (
+        LISTING,
+        LISTING,
+        LISTING,
+        LISTING,
+        1,
+        # EVALSHA, HGET, ZADD (index entries), HSET (the record), and per period (hour and
+        # day): ZADD (its values), HGET and HSET (its count and sum).
+        10,
+        17,  # a replace: the old entries, values and sums go first (ZREM, ZREM, HGET, HSET)
+        10,
+        LISTING + 1,
+        LISTING,  # a time window is one range of the index, like any filter
+        LISTING,
+        LISTING,  # a score range too, of the index by value
+        LISTING,
+        LISTING,  # and metadata, of its entries by key and value
+        2 + 2 * 24,  # EVALSHA, HMGET (the sums), per hour two ZRANGEs (lowest, highest)
+        2 + 2 * 7,
+    )
 
 
 def _trace(trace_id: str, start: datetime, spans: int) -> list[Span]:
@@ -181,7 +252,8 @@ async def test_trace_calls_cost_is_flat(
         LISTING,
         LISTING,
         1,  # XRANGE of the trace's own stream
-        37,
+        19,  # EVALSHA, per span an XADD, per trace HGET, HMGET, HSET, HLEN, ZADD, HSET, then
+        # HINCRBY and ZRANGE (the bucket's total and oldest trace, for retention)
         7,
     )
 
@@ -203,4 +275,77 @@ async def test_save_spans_cost_does_not_grow_with_a_full_stream(
             costs.append(cost)
     assert costs[0] == costs[1]
     # 3 spans in, 3 spans out (a whole older trace), whatever the stream holds.
-    assert costs[1] == 26
+    assert costs[1] == 22
+
+
+def _running_trace(i: int) -> list[Span]:
+    """A trace with every filter value set on its root, its child still running."""
+    root = Span(
+        trace_id=f"run-{i}",
+        span_id="root",
+        name="agent.run",
+        start_time=T0 + timedelta(seconds=i),
+        end_time=T0 + timedelta(seconds=i + 1),
+        status=SpanStatus(code=("ok", "error")[i % 2]),
+        attributes={"user.id": f"user-{i % 3}", "thread.id": "th", "tags": ["a", "b"]},
+        resource={"service.name": "svc", "deployment.environment.name": "prod"},
+    )
+    child = Span(
+        trace_id=f"run-{i}",
+        span_id="tool",
+        parent_span_id="root",
+        name="tool.call",
+        start_time=T0 + timedelta(seconds=i),
+    )
+    return [root, child]
+
+
+async def test_span_lifecycle_reads_and_filters_cost_is_flat(
+    redis_store: Storage, count_commands: CountCommands
+) -> None:
+    traces = redis_store.traces
+    window: dict[str, Any] = {"from_date": T0, "to_date": T0 + timedelta(days=1)}
+    costs: list[tuple[int, ...]] = []
+    saved = 0
+    for stored in SIZES:
+        for first in range(saved, stored, 100):
+            await traces.save_spans(
+                [s for i in range(first, min(stored, first + 100)) for s in _running_trace(i)]
+            )
+        saved = stored
+        new = f"new-{stored}"
+        costs.append(
+            await _measure(
+                count_commands,
+                lambda: traces.get_span("run-3", "tool"),
+                lambda: traces.get_root_span("run-3"),
+                lambda: traces.get_trace("run-3", with_attributes=False),
+                lambda t=new, n=stored: traces.save_spans(
+                    [replace(s, trace_id=t) for s in _running_trace(n)]
+                ),
+                lambda t=new: traces.update_span(
+                    t, "tool", events=[SpanEvent(name="e", timestamp=T0)]
+                ),
+                lambda t=new: traces.update_span(t, "tool", end_time=T0, status={"code": "error"}),
+                lambda t=new: traces.update_span(
+                    t, "root", status={"code": "ok"}, attributes={"k": 1}
+                ),
+                lambda: traces.list_traces(status="error", **window),
+                lambda: traces.list_traces(has_error=True, **window),
+                lambda: traces.list_traces(user_id="user-1", name="agent.run", **window),
+                lambda: traces.list_traces(tag="a", **window),
+                lambda: traces.list_traces(environment="prod", **window),
+                lambda: traces.list_traces(service="svc", **window),
+            )
+        )
+    assert costs[0] == costs[1]
+    assert costs[0] == (
+        3,  # EVALSHA, HGET (the span's stream id), XRANGE of that one entry
+        4,  # the same and the HGET of the summary naming the root
+        1,  # XRANGE of the trace's own stream
+        11,
+        8,  # EVALSHA, HGET, XRANGE, HGET (summary), XDEL, XADD, HSET (span id), HSET (summary)
+        10,  # the same, and ZREM + ZADD: the trace now has an error
+        10,  # the root's status and attributes move its index entries: ZREM + ZADD
+        *[LISTING] * 6,
+    )

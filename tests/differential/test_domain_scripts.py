@@ -25,11 +25,14 @@ from kvstore import (
     Resource,
     Score,
     Span,
+    SpanEvent,
+    SpanStatus,
     Storage,
     Thread,
     TraceRetention,
     WorkflowRun,
 )
+from kvstore.domains import langgraph_items
 from kvstore.domains._lua import PRELUDE
 from kvstore.drivers import Driver, MemoryDriver
 from kvstore.drivers.base import _REGISTRY, Command, Reply
@@ -41,6 +44,7 @@ from kvstore.errors import (
     NotFoundError,
     TransactionAbortedError,
 )
+from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems
 from tests.conftest import flush_db
 from tests.differential.machine import normalise
 from tests.transfer.dataset import WEIRD, fill
@@ -122,6 +126,18 @@ async def _memory_calls(store: Storage) -> None:
         [Message(id="rm", thread_id="restored", role="user", content="r", created_at=_at(5))]
     )
     await memory.restore_resources([Resource(id="dora", working_memory="restored")])
+    # Issue 12: metadata filters, moves, clones.
+    await memory.save_thread(
+        Thread(id="meta", resource_id="erin", metadata={"p": "x", "n": 1, "deep": [1]})
+    )
+    await memory.update_thread("meta", metadata={"n": None, "q": True})
+    await memory.update_thread("t2", metadata={"p": "x"})
+    await memory.list_threads(metadata={"p": "x", "q": True}, order_by="updated_at")
+    await memory.list_threads("erin", metadata={"p": "x"})
+    await memory.move_thread("t1", "erin")
+    await memory.clone_thread("t1", "cloned", title="c", message_limit=2)
+    await memory.clone_thread("t2", WEIRD[3], resource_id="erin", message_ids=["m1", "m9"])
+    await memory.list_messages_merged(resource_id="erin", direction="desc")
 
 
 async def _workflow_calls(store: Storage) -> None:
@@ -143,6 +159,30 @@ async def _workflow_calls(store: Storage) -> None:
     await wf.list_runs("wf1", status="done")
     await wf.list_runs(resource_id="user-0", from_date=_at(0), to_date=_at(3))
     await wf.get_run("run-2")
+    await wf.update_step_result("wf1", "run-1", "fetch", {"ok": 1}, status="running")
+    await wf.update_step_result("wf1", "run-1", "a.b", [2])
+    with pytest.raises(NotFoundError):
+        await wf.update_step_result("wf1", "missing", "fetch", 1)
+    await wf.list_runs("wf1", with_snapshot=True)
+    hour = timedelta(hours=1)
+    token = await wf.claim_run("wf1", "run-1", "worker-a", hour)
+    assert await wf.claim_run("wf1", "run-1", "worker-a", hour) == token
+    with pytest.raises(ConflictError):
+        await wf.claim_run("wf1", "run-1", "worker-b", hour)
+    with pytest.raises(NotFoundError):
+        await wf.claim_run("wf1", "missing", "worker-b", hour)
+    await wf.renew_run("wf1", "run-1", token, hour)
+    await wf.update_run("wf1", "run-1", status="leased", fencing_token=token)
+    with pytest.raises(ConflictError):
+        await wf.persist_snapshot("wf1", "run-1", {}, fencing_token=token + 1)
+    assert await wf.release_run("wf1", "run-1", token) is True
+    with pytest.raises(ConflictError):
+        await wf.renew_run("wf1", "run-1", token, hour)
+    await wf.claim_run("wf0", "run-2", "worker-b", hour)
+    await wf.delete_run("wf0", "run-2")
+    await wf.persist_snapshot("wf0", "run-2", {"again": True}, created_at=_at(2))
+    await wf.delete_runs(older_than=_at(2), workflow_name="wf0")
+    await wf.delete_runs(older_than=_at(4), status="suspended")
     await wf.delete_run("wf0", "run-4")
     await wf.export_runs(count=2)
     await wf.restore_runs(
@@ -155,6 +195,7 @@ async def _workflow_calls(store: Storage) -> None:
                 status="done",
                 created_at=_at(50),
                 updated_at=_at(51),
+                steps={"s": {"out": 1}},
             )
         ]
     )
@@ -178,6 +219,30 @@ async def _eval_calls(store: Storage) -> None:
             )
         )
     await evals.save_score(Score(id="s1", scorer_id="other", score=0.5, run_id="run-9"))
+    # Sums whose partials cancel and underflow; -0.0 next to 0.0.
+    for i, value in enumerate([1e16, 1.0, -1e16, 0.1, 5e-324, -0.0, 0.0]):
+        await evals.save_score(
+            Score(id=f"v{i}", scorer_id="scorer-0", score=value, created_at=_at(i * 1200))
+        )
+    await evals.save_score(
+        Score(
+            id="m1",
+            scorer_id="scorer-0",
+            score=0.5,
+            metadata={"model": "gpt-4o", "n": 1, "": WEIRD[1], WEIRD[2]: True, "x": {"y": 1}},
+            created_at=_at(5),
+        )
+    )
+    await evals.save_score(
+        Score(id="m1", scorer_id="scorer-1", score=0.5, metadata={"model": "b"}, created_at=_at(6))
+    )
+    await evals.list_scores(metadata={"model": "b"}, scorer_id="scorer-1", from_date=_at(0))
+    await evals.delete_score("v0")
+    await evals.save_score(Score(id="v1", scorer_id="scorer-0", score=-3.5, created_at=_at(2)))
+    await evals.score_stats("scorer-0", from_date=_at(0), to_date=_at(9000))
+    await evals.score_stats("scorer-0", from_date=_at(0), to_date=_at(9000), bucket="day")
+    await evals.list_scores(scorer_id="scorer-0", from_date=_at(1), to_date=_at(60))
+    await evals.list_scores(min_score=0.0, max_score=1, source="live", per_page=3)
     await evals.list_scores(scorer_id="scorer-0", entity=("agent", "a0"), source="live")
     await evals.list_scores(run_id="run-1")
     await evals.list_scores(span=("trace-1", "span-0"))
@@ -213,6 +278,21 @@ async def _trace_calls(store: Storage) -> None:
     await traces.list_traces(name="agent.run", attributes={"user.id": "user-0"})
     await traces.list_traces(from_date=_at(5), to_date=_at(30))
     await traces.get_trace("tr-1")
+    await traces.get_span("tr-1", "tr-1-2")
+    await traces.get_root_span("tr-1")
+    await traces.get_root_span("nope")
+    await traces.update_span(
+        "tr-1",
+        "tr-1-root",
+        name="agent.done",
+        end_time=_at(9),
+        status=SpanStatus(code="error"),
+        attributes={"user.id": "user-9", "tags": ["a"]},
+        events=[SpanEvent(name="e", timestamp=_at(1))],
+    )
+    await traces.update_span("tr-1", "tr-1-2", events=[SpanEvent(name="e", timestamp=_at(2))])
+    await traces.update_span("tr-1", "nope", end_time=_at(9))
+    await traces.list_traces(has_error=True)
     await traces.export_spans(count=3)
     await traces.delete_traces(["tr-2", "nope"])
     await traces.apply_retention()
@@ -223,6 +303,37 @@ async def _retention_calls(store: Storage) -> None:
     for i in range(6):
         await traces.save_spans(_spans(f"old-{i}", _at(i), 2))
     await traces.apply_retention()
+
+
+async def _langgraph_items_calls(store: Storage) -> None:
+    items = store.langgraph_items
+    clock = [_at(0)]
+    real_now = langgraph_items.utc_now
+    langgraph_items.utc_now = lambda: clock[0]  # time moves without waiting
+    try:
+        await items.batch(
+            [
+                PutItem(namespace=("m", w), key=f"k{i}", value={"kind": i % 2, "w": w}, ttl=1)
+                for i, w in enumerate(WEIRD[:4])
+            ]
+            + [PutItem(namespace=("m",), key="long", value={"text": "x" * 100, "n": 1.0})]
+        )
+        await items.batch(
+            [
+                GetItem(namespace=("m", WEIRD[0]), key="k0"),
+                SearchItems(namespace_prefix=("m",), filter={"kind": 1, "w": WEIRD[1]}),
+                ListNamespaces(prefix=("m",), max_depth=2),
+                ListNamespaces(suffix=(WEIRD[2],)),
+                PutItem(namespace=("m",), key="long", value={"text": "y", "n": 2}),
+                PutItem(namespace=("m", WEIRD[3]), key="k3", value=None),
+            ]
+        )
+        chunk = await items.export_items(count=10)
+        await items.restore_items(chunk.items)  # times as exported
+        clock[0] = _at(120)  # the TTL items expire: the next calls purge them
+        await items.batch([SearchItems(namespace_prefix=(), limit=5), ListNamespaces()])
+    finally:
+        langgraph_items.utc_now = real_now
 
 
 async def _checkpoint_calls(store: Storage) -> None:
@@ -272,6 +383,7 @@ STEPS: list[tuple[str, Step]] = [
     ("workflows", _workflow_calls),
     ("evals", _eval_calls),
     ("traces", _trace_calls),
+    ("langgraph items", _langgraph_items_calls),
     ("checkpoints", _checkpoint_calls),
     ("every kind, awkward ids", fill),
 ]

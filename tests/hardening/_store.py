@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kvstore import Message, Resource, Score, Span, Storage, Thread
@@ -23,6 +23,8 @@ async def seed(store: Storage) -> None:
     )
     await memory.save_resource(Resource(id="r", working_memory="notes", metadata={"k": 1}))
     await store.workflows.persist_snapshot("wf", "run", {"step": 1}, status="running")
+    await store.workflows.update_step_result("wf", "run", "fetch", {"ok": True})
+    await store.workflows.claim_run("wf", "run", "seeded", timedelta(hours=1))  # token 1
     await store.evals.save_score(Score(id="s", scorer_id="judge", score=0.5, run_id="run"))
     await store.traces.save_spans(
         [Span(trace_id="tr", span_id="sp", name="root", start_time=T0, attributes={"k": "v"})]

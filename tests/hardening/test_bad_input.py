@@ -368,6 +368,15 @@ SURROGATE_CALLS: dict[str, tuple[Call, str]] = {
     "list_scores entity": (lambda s: s.evals.list_scores(entity=("agent", LONE)), "entity"),
     "list_scores span": (lambda s: s.evals.list_scores(span=(LONE, "sp")), "span"),
     "delete_score": (lambda s: s.evals.delete_score(LONE), "score_id"),
+    "list_scores metadata key": (lambda s: s.evals.list_scores(metadata={LONE: 1}), "metadata"),
+    "list_scores metadata value": (
+        lambda s: s.evals.list_scores(metadata={"k": LONE}),
+        "metadata.k",
+    ),
+    "score_stats": (
+        lambda s: s.evals.score_stats(LONE, from_date=T0, to_date=T0),
+        "scorer_id",
+    ),
     "save_spans": (lambda s: s.traces.save_spans([span(name=LONE)]), "spans[0].name"),
     "get_trace": (lambda s: s.traces.get_trace(LONE), "trace_id"),
     "list_traces name": (lambda s: s.traces.list_traces(name=LONE), "name"),

@@ -44,6 +44,7 @@ from kvstore import (
     ValidationError,
     WorkflowRun,
 )
+from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems, StoreItem
 from kvstore.sync import DOMAINS
 from tests.hardening._store import T0, dump, seed
 
@@ -214,6 +215,9 @@ RECORDS = {
     ),
 }
 
+#: Namespaces of the long-term store: plausible tuples of labels, or odd ones.
+NAMESPACES = maybe(st.lists(odd_text, max_size=3).map(tuple))
+
 #: A strategy per parameter name; any other name gets ``anything``.
 PARAMETERS: dict[str, st.SearchStrategy[Any]] = {
     **{
@@ -226,6 +230,12 @@ PARAMETERS: dict[str, st.SearchStrategy[Any]] = {
             "score_id",
             "scorer_id",
             "trace_id",
+            "span_id",
+            "user_id",
+            "session_id",
+            "tag",
+            "environment",
+            "service",
             "status",
             "name",
             "scope",
@@ -235,6 +245,9 @@ PARAMETERS: dict[str, st.SearchStrategy[Any]] = {
     },
     "ids": items_of(ids),
     "thread_ids": items_of(ids),
+    "new_thread_id": maybe(ids),
+    "message_ids": items_of(ids),
+    "message_limit": page_numbers,
     "trace_ids": items_of(ids),
     "thread": RECORDS["thread"],
     "threads": items_of(RECORDS["thread"]),
@@ -265,9 +278,55 @@ PARAMETERS: dict[str, st.SearchStrategy[Any]] = {
     "include": items_of(record(Include, message_id=ids, before=page_numbers, after=page_numbers)),
     "from_date": times,
     "to_date": times,
+    "end_time": times,
+    "events": items_of(record(SpanEvent, timestamp=times)),
     "created_at": times,
     "expected_version": maybe(st.integers(min_value=-1, max_value=3)),
+    "fencing_token": maybe(st.integers(min_value=-1, max_value=3)),
+    "owner": maybe(st.sampled_from(["seeded", "other"]) | ids),
+    "ttl": maybe(st.sampled_from([timedelta(minutes=1), timedelta(0), timedelta(microseconds=1)])),
+    "step_id": maybe(ids),
+    "older_than": times,
+    "with_snapshot": maybe(st.booleans()),
     "as_type": maybe(st.sampled_from([Any, int, str, dict, list[int], Thread])),
+    "items": items_of(
+        record(
+            StoreItem,
+            namespace=NAMESPACES,
+            key=odd_text,
+            value=maybe(st.dictionaries(odd_text, json_ish, max_size=3)),
+            created_at=times,
+            updated_at=times,
+            expires_at=times,
+        )
+    ),
+    "ops": items_of(
+        st.one_of(
+            record(GetItem, namespace=NAMESPACES, key=odd_text, refresh_ttl=st.booleans()),
+            record(
+                PutItem,
+                namespace=NAMESPACES,
+                key=odd_text,
+                value=maybe(st.dictionaries(odd_text, json_ish, max_size=3)),
+                ttl=maybe(st.floats(min_value=-1, max_value=100) | st.none()),
+            ),
+            record(
+                SearchItems,
+                namespace_prefix=NAMESPACES,
+                filter=maybe(st.dictionaries(odd_text, scalars, max_size=2)),
+                limit=page_numbers,
+                offset=page_numbers,
+            ),
+            record(
+                ListNamespaces,
+                prefix=NAMESPACES,
+                suffix=NAMESPACES,
+                max_depth=page_numbers,
+                limit=page_numbers,
+                offset=page_numbers,
+            ),
+        )
+    ),
 }
 
 
@@ -307,7 +366,13 @@ async def _call_and_compare(domain: str, method: str, kwargs: dict[str, Any], co
         except (ValidationError, NotFoundError):
             pass
         except ConflictError:
-            assert kwargs.get("expected_version") is not None
+            # Compare-and-set, and leases: a claim of the seeded run (leased to "seeded"),
+            # a renewal or a fenced write with another token than the lease's.
+            assert (
+                kwargs.get("expected_version") is not None
+                or kwargs.get("fencing_token") is not None
+                or method == "claim_run"
+            )
         else:
             return
         assert await dump(store.driver) == before, "a refused call changed the store"
@@ -352,6 +417,10 @@ async def _round_trips(value: Any, codec: Any) -> None:
                 store.workflows.persist_snapshot("wf", "run", value),
                 lambda: store.workflows.load_snapshot("wf", "run"),
             ),
+            "step result": (
+                store.workflows.update_step_result("wf", "run", "s", value),
+                lambda: _step_result(store),
+            ),
             "content": (
                 store.memory.save_messages(
                     [Message(id="m", thread_id="t", role="user", content=value, created_at=T0)]
@@ -374,6 +443,12 @@ async def _round_trips(value: Any, codec: Any) -> None:
                 continue
             got = await read()
             assert same(got, value), f"{name}: stored {value!r}, read back {got!r}"
+
+
+async def _step_result(store: Storage) -> Any:
+    run = await store.workflows.get_run("run", "wf")
+    assert run is not None
+    return run.steps["s"]
 
 
 async def _first_content(store: Storage) -> Any:

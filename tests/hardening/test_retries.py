@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -37,6 +38,7 @@ from kvstore import (
 from kvstore.drivers._retry import RetryPolicy
 from kvstore.drivers.redis import RedisDriver
 from kvstore.drivers.upstash import UpstashDriver
+from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems, StoreItem
 from kvstore.sync import DOMAINS
 from kvstore.upstash_server import Fault, UpstashServer
 from tests.hardening._store import T0, dump, restore, seed
@@ -291,6 +293,12 @@ def _span(**fields: Any) -> Span:
     return Span(**{"trace_id": "tr2", "span_id": "x", "name": "n", "start_time": T0, **fields})
 
 
+async def _cloned(store: Storage) -> Any:
+    """A clone, without what is new on every call (its ids and times)."""
+    thread, copies = await store.memory.clone_thread("t", "t-copy", message_limit=2)
+    return thread.id, thread.resource_id, thread.title, [(m.content, m.created_at) for m in copies]
+
+
 CALLS: dict[str, Call] = {
     "memory.count_messages": lambda s: s.memory.count_messages(["t", "missing"]),
     "memory.delete_messages": lambda s: s.memory.delete_messages(["a", "missing"]),
@@ -330,7 +338,23 @@ CALLS: dict[str, Call] = {
     ),
     "memory.update_resource": lambda s: s.memory.update_resource("r", working_memory="w"),
     "memory.update_thread": lambda s: s.memory.update_thread("t", title="x"),
+    "memory.list_messages_merged": lambda s: s.memory.list_messages_merged(
+        resource_id="r", direction="desc"
+    ),
+    "memory.move_thread": lambda s: s.memory.move_thread("t", "r2"),
+    "memory.clone_thread": _cloned,
+    "workflows.claim_run": lambda s: s.workflows.claim_run(
+        "wf", "run", "seeded", timedelta(minutes=1)
+    ),
     "workflows.delete_run": lambda s: s.workflows.delete_run("wf", "run"),
+    "workflows.delete_runs": lambda s: s.workflows.delete_runs(
+        older_than=datetime(2100, 1, 1, tzinfo=UTC), status="running"
+    ),
+    "workflows.release_run": lambda s: s.workflows.release_run("wf", "run", 1),
+    "workflows.renew_run": lambda s: s.workflows.renew_run("wf", "run", 1, timedelta(minutes=1)),
+    "workflows.update_step_result": lambda s: s.workflows.update_step_result(
+        "wf", "run", "book", {"seat": "12A"}, status="booked", fencing_token=1
+    ),
     "workflows.export_runs": lambda s: s.workflows.export_runs(),
     "workflows.get_run": lambda s: s.workflows.get_run("run"),
     "workflows.list_runs": lambda s: s.workflows.list_runs("wf"),
@@ -359,14 +383,36 @@ CALLS: dict[str, Call] = {
     "evals.save_score": lambda s: s.evals.save_score(
         Score(id="s3", scorer_id="judge", score=0.25, created_at=T0)
     ),
+    # 1000 days from T0: the most one call reads, which holds the seeded score (made now).
+    "evals.score_stats": lambda s: s.evals.score_stats(
+        "judge", from_date=T0, to_date=T0 + timedelta(days=999), bucket="day"
+    ),
     "traces.apply_retention": lambda s: Storage(
         s.driver, namespace=s.namespace, trace_retention=TraceRetention(max_spans=1)
     ).traces.apply_retention(),
     "traces.delete_traces": lambda s: s.traces.delete_traces(["tr", "missing"]),
     "traces.export_spans": lambda s: s.traces.export_spans(),
+    "traces.get_root_span": lambda s: s.traces.get_root_span("tr"),
+    "traces.get_span": lambda s: s.traces.get_span("tr", "sp"),
     "traces.get_trace": lambda s: s.traces.get_trace("tr"),
     "traces.list_traces": lambda s: s.traces.list_traces(),
     "traces.save_spans": lambda s: s.traces.save_spans([_span()]),
+    "traces.update_span": lambda s: s.traces.update_span(
+        "tr", "sp", end_time=T0, attributes={"k": "w"}, events=[{"name": "e", "timestamp": T0}]
+    ),
+    # Reads and writes in one batch: a retry would read the first attempt's writes.
+    "langgraph_items.export_items": lambda s: s.langgraph_items.export_items(count=2),
+    "langgraph_items.restore_items": lambda s: s.langgraph_items.restore_items(
+        [StoreItem(namespace=("n", "r"), key="k", value={"v": 1}, created_at=T0, updated_at=T0)]
+    ),
+    "langgraph_items.batch": lambda s: s.langgraph_items.batch(
+        [
+            PutItem(namespace=("n", "a"), key="k", value={"v": 1}, ttl=5),
+            GetItem(namespace=("n", "a"), key="k"),
+            SearchItems(namespace_prefix=("n",), filter={"v": 1}),
+            ListNamespaces(prefix=("n",)),
+        ]
+    ),
     "checkpoints.copy_thread": lambda s: s.checkpoints.copy_thread("lg", "lg2"),
     "checkpoints.delete_runs": lambda s: s.checkpoints.delete_runs(["run", "missing"]),
     "checkpoints.delete_thread": lambda s: s.checkpoints.delete_thread("lg"),

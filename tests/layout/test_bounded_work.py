@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kvstore import Message, Span, Storage, Thread, TraceRetention
+from kvstore.domains.traces import RETENTION_SLICE
 from kvstore.drivers import MemoryDriver
 from kvstore.drivers.base import Arg, Command, Reply, Script
 from tests.support.counting import CountingDriver
@@ -76,19 +77,43 @@ async def test_a_long_thread_is_deleted_in_slices() -> None:
     assert await store.memory.get_messages(["m0", "m2499"]) == []
 
 
-async def test_retention_drops_traces_a_hundred_at_a_time() -> None:
+async def test_retention_drops_traces_a_slice_at_a_time() -> None:
     driver = CountingDriver(MemoryDriver())
     store = Storage(driver, namespace="big")
     old = T0 - timedelta(days=30)
     await store.traces.save_spans(
-        [Span(trace_id=f"x{i}", span_id="s", name="op", start_time=old) for i in range(250)]
+        [
+            Span(trace_id=f"x{i}", span_id="s", name="op", start_time=old)
+            for i in range(RETENTION_SLICE * 5 // 2)
+        ]
     )
     aged = Storage(
         driver, namespace="big", trace_retention=TraceRetention(max_age=timedelta(days=1))
     )
     await aged.keys()
     before = driver.round_trips
-    assert await aged.traces.apply_retention() == 250
-    # Look and drop 100, look and drop 100, look and drop 50: each call bounded.
+    assert await aged.traces.apply_retention() == RETENTION_SLICE * 5 // 2
+    # Look and drop a slice, look and drop a slice, look and drop half a slice.
     assert driver.round_trips - before == 6
     assert (await aged.traces.list_traces()).total == 0
+
+
+async def test_a_long_thread_moves_its_messages_in_slices() -> None:
+    driver = CountingDriver(MemoryDriver())
+    store = Storage(driver, namespace="big")
+    await store.memory.save_thread(Thread(id="t", resource_id="r"))
+    for start in range(0, 1000, 500):
+        await store.memory.save_messages(
+            [
+                Message(id=f"m{i}", thread_id="t", role="user", content="x", created_at=T0)
+                for i in range(start, start + 500)
+            ]
+        )
+    before = driver.round_trips
+    moved = await store.memory.move_thread("t", "elsewhere")
+    assert moved.resource_id == "elsewhere"
+    # The thread moved with the first call; its messages 250 at a time.
+    assert driver.round_trips - before == 4
+    messages = (await store.memory.list_messages("t", per_page=1000)).items
+    assert len(messages) == 1000
+    assert {m.resource_id for m in messages} == {"elsewhere"}

@@ -62,17 +62,17 @@ async def _fill(store: Storage) -> None:
         )
 
 
-async def test_the_default_on_a_cluster_is_sixteen_buckets_spread_evenly(
+async def test_the_default_on_a_cluster_is_sixty_four_buckets_spread_evenly(
     store: Storage, cluster_nodes: list[tuple[str, int]]
 ) -> None:
     keys = await store.keys()
-    assert keys.buckets == 16
+    assert keys.buckets == 64
     owner = _node_of_slot(cluster_nodes)
     per_node = [0] * len(cluster_nodes)
     for bucket in keys.all_buckets:
         per_node[owner[key_slot(bucket.threads.encode())]] += 1
-    # 16 buckets over 3 equal slot ranges: 5 or 6 each, never left to chance.
-    assert sorted(per_node) == [5, 5, 6]
+    # 64 buckets over 3 equal slot ranges: 21 or 22 each, never left to chance.
+    assert sorted(per_node) == [21, 21, 22]
 
 
 async def test_one_namespace_spreads_over_every_node(

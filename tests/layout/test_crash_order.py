@@ -18,8 +18,8 @@ import pytest
 
 from kvstore import Message, MessagePatch, Score, Span, Storage, Thread, TraceRetention
 from kvstore.drivers import Driver, MemoryDriver
-from kvstore.drivers.base import Command, Reply
-from kvstore.errors import ConnectionFailedError
+from kvstore.drivers.base import Arg, Command, Reply, Script
+from kvstore.errors import ConnectionFailedError, ValidationError
 from tests.support.counting import CountingDriver
 from tests.support.walks import walk_all
 
@@ -132,6 +132,19 @@ async def check_consistent(store: Storage) -> None:
 
 Operation = Callable[[Storage], Awaitable[Any]]
 
+
+async def clone_into_another_bucket(store: Storage) -> None:
+    """A clone, or (retried after it was written) the refusal that finds it done."""
+    keys = await store.keys()
+    assert keys.bucket_of("t0") != keys.bucket_of("new-thread")
+    try:
+        await store.memory.clone_thread("t0", "new-thread")
+    except ValidationError:
+        clone = await store.memory.get_thread("new-thread")
+        assert clone is not None
+        assert clone.metadata["clone"]["source_thread_id"] == "t0"
+
+
 OPERATIONS: dict[str, Operation] = {
     "save_messages to threads in several buckets": lambda s: s.memory.save_messages(
         [message(t, 5, "later") for t in THREADS]
@@ -152,6 +165,7 @@ OPERATIONS: dict[str, Operation] = {
         ]
     ),
     "delete_traces in several buckets": lambda s: s.traces.delete_traces(TRACES),
+    "clone_thread into another bucket (with the copies' homes)": clone_into_another_bucket,
     "retention across buckets": lambda s: Storage(
         s.driver, namespace=s.namespace, trace_retention=TraceRetention(max_age=timedelta(days=1))
     ).traces.apply_retention(),
@@ -184,3 +198,45 @@ async def test_every_cut_of_a_write_across_buckets_leaves_a_consistent_store(nam
         # The write, retried, completes.
         await operation(store)
         await check_consistent(store)
+
+
+class CutRuns(CountingDriver):
+    """Fails the ``cut``-th script call from now on (0: the next) before it reaches the
+    server, as a dropped connection does."""
+
+    cut: int | None = None
+
+    async def run(
+        self,
+        script: Script,
+        keys: Sequence[Arg],
+        args: Sequence[Arg] = (),
+        *,
+        idempotent: bool = False,
+    ) -> Reply:
+        if self.cut is not None:
+            if self.cut == 0:
+                self.cut = None
+                raise ConnectionFailedError("injected: the connection dropped")
+            self.cut -= 1
+        return await super().run(script, keys, args, idempotent=idempotent)
+
+
+async def test_a_move_cut_between_slices_is_finished_by_moving_again() -> None:
+    driver = CutRuns(MemoryDriver())
+    store = Storage(driver, namespace="crash", buckets=4)
+    await store.memory.save_thread(Thread(id="long", resource_id="r0"))
+    await store.memory.save_messages([message("long", i) for i in range(600)])
+    driver.cut = 1  # the first slice runs; the second never reaches the server
+    with pytest.raises(ConnectionFailedError):
+        await store.memory.move_thread("long", "r1")
+    moved = await store.memory.get_thread("long")
+    assert moved is not None
+    assert moved.resource_id == "r1"
+    assert [t.id for t in (await store.memory.list_threads("r1")).items] == ["long"]
+    listed = await store.memory.list_messages("long", per_page=1000)
+    assert [m.resource_id for m in listed.items] == ["r1"] * 250 + [None] * 350
+    await store.memory.move_thread("long", "r1")
+    messages = (await store.memory.list_messages("long", per_page=1000)).items
+    assert {m.resource_id for m in messages} == {"r1"}
+    assert [m.id for m in messages] == [f"long-m{i}" for i in range(600)]

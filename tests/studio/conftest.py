@@ -89,6 +89,7 @@ async def fill_hostile(store: Storage) -> None:
     await store.workflows.persist_snapshot(
         XSS, XSS_ID, {XSS: [XSS]}, resource_id=XSS_ID, status=XSS
     )
+    await store.workflows.update_step_result(XSS, XSS_ID, XSS, {"status": XSS, "error": XSS})
     await store.evals.save_score(
         Score(id="xss-score", scorer_id=XSS, score=0.5, reason=XSS, input=XSS, output={XSS: XSS})
     )

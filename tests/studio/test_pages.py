@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -65,6 +65,8 @@ async def every_page(store: Storage) -> list[str]:
         "/scores",
         "/scores?scorer=answer-relevancy&source=live&entity_type=agent&entity_id=weather-agent",
         "/scores?run=call-03",
+        "/scores?scorer=answer-relevancy&since=2026-03-14T00:00&until=1h",
+        "/scores?min=0.5&max=1&source=live",
         "/score?id=demo-relevancy-03",
         "/traces",
         "/traces?name=weather-agent.generate&attr=user.id%3Dalice&since=2026-03-14T00:00",
@@ -101,6 +103,29 @@ async def test_the_csp_allows_only_the_studios_own_files() -> None:
     assert "default-src 'none'" in CSP
     assert "unsafe-inline" not in CSP
     assert "unsafe-eval" not in CSP
+
+
+async def test_the_scores_page_filters_by_time_and_score(
+    http: httpx.AsyncClient, story: MemoryDriver
+) -> None:
+    evals = Storage(story).evals
+    every = await evals.list_scores(per_page=1000)
+    middle = sorted(s.score for s in every.items)[len(every.items) // 2]
+    moment = sorted(s.created_at for s in every.items)[len(every.items) // 2]
+    cases: list[tuple[dict[str, str], dict[str, Any]]] = [
+        ({"min": repr(middle)}, {"min_score": middle}),
+        ({"max": repr(middle), "source": "live"}, {"max_score": middle, "source": "live"}),
+        ({"until": moment.isoformat()}, {"to_date": moment}),
+    ]
+    totals = set()
+    for query, filters in cases:
+        expected = await evals.list_scores(**filters)
+        totals.add(expected.total)
+        response = await http.get("/scores", params=query)
+        assert response.status_code == 200, response.text
+        assert f'<span class="count">{expected.total} ' in response.text, query
+    assert 0 not in totals
+    assert every.total not in totals
 
 
 async def test_the_overview_counts_each_kind(http: httpx.AsyncClient) -> None:
@@ -183,6 +208,9 @@ async def test_every_stored_string_is_escaped(http: httpx.AsyncClient) -> None:
         assert 'evil"><script>' not in response.text
     thread = (await http.get("/thread?id=xss")).text
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in thread
+    # A step result is listed with the steps, escaped too.
+    run = (await http.get("/run", params={"workflow": XSS, "id": XSS_ID})).text
+    assert 'class="list steps"' in run
 
 
 # -- the safety rules ---------------------------------------------------------------------------
@@ -295,6 +323,8 @@ async def test_unknown_ids_and_addresses_are_404_pages(
         ("/scores?run=r&scorer=s", "run_id"),
         ("/scores?entity_type=agent", "both its type and its id"),
         ("/scores?source=later", "live"),
+        ("/scores?min=high", "must be a number"),
+        ("/scores?min=0&since=2h", "min_score"),
         ("/traces?since=yesterday", "neither an ISO 8601 time nor an age"),
         ("/traces?attr=nokey", "key=value"),
     ],

@@ -8,13 +8,16 @@ from kvstore.drivers.base import Arg, Command, Driver, Reply, Script
 
 
 class CountingDriver(Driver):
-    """Passes every request to ``inner`` and counts them; never closes ``inner``."""
+    """Passes every request to ``inner`` and counts them, and the bytes of their replies;
+    never closes ``inner``."""
 
-    __slots__ = ("inner", "round_trips")
+    __slots__ = ("inner", "reply_bytes", "round_trips")
 
     def __init__(self, inner: Driver) -> None:
         self.inner = inner
         self.round_trips = 0
+        #: The bytes of every string in every reply so far: what the calls read.
+        self.reply_bytes = 0
 
     @property  # type: ignore[override]
     def binary_safe(self) -> bool:
@@ -24,6 +27,10 @@ class CountingDriver(Driver):
     def default_buckets(self) -> int:
         return self.inner.default_buckets
 
+    @property  # type: ignore[override]
+    def max_request_bytes(self) -> int | None:
+        return self.inner.max_request_bytes
+
     def count(self) -> None:
         """Count one round trip (a subclass may refuse it instead)."""
         self.round_trips += 1
@@ -32,13 +39,17 @@ class CountingDriver(Driver):
         self, commands: Sequence[Command], *, atomic: bool = False, idempotent: bool = False
     ) -> list[Reply]:
         self.count()
-        return await self.inner.execute(commands, atomic=atomic, idempotent=idempotent)
+        replies = await self.inner.execute(commands, atomic=atomic, idempotent=idempotent)
+        self.reply_bytes += _size(replies)
+        return replies
 
     async def execute_steps(
         self, steps: Sequence[Sequence[Command]], *, idempotent: bool = False
     ) -> list[list[Reply]]:
         self.count()
-        return await self.inner.execute_steps(steps, idempotent=idempotent)
+        replies = await self.inner.execute_steps(steps, idempotent=idempotent)
+        self.reply_bytes += _size(replies)
+        return replies
 
     async def run(
         self,
@@ -49,4 +60,15 @@ class CountingDriver(Driver):
         idempotent: bool = False,
     ) -> Reply:
         self.count()
-        return await self.inner.run(script, keys, args, idempotent=idempotent)
+        reply = await self.inner.run(script, keys, args, idempotent=idempotent)
+        self.reply_bytes += _size(reply)
+        return reply
+
+
+def _size(reply: object) -> int:
+    """The bytes of the strings in a reply, nested lists included."""
+    if isinstance(reply, bytes):
+        return len(reply)
+    if isinstance(reply, list):
+        return sum(_size(item) for item in reply)
+    return 0

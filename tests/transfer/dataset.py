@@ -6,7 +6,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kvstore import Message, Score, Span, SpanEvent, SpanLink, SpanStatus, Storage, Thread
+from kvstore import (
+    ListNamespaces,
+    Message,
+    PutItem,
+    Score,
+    SearchItems,
+    Span,
+    SpanEvent,
+    SpanLink,
+    SpanStatus,
+    Storage,
+    Thread,
+)
 from kvstore.transfer import KIND_NAMES
 from kvstore.transfer._kinds import KINDS_BY_NAME
 
@@ -91,6 +103,7 @@ async def fill(store: Storage, *, messages_per_thread: int = 9) -> None:
             )
             await workflows.persist_snapshot(w, run_id, {"step": 2, "w": w})
         await workflows.update_run(w, "run-1", status="success", result={"total": 42})
+        await workflows.update_step_result(w, "run-1", "fetch", {"status": "success", "w": w})
         await workflows.update_run(w, "run-2", status="failed", error={"message": "boom"})
     evals = store.evals
     for n in range(6):
@@ -143,6 +156,17 @@ async def fill(store: Storage, *, messages_per_thread: int = 9) -> None:
             ),
         ]
     await store.traces.save_spans(spans)
+    await store.langgraph_items.batch(
+        [
+            PutItem(
+                namespace=("memories", w),
+                key=f"item-{n}-{w}",
+                value={"text": f"fact {n}", "kind": ("note", "fact")[n % 2], "n": n},
+                ttl=10_000_000 if n % 2 else None,
+            )
+            for n, w in enumerate(WEIRD)
+        ]
+    )
 
 
 async def records(store: Storage) -> dict[str, list[Any]]:
@@ -176,6 +200,10 @@ async def snapshot(store: Storage) -> dict[str, Any]:
     listings["scores of a span"] = (await store.evals.list_scores(span=("trace-1", "root"))).items
     listings["test scores"] = (await store.evals.list_scores(source="test")).items
     listings["traces"] = (await store.traces.list_traces()).items
+    listings["store notes"] = await store.langgraph_items.batch(
+        [SearchItems(namespace_prefix=("memories",), filter={"kind": "note"}, refresh_ttl=False)]
+    )
+    listings["store namespaces"] = await store.langgraph_items.batch([ListNamespaces()])
     return {
         "resources": sorted(found["resources"], key=lambda r: r.id),
         "threads": sorted(found["threads"], key=lambda t: t.id),
@@ -183,5 +211,6 @@ async def snapshot(store: Storage) -> dict[str, Any]:
         "runs": sorted(found["runs"], key=lambda r: (r.workflow_name, r.run_id)),
         "scores": sorted(found["scores"], key=lambda s: s.id),
         "spans": sorted(found["spans"], key=lambda s: (s.trace_id, s.span_id)),
+        "store_items": sorted(found["store_items"], key=lambda i: (i.namespace, i.key)),
         "listings": listings,
     }

@@ -43,6 +43,8 @@ def _shared_keys(bucket: Bucket) -> list[str]:
         bucket.runs,
         bucket.run_snapshots,
         bucket.run_index,
+        bucket.run_steps,
+        bucket.run_tokens,
         bucket.scores,
         bucket.score_index,
         bucket.traces,
@@ -229,3 +231,19 @@ def test_invalid_namespaces(namespace: object) -> None:
 def test_invalid_bucket_counts(buckets: object) -> None:
     with pytest.raises(ValueError, match="invalid buckets"):
         Keys("kv", buckets)  # type: ignore[arg-type]
+
+
+@given(IDS, IDS, IDS, IDS, st.sampled_from([1, 16]))
+def test_run_leases_sit_in_their_run_s_bucket_and_never_collide(
+    wf1: str, run1: str, wf2: str, run2: str, buckets: int
+) -> None:
+    keys = Keys("kv", buckets)
+    bucket = keys.bucket_of(run1)
+    lease = keys.run_lease(bucket, keys.run_member(wf1, run1))
+    assert _slot(lease) == _slot(bucket.runs)
+    assert lease.startswith(bucket.root + "run_lease:")
+    shared = {k for b in keys.all_buckets for k in _shared_keys(b)} | {keys.layout}
+    assert lease not in shared
+    assert lease not in _owner_keys(keys, run1)
+    if (wf1, run1) != (wf2, run2):
+        assert lease != keys.run_lease(keys.bucket_of(run2), keys.run_member(wf2, run2))

@@ -125,6 +125,11 @@ PROGRAMS = [
     "return {1, {2, {3, {}}}, 'a', false, true}",
     "local t = {} t[1] = 1 t[3] = 3 return t",
     "return {a = 1, 2}",
+    "return {string.rep('a', 255), string.rep('b', 256), string.rep('c', 70000)}",
+    "local t = {} for i = 1, 70000 do t[i] = i % 3 == 0 and 'x' or i - 35000 end return t",
+    "return {-32, -33, 127, 128, 2^32, -(2^32), 2^53 + 0.5, -2^62, 1e19, -1e19}",
+    "return setmetatable({1, 2}, {__index = function() return 5 end})",
+    "return {setmetatable({'a'}, {__index = function() error('no') end}), _G, {ok = 'x'}}",
     "return {KEYS[1], ARGV[2], #KEYS, #ARGV}",
     "return {err = 'My err'}",
     "return {err = 'boom'}",
@@ -321,6 +326,32 @@ async def test_runaway_results_do_not_crash_the_driver() -> None:
         [("EVAL", "local t = {} for i = 1, 10000 do t[i] = i end return t", 0)]
     )
     assert reply == list(range(1, 10001))
+
+
+async def test_a_nested_error_reply_fails_the_script() -> None:
+    # Redis would put an error inside the array; the driver contract has no such reply.
+    memory = MemoryDriver()
+    for program in (
+        "return {1, {2, {err = 'ERR deep'}}}",
+        "return {1, redis.error_reply('ERR deep')}",
+        "return {xpcall(function() return redis.call('INCRBY', KEYS[1], 'x') end, "
+        "function(e) return e end)}",
+    ):
+        with pytest.raises(BatchError, match="ERR") as caught:
+            await memory.execute([("EVAL", program, 1, "k")])
+        assert "script:" not in caught.value.errors[0].message
+
+
+async def test_a_reply_nested_too_deep_is_refused() -> None:
+    memory = MemoryDriver()
+    nest = "local t = {} local c = t for i = 1, ARGV[1] do c[1] = {} c = c[1] end return t"
+    (reply,) = await memory.execute([("EVAL", nest, 0, 100)])
+    for _ in range(100):
+        (reply,) = reply  # type: ignore[misc]
+    assert reply == []
+    for command in (("EVAL", nest, 0, 10000), ("EVAL", "local t = {} t[1] = t return t", 0)):
+        with pytest.raises(BatchError, match="reached lua stack limit"):
+            await memory.execute([command])
 
 
 async def test_script_errors_through_run_name_the_script() -> None:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from kvstore.drivers.upstash import TOKEN_ENV, URL_ENV, UpstashDriver
-from kvstore.errors import DriverError
+from kvstore.errors import DriverError, KVStoreError, ValidationError
 
 if TYPE_CHECKING:
     from kvstore.upstash_server import UpstashServer
@@ -78,6 +78,40 @@ def test_from_url_options() -> None:
     assert driver.client._read_your_writes is False
     assert UpstashDriver.from_url("upstash://:t@host?timeout=none")._timeout is None
     assert UpstashDriver.from_url("upstash://:t@host?timeout=2", timeout=7)._timeout == 7
+
+
+def test_max_request_bytes_defaults_to_upstash_s_limit_and_can_be_set() -> None:
+    assert UpstashDriver("https://host", "t").max_request_bytes == 10_000_000
+    assert UpstashDriver("https://host", "t", max_request_bytes=None).max_request_bytes is None
+    url = "upstash://:t@host?max_request_bytes=100000000"
+    assert UpstashDriver.from_url(url).max_request_bytes == 100_000_000
+    url = "upstash://:t@host?max_request_bytes=none"
+    assert UpstashDriver.from_url(url).max_request_bytes is None
+    for bad in (0, -1, True, 2.5, "10"):
+        with pytest.raises(ValueError, match="max_request_bytes must be a positive integer"):
+            UpstashDriver("https://host", "t", max_request_bytes=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_request_bytes must be a positive integer"):
+        UpstashDriver.from_url("upstash://:t@host?max_request_bytes=-5")
+
+
+@pytest.mark.anyio
+async def test_a_request_over_max_request_bytes_is_refused_before_it_is_sent(
+    server: UpstashServer,
+) -> None:
+    async with UpstashDriver(server.url, server.token, max_request_bytes=1_000) as driver:
+        assert await driver.execute([("SET", "small", "x" * 900)]) == [b"OK"]
+        with server.stats.measure() as usage:
+            with pytest.raises(ValidationError, match="over the 1000-byte limit"):
+                await driver.execute([("SET", "big", "x" * 1_000)])
+            with pytest.raises(ValidationError, match="over the 1000-byte limit"):
+                await driver.execute([("SET", "a", "x" * 600), ("SET", "b", "x" * 600)])
+        assert usage.total_requests == 0
+        assert await driver.execute([("EXISTS", "big", "a", "b")]) == [0]
+    # Without a limit of its own, the driver sends it, and the server's 413 is an error.
+    async with UpstashDriver(server.url, server.token, max_request_bytes=None) as driver:
+        with pytest.raises(KVStoreError):
+            await driver.execute([("SET", "huge", "x" * 11 * 1024 * 1024)])
+        assert await driver.execute([("EXISTS", "huge")]) == [0]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvstore.drivers.base import Reply, registered_script
+from kvstore.drivers.base import Reply, Script, registered_script
 from kvstore.drivers.memory._errors import NOT_INTEGER, ReplyError
 from kvstore.errors import CommandError
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from kvstore.drivers.memory._keyspace import Keyspace
     from kvstore.drivers.memory._lua import LuaEngine
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "run_script"]
 
 _NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
 
@@ -61,6 +61,25 @@ def _load(ks: Keyspace, source: bytes) -> str:
         return _engine(ks).load(source)
     except CommandError as exc:
         raise ReplyError(exc.message) from None
+
+
+def run_script(ks: Keyspace, script: Script, keys: list[bytes], args: list[bytes]) -> Reply:
+    """Run a registered script as ``EVALSHA`` would (loading it if it is not loaded).
+
+    The driver's ``run`` comes here straight, without building and parsing the ``EVALSHA``
+    command.
+
+    Raises:
+        CommandError: the script raised an error, or returned an error reply.
+    """
+    engine = _engine(ks)
+    if not engine.known(script.sha):
+        engine.load(script.lua.encode())
+    ks.script_keys = frozenset(keys)
+    try:
+        return engine.run(script.sha, keys, args)
+    finally:
+        ks.script_keys = None
 
 
 def evalsha(ks: Keyspace, args: list[bytes]) -> Reply:

@@ -276,6 +276,14 @@ def zrange(ks: Keyspace, args: list[bytes]) -> Reply:
         if zset is None:
             return []
         return zset.members(*_rank_span(len(zset.scores), start, end))
+    if len(args) == 4 and option(args[3]) == b"BYSCORE":
+        # "ZRANGE key min max BYSCORE", a message by its score: _zrange's path, without
+        # the option loop and the limits.
+        scores = parse_score_range(args[1], args[2])
+        zset = ks.read(args[0], ZSet)
+        if zset is None:
+            return []
+        return zset.members(*zset.score_span(scores))
     return _zrange(ks, args, None, None)
 
 

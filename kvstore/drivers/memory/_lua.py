@@ -35,7 +35,14 @@ Known differences: ``redis.call`` and ``redis.pcall`` are Python callables (``ty
 sandbox's own Lua helpers (``rawset`` or ``setmetatable`` on a read-only table, a bad
 ``math.random`` argument) names the line of the script only if the helper was not
 tail-called; ``-0.0`` reaches a command as ``0`` (lupa hands integral numbers to Python as
-integers); a script may touch only the keys it declares (see ``_driver``).
+integers); a script may touch only the keys it declares (see ``_driver``); an error reply
+inside a returned array fails the script (the driver contract has no such reply), and a
+reply nested deeper than 500 arrays is refused (``reached lua stack limit``, which Redis
+says only far deeper).
+
+Speed. Crossing between Python and Lua costs about a microsecond each way through lupa, so
+a script's reply is converted in Lua and handed over as one MessagePack string (decoded by
+msgspec), and a script's keys and arguments travel as the arguments of one call.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from __future__ import annotations
 import hashlib
 import math
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from kvstore.errors import CommandError
 
@@ -62,7 +71,7 @@ __all__ = ["LuaEngine"]
 
 # Runs once per engine: builds the sandbox around the Python bridge and returns the
 # functions that compile and run scripts in it.
-_SETUP = """
+_SETUP = r"""
 function(call, pcall_, unwrap, format_error, sha1hex, lrand48, srand48)
   local G = _G
   local getinfo, setfenv, loadstring, load = debug.getinfo, setfenv, loadstring, load
@@ -239,11 +248,173 @@ function(call, pcall_, unwrap, format_error, sha1hex, lrand48, srand48)
   local function compile(source)
     return sandboxed(loadstring(source, '@user_script'))
   end
+
+  -- The script's reply, converted as Redis converts it, serialized as MessagePack in one
+  -- string: Python decodes that in C (msgspec), where reading the table from Python would
+  -- cross into Lua once per element. An error reply anywhere in it (nested ones too, as
+  -- the Python conversion did) ends the conversion with its message instead.
+  local char, concat, byte = string.char, table.concat, string.byte
+  local NIL, TRUE = '\192', '\1'
+  local INT64_MIN = '\211\128\0\0\0\0\0\0\0'
+  local TWO32, TWO63 = 4294967296, 2^63
+  -- Headers of strings shorter than 256 bytes, of arrays shorter than 16, and the
+  -- integers MessagePack stores in one byte: the common cases, looked up, not built.
+  local BIN8, ARRAY4, FIXINT = {}, {}, {}
+  for n = 0, 255 do
+    BIN8[n] = char(196, n)
+  end
+  for n = 0, 15 do
+    ARRAY4[n] = char(144 + n)
+  end
+  for n = 0, 127 do
+    FIXINT[n] = char(n)
+  end
+  for n = -32, -1 do
+    FIXINT[n] = char(256 + n)
+  end
+  local function bytes4(n)
+    return char(floor(n / 16777216), floor(n / 65536) % 256, floor(n / 256) % 256, n % 256)
+  end
+  local function bin_header(size)
+    if size < 256 then
+      return BIN8[size]
+    elseif size < 65536 then
+      return char(197, floor(size / 256), size % 256)
+    end
+    return '\198' .. bytes4(size)
+  end
+  -- A Lua number as Redis's (long long) cast makes it on x86: truncated; NaN and
+  -- numbers out of range become the smallest 64-bit integer.
+  local function integer(n)
+    if n ~= n or n >= TWO63 or n < -TWO63 then
+      return INT64_MIN
+    end
+    if n >= 0 then
+      n = floor(n)
+    else
+      n = -floor(-n)
+    end
+    local small = FIXINT[n]
+    if small then
+      return small
+    end
+    -- Both halves are exact: n is an integer below 2^63 in magnitude.
+    local high = floor(n / TWO32)
+    local low = n - high * TWO32
+    if high < 0 then
+      high = high + TWO32
+    end
+    return '\211' .. bytes4(high) .. bytes4(low)
+  end
+  -- The array part of a table with a metatable, read raw.
+  local function raw_copy(t)
+    local copy, i = {}, 1
+    local item = rawget(t, 1)
+    while item ~= nil do
+      copy[i] = item
+      i = i + 1
+      item = rawget(t, i)
+    end
+    return copy
+  end
+  -- Deeper replies are refused rather than risking the recursion limit of the decoder.
+  local MAX_DEPTH = 500
+  local failure
+  local function encode(value, out, n, depth)
+    local kind = type(value)
+    if kind == 'string' then
+      out[n + 1] = bin_header(#value)
+      out[n + 2] = value
+      return n + 2
+    elseif kind == 'number' then
+      out[n + 1] = integer(value)
+      return n + 1
+    elseif kind == 'table' then
+      -- Raw reads, as Redis's: a read-only table would answer unknown names with an error.
+      -- A table without a metatable (a script's own) is read directly, which is faster.
+      local raw = getmetatable(value) ~= nil
+      local message, status
+      if raw then
+        message, status = rawget(value, 'err'), rawget(value, 'ok')
+      else
+        message, status = value.err, value.ok
+      end
+      if type(message) == 'string' then
+        failure = message
+        return nil
+      end
+      if type(status) == 'string' then
+        out[n + 1] = bin_header(#status)
+        out[n + 2] = status
+        return n + 2
+      end
+      if depth >= MAX_DEPTH then
+        failure = 'ERR reached lua stack limit'
+        return nil
+      end
+      if raw then
+        value = raw_copy(value)
+      end
+      -- An array up to its first nil.
+      local size = 0
+      while value[size + 1] ~= nil do
+        size = size + 1
+      end
+      if size < 16 then
+        out[n + 1] = ARRAY4[size]
+      elseif size < 65536 then
+        out[n + 1] = char(220, floor(size / 256), size % 256)
+      else
+        out[n + 1] = '\221' .. bytes4(size)
+      end
+      n = n + 1
+      for i = 1, size do
+        local item = value[i]
+        if type(item) == 'string' then  -- inlined: the common element
+          local length = #item
+          out[n + 1] = length < 256 and BIN8[length] or bin_header(length)
+          out[n + 2] = item
+          n = n + 2
+        else
+          n = encode(item, out, n, depth + 1)
+          if not n then
+            return nil
+          end
+        end
+      end
+      return n
+    elseif value == true then
+      out[n + 1] = TRUE
+      return n + 1
+    elseif kind == 'userdata' then
+      -- pcall(redis.call, ...)'s error reply, returned: an error
+      local text = unwrap(value)
+      if text then
+        failure = text
+        return nil
+      end
+    end
+    out[n + 1] = NIL  -- nil, false, functions and other userdata: Redis replies nil
+    return n + 1
+  end
+
+  -- Runs a compiled script with KEYS and ARGV. Returns the reply serialized, or false and
+  -- the error's message, the source and line where the script raised it (none for an
+  -- error reply the script returned).
   local function run(chunk, keys, argv)
     S.KEYS, S.ARGV = keys, argv
     local ok, result = xpcall(chunk, handler)
     if ok then
-      return true, result
+      if type(result) == 'string' then  -- the common case, without a table
+        return bin_header(#result) .. result
+      end
+      local out = {}
+      if encode(result, out, 0, 0) then
+        return concat(out)
+      end
+      local message = failure
+      failure = nil
+      return false, message, nil, nil
     end
     local message = rawget(result, 'err')
     if type(message) ~= 'string' and type(message) ~= 'number' then
@@ -252,16 +423,32 @@ function(call, pcall_, unwrap, format_error, sha1hex, lrand48, srand48)
     return false, message and tostring(message), rawget(result, 'source'),
       rawget(result, 'line')
   end
-  return compile, run, rawget
+  -- run, with the keys and arguments passed as arguments after their count: one call
+  -- from Python instead of three (two tables, then the run).
+  local function run_args(chunk, nkeys, ...)
+    local all, keys, argv = {...}, {}, {}
+    for i = 1, nkeys do
+      keys[i] = all[i]
+    end
+    for i = nkeys + 1, select('#', ...) do
+      argv[i - nkeys] = all[i]
+    end
+    return run(chunk, keys, argv)
+  end
+  return compile, run, run_args
 end
 """
 
-_lua_type = lua51.lua_type
+_decode_reply = msgspec.msgpack.Decoder().decode
 _INT64 = 2**63
 _INT64_MIN = -(2**63)
 # Commands whose reply is a status (``+OK``), which scripts see as ``{ok=...}``.
 _STATUS = {b"MSET", b"FLUSHDB", b"FLUSHALL", b"TYPE", b"SELECT", b"RENAME", b"HMSET"}
 _A48, _C48, _MASK48 = 0x5DEECE66D, 0xB, (1 << 48) - 1
+# Keys and arguments passed to a script as Lua call arguments at most (Lua 5.1's C stack
+# takes about 8,000); more travel as two tables.
+_MAX_SPREAD = 200
+_STATUS_SPELLINGS = 1024
 
 
 def _number_arg(value: float) -> bytes:
@@ -269,6 +456,14 @@ def _number_arg(value: float) -> bytes:
     if math.isnan(value):
         return b"-nan" if math.copysign(1.0, value) < 0 else b"nan"
     return b"%.17g" % value
+
+
+def _argument(value: object) -> bytes:
+    """A ``redis.call`` argument other than a string: a number, spelled as Redis does."""
+    kind = type(value)
+    if kind is int or kind is float:
+        return _number_arg(float(value))  # type: ignore[arg-type]
+    raise CommandError("ERR Lua redis lib command arguments must be strings or integers")
 
 
 def _integer(value: float) -> int:
@@ -323,7 +518,17 @@ class LuaEngine:
             whatever lock makes a script atomic.
     """
 
-    __slots__ = ("_call", "_compile", "_functions", "_rand", "_rawget", "_run", "_runtime")
+    __slots__ = (
+        "_call",
+        "_compile",
+        "_functions",
+        "_rand",
+        "_run",
+        "_run_args",
+        "_runtime",
+        "_status",
+        "_table_from",
+    )
 
     def __init__(self, call: Callable[[list[bytes]], Reply]) -> None:
         self._call = call
@@ -334,7 +539,7 @@ class LuaEngine:
             register_eval=False,
             register_builtins=False,
         )
-        self._compile, self._run, self._rawget = self._runtime.eval(_SETUP)(
+        self._compile, self._run, self._run_args = self._runtime.eval(_SETUP)(
             self._raising_call,
             self._protected_call,
             _ErrorReply.text_of,
@@ -344,6 +549,9 @@ class LuaEngine:
             self._srand48,
         )
         self._functions: dict[str, Any] = {}
+        self._table_from = self._runtime.table_from
+        # Whether a command's bytes reply is a status, by its name as scripts spell it.
+        self._status: dict[bytes, bool] = {}
 
     def load(self, source: bytes) -> str:
         """Compile ``source`` and keep it under its SHA1, which is returned.
@@ -374,10 +582,14 @@ class LuaEngine:
             CommandError: the script raised an error, or returned an error reply.
         """
         sha = sha.lower()
-        table_from = self._runtime.table_from
-        outcome = self._run(self._functions[sha], table_from(keys), table_from(args))
-        if outcome[0]:
-            return self._to_reply(outcome[1])
+        function = self._functions[sha]
+        if len(keys) + len(args) <= _MAX_SPREAD:
+            outcome = self._run_args(function, len(keys), *keys, *args)
+        else:  # beyond what Lua's stack takes as arguments
+            table_from = self._table_from
+            outcome = self._run(function, table_from(keys), table_from(args))
+        if type(outcome) is bytes:
+            return self._to_reply(outcome)
         _, message, source, line = outcome
         if message is None:
             # Redis 7.0 crashes on such an error object (error({})); say what happened.
@@ -426,70 +638,46 @@ class LuaEngine:
 
     def _command(self, command: tuple[Any, ...]) -> Any:
         try:
-            if not command:
+            # Scripts pass strings (bytes) mostly; the comprehension keeps them as they are.
+            args = [value if type(value) is bytes else _argument(value) for value in command]
+            if not args:
                 raise CommandError(
                     "ERR Please specify at least one argument for this redis lib call"
                 )
-            args: list[bytes] = []
-            for value in command:
-                kind = type(value)
-                if kind is bytes:
-                    args.append(value)
-                elif kind is int or kind is float:
-                    args.append(_number_arg(float(value)))
-                else:
-                    raise CommandError(
-                        "ERR Lua redis lib command arguments must be strings or integers"
-                    )
             reply = self._call(args)
         except CommandError as exc:
             return _ErrorReply(error_text(exc.message).encode())
-        if type(reply) is bytes and self._is_status(args):
-            return self._runtime.table_from({b"ok": reply})
-        return self._to_lua(reply)
+        kind = type(reply)
+        if kind is bytes:
+            if self._is_status(args):
+                return self._table_from({b"ok": reply})
+            return reply
+        if kind is list:
+            return self._to_lua(reply)
+        return False if reply is None else reply
 
-    @staticmethod
-    def _is_status(args: list[bytes]) -> bool:
+    def _is_status(self, args: list[bytes]) -> bool:
+        status = self._status.get(args[0])
+        if status is not None:
+            return status
         name = args[0].upper()
-        if name == b"SET":
+        if name == b"SET":  # not cached: it depends on the arguments
             return not any(a.upper() == b"GET" for a in args[3:])
         if name == b"PING":
             return len(args) == 1
-        return name in _STATUS
+        status = name in _STATUS
+        if len(self._status) < _STATUS_SPELLINGS:  # scripts choose spellings: bounded
+            self._status[args[0]] = status
+        return status
 
     def _to_lua(self, reply: Reply) -> Any:
-        if reply is None:
-            return False
         if type(reply) is list:
-            return self._runtime.table_from([self._to_lua(item) for item in reply])
-        return reply
+            to_lua = self._to_lua
+            return self._table_from(
+                [item if type(item) is bytes else to_lua(item) for item in reply]
+            )
+        return False if reply is None else reply
 
-    def _to_reply(self, value: Any) -> Reply:
-        kind = type(value)
-        if kind is bytes:
-            return value  # type: ignore[no-any-return]
-        if value is None or value is False:
-            return None
-        if kind is _ErrorReply:  # pcall(redis.call, ...) returned the error, then the script
-            raise CommandError(_flat(value.err.decode("utf-8", errors="replace")))
-        if value is True:
-            return 1
-        if kind is int or kind is float:
-            return _integer(value)
-        if _lua_type(value) == "table":
-            # Raw reads, as Redis's: a read-only table would answer unknown names with an
-            # error.
-            rawget = self._rawget
-            error = rawget(value, b"err")
-            if type(error) is bytes:
-                raise CommandError(_flat(error.decode("utf-8", errors="replace")))
-            status = rawget(value, b"ok")
-            if type(status) is bytes:
-                return status
-            out: list[Reply] = []
-            index = 1
-            while (item := rawget(value, index)) is not None:
-                out.append(self._to_reply(item))
-                index += 1
-            return out
-        return None  # functions, userdata: Redis replies nil
+    def _to_reply(self, payload: bytes) -> Reply:
+        """The script's reply, which Lua converted and serialized (see ``encode``)."""
+        return _decode_reply(payload)  # type: ignore[no-any-return]

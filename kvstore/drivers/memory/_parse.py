@@ -234,6 +234,10 @@ class ScoreRange(NamedTuple):
 def _score_bound(raw: bytes) -> tuple[float, bool]:
     exclusive = raw[:1] == b"("
     body = raw[1:] if exclusive else raw
+    if body.isdigit() or _SIMPLE_DECIMAL.fullmatch(body):
+        # The common bounds (times in microseconds), which float() reads as strtod does:
+        # correctly rounded, too many digits making an infinity, which is accepted here.
+        return float(body), exclusive
     value, end, _ = strtod(body)
     # Redis checks only that strtod stopped at the C string's end and that it is no NaN;
     # spaces in front, "" (zero), overflow to infinity are all accepted.
