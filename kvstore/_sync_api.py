@@ -1039,6 +1039,40 @@ class BlockingCheckpointStore(Protocol):
         whatever the thread holds.
         """
 
+    def export_checkpoints(
+        self,
+        thread_id: str,
+        *,
+        cursor: str | None = None,
+        count: int = 100,
+    ) -> Chunk[StoredCheckpoint]:
+        """One chunk of a walk through a thread's checkpoints, oldest first (every
+        namespace), with their values, writes and the tokens they are indexed under
+        (``tokens``, which only this method fills). ``total`` counts the thread's
+        checkpoints. One round trip (one script of about ``4 + count`` commands).
+
+        Args:
+            cursor: None for the first chunk, then the previous chunk's ``cursor``.
+            count: How many checkpoints to read, from 1 to 1000.
+        """
+
+    def count_checkpoints(self, thread_ids: Iterable[str]) -> list[int]:
+        """How many checkpoints each thread has (0 for a missing one), in the order given.
+        One round trip (one ``ZLEXCOUNT`` per thread)."""
+
+    def restore_checkpoints(
+        self,
+        checkpoints: Iterable[StoredCheckpoint | Mapping[str, Any]],
+    ) -> list[StoredCheckpoint]:
+        """Create or replace checkpoints exactly as :meth:`export_checkpoints` read them:
+        values, writes, run and index tokens included. One round trip (one script per
+        checkpoint, in one batch: one batch per node on a cluster).
+
+        Raises:
+            ValidationError: a checkpoint is malformed (``checkpoints[i]...``); nothing is
+                written.
+        """
+
     def list(
         self,
         thread_id: str,

@@ -548,6 +548,9 @@ class StoredCheckpoint(msgspec.Struct, kw_only=True, frozen=True):
             is stored.
         writes: Its pending writes, ordered by task path, task id and index.
         run_id: The run that wrote it, if any.
+        tokens: metadata key -> the token it is indexed under (see
+            ``kvstore.domains.checkpoints.filter_token``): filled by ``export_checkpoints``
+            for ``restore_checkpoints``; empty from ``get`` and ``list``.
     """
 
     thread_id: str
@@ -560,6 +563,7 @@ class StoredCheckpoint(msgspec.Struct, kw_only=True, frozen=True):
     values: dict[str, Typed]
     writes: list[CheckpointWrite]
     run_id: str | None = None
+    tokens: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class CheckpointPage(msgspec.Struct, kw_only=True, frozen=True):

@@ -572,15 +572,16 @@ COPY_CHUNK = script(
     + r"""
 -- KEYS: 1-5 (see above)
 -- ARGV: where to start (exclusive lower bound I\0N; '' from the oldest), how many
--- Returns {cursor ('' at the end), {N, I, record, writes}... oldest first, blob fields,
--- blob values}: what PUT needs to write the same checkpoints into another thread.
+-- Returns {cursor ('' at the end), how many checkpoints the thread has, {N, I, record,
+-- writes}... oldest first, blob fields, blob values}: what PUT needs to write the same
+-- checkpoints into another thread (or store).
 local after, count = ARGV[1], tonumber(ARGV[2])
 local low = '[a\0'
 if after ~= '' then
   low = '(a\0' .. after
 end
 local entries = redis.call('ZRANGEBYLEX', KEYS[1], low, '(a\1', 'LIMIT', 0, count)
-local out = {''}
+local out = {'', redis.call('ZLEXCOUNT', KEYS[1], '[a\0', '(a\1')}
 if #entries == count then
   out[1] = string.sub(entries[#entries], 3)
 end

@@ -58,8 +58,10 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from kvstore._checks import check_items, check_text
-from kvstore.codec import pack_fields, unpack_fields
+from kvstore.codec import pack_fields, unpack_fields, validate
 from kvstore.domains import _checkpoint_scripts as scripts
 from kvstore.domains._base import Domain, as_list, check_count, check_id, check_ids
 from kvstore.errors import CorruptRecordError, ValidationError
@@ -368,6 +370,172 @@ class CheckpointStore(Domain):
             where=where,
         )
 
+    async def export_checkpoints(
+        self, thread_id: str, *, cursor: str | None = None, count: int = 100
+    ) -> Chunk[StoredCheckpoint]:
+        """One chunk of a walk through a thread's checkpoints, oldest first (every
+        namespace), with their values, writes and the tokens they are indexed under
+        (``tokens``, which only this method fills). ``total`` counts the thread's
+        checkpoints. One round trip (one script of about ``4 + count`` commands).
+
+        Args:
+            cursor: None for the first chunk, then the previous chunk's ``cursor``.
+            count: How many checkpoints to read, from 1 to 1000.
+        """
+        check_id(thread_id, "thread_id")
+        check_count(count)
+        after = b""
+        if cursor is not None:
+            try:
+                after = base64.urlsafe_b64decode(str(cursor).encode("ascii"))
+            except (binascii.Error, UnicodeEncodeError, ValueError):
+                raise ValidationError(
+                    "expected a cursor returned by the same method", field="cursor"
+                ) from None
+            if b"\0" not in after:
+                raise ValidationError(
+                    "expected a cursor returned by the same method", field="cursor"
+                )
+        keys = await self._keys()
+        thread = keys.checkpoint_thread(thread_id)
+        reply = as_list(
+            await self._driver.run(
+                scripts.COPY_CHUNK, _thread_keys(thread)[:5], [after, count], idempotent=True
+            )
+        )
+        next_after, total, *rows, blob_fields, blob_values = reply
+        assert isinstance(next_after, bytes)
+        where = thread.records
+        blobs = {
+            field: self._typed(raw, where)
+            for field, raw in zip(as_list(blob_fields), as_list(blob_values), strict=True)
+            if isinstance(raw, bytes)
+        }
+        items = []
+        for row in rows:
+            ns, found_id, record, writes = as_list(row)
+            assert isinstance(ns, bytes)
+            assert isinstance(found_id, bytes)
+            assert isinstance(record, bytes)
+            fields = _record_fields(record, where)
+            refs = _refs(fields.get(b"b", b""))
+            head = ns + b"\0"
+            values = {}
+            for ref in refs:
+                stored = blobs.get(head + ref[0] + b"\0" + ref[1])
+                if stored is not None:
+                    values[ref] = stored
+            item = self._stored(
+                thread_id,
+                _unescape(ns),
+                _unescape(found_id),
+                fields=fields,
+                refs=refs,
+                values=values,
+                writes=writes,
+                where=where,
+            )
+            tokens = _tokens(fields.get(b"e", b""), ns)
+            items.append(msgspec.structs.replace(item, tokens=tokens) if tokens else item)
+        return Chunk(
+            items=items,
+            cursor=base64.urlsafe_b64encode(next_after).decode() if next_after else None,
+            total=int(total),
+        )
+
+    async def count_checkpoints(self, thread_ids: Iterable[str]) -> list[int]:
+        """How many checkpoints each thread has (0 for a missing one), in the order given.
+        One round trip (one ``ZLEXCOUNT`` per thread)."""
+        threads = check_ids(thread_ids, "thread_ids")
+        if not threads:
+            return []
+        keys = await self._keys()
+        replies = await self._driver.execute(
+            [("ZLEXCOUNT", keys.checkpoint_thread(t).index, "[a\0", "(a\x01") for t in threads],
+            idempotent=True,
+        )
+        return [int(n) for n in replies]  # type: ignore[arg-type]
+
+    async def restore_checkpoints(
+        self, checkpoints: Iterable[StoredCheckpoint | Mapping[str, Any]]
+    ) -> list[StoredCheckpoint]:
+        """Create or replace checkpoints exactly as :meth:`export_checkpoints` read them:
+        values, writes, run and index tokens included. One round trip (one script per
+        checkpoint, in one batch: one batch per node on a cluster).
+
+        Raises:
+            ValidationError: a checkpoint is malformed (``checkpoints[i]...``); nothing is
+                written.
+        """
+        valid = [
+            validate(c, StoredCheckpoint, where=f"checkpoints[{i}]")
+            for i, c in enumerate(check_items(checkpoints, "checkpoints"))
+        ]
+        if not valid:
+            return []
+        commands: list[Command] = []
+        keys = await self._keys()
+        for i, item in enumerate(valid):
+            where = f"checkpoints[{i}]"
+            check_id(item.thread_id, where)
+            check_text(item.namespace, where)
+            check_id(item.checkpoint_id, where)
+            ns, cid = _escaped(item.namespace), _escaped(item.checkpoint_id)
+            refs = b"".join(
+                b"%s\0%s\0" % (_escaped(check_text(c, where)), _escaped(check_text(v, where)))
+                for c, v in item.versions.items()
+            )
+            blob_args: list[Arg] = []
+            for channel, value in item.values.items():
+                version = item.versions.get(channel)
+                if version is None:
+                    raise ValidationError("a value without a version", field=f"{where}.values")
+                blob_args += (
+                    _escaped(channel) + b"\0" + _escaped(version),
+                    self._value(_check_typed(value, f"{where}.values")),
+                )
+            writes: list[Arg] = [
+                b"\0".join(
+                    (
+                        ns,
+                        cid,
+                        _escaped(check_text(w.task_path, where)),
+                        _escaped(check_id(w.task_id, where)),
+                        b"%08x" % (w.index + _INDEX_OFFSET),
+                        _escaped(check_text(w.channel, where)),
+                        self._value(_check_typed(w.value, f"{where}.writes")),
+                    )
+                )
+                for w in item.writes
+                if -_INDEX_OFFSET <= w.index < _INDEX_OFFSET
+            ]
+            record = self._record(
+                item.namespace,
+                item.checkpoint_id,
+                checkpoint=_check_typed(item.checkpoint, f"{where}.checkpoint"),
+                metadata=_check_typed(item.metadata, f"{where}.metadata"),
+                parent_id=item.parent_id,
+                run_id=item.run_id,
+                refs=refs,
+                filters=item.tokens,
+            )
+            commands.append(
+                scripts.PUT.command(
+                    _thread_keys(keys.checkpoint_thread(item.thread_id)),
+                    [
+                        ns,
+                        cid,
+                        record,
+                        _escaped(item.thread_id),
+                        len(blob_args) // 2,
+                        *blob_args,
+                        *writes,
+                    ],
+                )
+            )
+        await self._driver.execute(commands, idempotent=True)
+        return valid
+
     async def list(
         self,
         thread_id: str,
@@ -612,7 +780,7 @@ class CheckpointStore(Domain):
                     idempotent=True,
                 )
             )
-            next_after, *rows, blob_fields, blob_values = reply
+            next_after, _, *rows, blob_fields, blob_values = reply
             assert isinstance(next_after, bytes)
             commands: list[Command] = []
             pairs = [
@@ -812,6 +980,21 @@ def _record_fields(record: bytes, where: str) -> dict[bytes, bytes]:
     except ValueError as exc:
         raise CorruptRecordError(where, str(exc)) from None
     return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _tokens(packed: bytes, ns: bytes) -> dict[str, str]:
+    """metadata key -> token, from a record's index entries (its ``m`` entries)."""
+    out: dict[str, str] = {}
+    pos, size = 0, len(packed)
+    head = b"m\0" + ns + b"\0"
+    while pos < size:
+        length = int(packed[pos : pos + 8], 16)
+        entry = packed[pos + 8 : pos + 8 + length]
+        pos += 8 + length
+        if entry.startswith(head):
+            key, token, _ = entry[len(head) :].split(b"\0", 2)
+            out[_unescape(key)] = _unescape(token)
+    return out
 
 
 def _refs(packed: bytes) -> list[tuple[bytes, bytes]]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import threading
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from langgraph.checkpoint.base import (
@@ -82,8 +83,9 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
     Blocking methods (``graph.invoke``): on a :class:`~kvstore.SyncStorage` they run through
     its portal, from any thread. On a :class:`~kvstore.Storage` they run on the event loop
     the saver's async methods last ran on, from another thread (as LangGraph's own async
-    savers do); called on that loop's thread, or before any async call, they raise
-    ``asyncio.InvalidStateError``.
+    savers do); called on an event loop's thread they raise ``asyncio.InvalidStateError``.
+    In a program without asyncio (no async call yet), the saver starts a loop of its own
+    in a daemon thread, which every later call uses; :meth:`close` stops it.
 
     Args:
         store: Where checkpoints live. It stays the caller's to close, unless
@@ -113,6 +115,8 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
             raise TypeError("store must be a kvstore Storage or SyncStorage")
         self._store = store
         self._owns_store = owns_store
+        # The loop of our own that blocking calls run on when no other loop is known.
+        self._own_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_url(
@@ -124,9 +128,8 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
         **options: Any,
     ) -> KVStoreSaver:
         """A saver on a store of its own, made from ``url`` (any kvstore URL:
-        ``memory:///path.aof``, ``redis://``, ``redis+cluster://``, ``upstash://``), for
-        async code; :meth:`aclose` closes that store. Blocking code passes a
-        ``SyncStorage.from_url(url)`` to the constructor instead."""
+        ``memory:///path.aof``, ``redis://``, ``redis+cluster://``, ``upstash://``);
+        :meth:`aclose` (or :meth:`close` in blocking code) closes that store."""
         store = Storage.from_url(url, namespace=namespace, **options)
         return cls(store, serde=serde, owns_store=True)
 
@@ -144,35 +147,53 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
     async def _call(self, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
         """Await a domain call on the loop the store lives on."""
         running = asyncio.get_running_loop()
-        if self._portal is None:
+        if self._portal is None and self._own_loop is None:
             self._loop = running
             return await fn(*args, **kwargs)
         if running is self._loop:
             return await fn(*args, **kwargs)
-        future = self._portal.start_task_soon(functools.partial(fn, *args, **kwargs))
-        return await asyncio.wrap_future(future)
+        if self._portal is not None:
+            future = self._portal.start_task_soon(functools.partial(fn, *args, **kwargs))
+            return await asyncio.wrap_future(future)
+        assert self._own_loop is not None
+        done = asyncio.run_coroutine_threadsafe(
+            _awaited(lambda: fn(*args, **kwargs)), self._own_loop
+        )
+        return await asyncio.wrap_future(done)
 
     def _sync(self, fn: Callable[[], Awaitable[R]]) -> R:
         """Run an async method to completion from blocking code."""
         if self._portal is not None:
             return self._portal.call(fn)
-        loop = self._loop
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
+        loop = self._loop
         if loop is None or loop.is_closed() or not loop.is_running():
-            raise asyncio.InvalidStateError(
-                "KVStoreSaver on a Storage runs its blocking methods on the event loop of its "
-                "async calls, and none is running: use the async methods (graph.ainvoke), "
-                "or build the saver on a SyncStorage for blocking code"
-            )
+            if running is not None:
+                raise asyncio.InvalidStateError(
+                    "blocking KVStoreSaver methods cannot run on an event loop's thread: use "
+                    "the async methods (graph.ainvoke, aget_state)"
+                )
+            loop = self._start_own_loop()
         if running is loop:
             raise asyncio.InvalidStateError(
                 "blocking KVStoreSaver methods cannot run on the event loop thread: use the "
                 "async methods (graph.ainvoke, aget_state)"
             )
         return asyncio.run_coroutine_threadsafe(_awaited(fn), loop).result()
+
+    def _start_own_loop(self) -> asyncio.AbstractEventLoop:
+        """A loop in a daemon thread of the saver's own, for a program without asyncio:
+        every later call, blocking or async, runs on it."""
+        if self._own_loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=loop.run_forever, name="kvstore-langgraph-saver", daemon=True
+            ).start()
+            self._own_loop = self._loop = loop
+        return self._own_loop
 
     # -- the async interface --------------------------------------------------------------
 
@@ -435,19 +456,29 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
 
     async def aclose(self) -> None:
         """Close the store if the saver owns it (as with :meth:`from_url`)."""
-        if not self._owns_store:
-            return
-        if isinstance(self._store, SyncStorage):
-            await asyncio.to_thread(self._store.close)
-        else:
-            await self._store.aclose()
+        if self._owns_store:
+            if isinstance(self._store, SyncStorage):
+                await asyncio.to_thread(self._store.close)
+            else:
+                await self._call(self._store.aclose)
+        self._stop_own_loop()
 
     def close(self) -> None:
-        """Blocking :meth:`aclose` (for a saver on a SyncStorage)."""
-        if self._owns_store and isinstance(self._store, SyncStorage):
-            self._store.close()
-        elif self._owns_store:
-            self._sync(self.aclose)
+        """Blocking :meth:`aclose`."""
+        if self._owns_store:
+            if isinstance(self._store, SyncStorage):
+                self._store.close()
+            elif self._loop is not None and self._loop.is_running():
+                self._sync(self._store.aclose)
+            else:
+                asyncio.run(self._store.aclose())
+        self._stop_own_loop()
+
+    def _stop_own_loop(self) -> None:
+        loop, self._own_loop = self._own_loop, None
+        if loop is not None:
+            self._loop = None
+            loop.call_soon_threadsafe(loop.stop)
 
     async def __aenter__(self) -> Self:
         return self

@@ -5,14 +5,15 @@ A file is UTF-8, one JSON object per line:
 1. a header: ``{"format": "kvstore-export", "version": 1, "kvstore": "0.1.0",
    "namespace": "kv", "codec": "json", "exported_at": "2026-03-14T09:00:00Z"}``;
 2. one line per record, ``{"kind": KIND, "record": {...}}``, where ``KIND`` is
-   ``resource``, ``thread``, ``message``, ``run``, ``score``, ``span`` or ``store_item``
-   and the record has the fields of :class:`~kvstore.records.Resource`,
+   ``resource``, ``thread``, ``message``, ``run``, ``score``, ``span``, ``store_item`` or
+   ``checkpoint`` and the record has the fields of :class:`~kvstore.records.Resource`,
    :class:`~kvstore.records.Thread`, :class:`~kvstore.records.Message`,
    :class:`~kvstore.records.WorkflowRun`, :class:`~kvstore.records.Score`,
-   :class:`~kvstore.records.Span` or :class:`~kvstore.records.StoreItem` (fields left at
-   their defaults may be left out). Records come in an order that imports: resources,
-   then each thread followed by its messages in the thread's order, then runs, scores,
-   spans and store items;
+   :class:`~kvstore.records.Span`, :class:`~kvstore.records.StoreItem` or
+   :class:`~kvstore.records.StoredCheckpoint` (its bytes as base64; fields left at their
+   defaults may be left out). Records come in an order that imports: resources, then each
+   thread followed by its messages in the thread's order, then runs, scores, spans, store
+   items and checkpoints (thread by thread, oldest first);
 3. an end line, ``{"kind": "end", "counts": {...}, "checksums": {...}}``, with the number
    of records of each kind and their checksums (see :mod:`~kvstore.transfer._digest`),
    so that a truncated or altered file is noticed.
@@ -36,6 +37,7 @@ from kvstore.records import (
     Resource,
     Score,
     Span,
+    StoredCheckpoint,
     StoreItem,
     Thread,
     WorkflowRun,
@@ -133,13 +135,24 @@ class _StoreItemLine(_Line, tag="store_item", frozen=True):
     record: StoreItem
 
 
+class _CheckpointLine(_Line, tag="checkpoint", frozen=True):
+    record: StoredCheckpoint
+
+
 class _EndLine(_Line, tag="end", frozen=True):
     counts: dict[str, int]
     checksums: dict[str, str]
 
 
 _RecordLine = (
-    _ResourceLine | _ThreadLine | _MessageLine | _RunLine | _ScoreLine | _SpanLine | _StoreItemLine
+    _ResourceLine
+    | _ThreadLine
+    | _MessageLine
+    | _RunLine
+    | _ScoreLine
+    | _SpanLine
+    | _StoreItemLine
+    | _CheckpointLine
 )
 _LINE_TYPES: dict[str, type[Any]] = {
     "resource": _ResourceLine,
@@ -149,6 +162,7 @@ _LINE_TYPES: dict[str, type[Any]] = {
     "score": _ScoreLine,
     "span": _SpanLine,
     "store_item": _StoreItemLine,
+    "checkpoint": _CheckpointLine,
 }
 _KIND_OF_LINE = {line_type: KINDS_BY_TAG[tag] for tag, line_type in _LINE_TYPES.items()}
 _header_decoder = msgspec.json.Decoder(DumpHeader)

@@ -12,7 +12,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
-from kvstore.records import Message, Resource, Score, Span, StoreItem, Thread, WorkflowRun
+from kvstore.records import (
+    Message,
+    Resource,
+    Score,
+    Span,
+    StoredCheckpoint,
+    StoreItem,
+    Thread,
+    WorkflowRun,
+)
 
 if TYPE_CHECKING:
     from kvstore.records import Chunk
@@ -127,6 +136,49 @@ async def _walk_messages(
         threads_cursor, index = threads.cursor, 0
 
 
+async def _walk_checkpoints(
+    store: Storage, start: Position | None, count: int
+) -> AsyncIterator[Step[StoredCheckpoint]]:
+    """Every checkpoint, thread by thread (threads in :meth:`threads` order), each
+    thread's oldest first."""
+    threads_cursor, index, cursor = _position(start, [None, 0, None], str, int, str)
+    index = index or 0
+    checkpoints = store.checkpoints
+    while True:
+        threads = await checkpoints.threads(cursor=threads_cursor, count=count)
+        for i in range(index, len(threads.items)):
+            while True:
+                chunk = await checkpoints.export_checkpoints(
+                    threads.items[i], cursor=cursor, count=count
+                )
+                cursor = chunk.cursor
+                if cursor is not None:
+                    after: Position | None = [threads_cursor, i, cursor]
+                elif i + 1 < len(threads.items):
+                    after = [threads_cursor, i + 1, None]
+                elif threads.cursor is not None:
+                    after = [threads.cursor, 0, None]
+                else:
+                    after = None
+                yield Step(chunk.items, after)
+                if cursor is None:
+                    break
+        if threads.cursor is None:
+            return
+        threads_cursor, index = threads.cursor, 0
+
+
+async def _count_checkpoints(store: Storage) -> int:
+    total = 0
+    cursor: str | None = None
+    while True:
+        threads = await store.checkpoints.threads(cursor=cursor, count=_COUNT_PAGE)
+        total += sum(await store.checkpoints.count_checkpoints(threads.items))
+        cursor = threads.cursor
+        if cursor is None:
+            return total
+
+
 def _position(start: Position | None, default: list[Any], *types: type[Any]) -> list[Any]:
     """``start`` checked against the shape a walk makes (it may come from a file).
 
@@ -237,6 +289,14 @@ KINDS: tuple[Kind, ...] = (
         StoreItem,
         _export_store_items,
         lambda store, records: store.langgraph_items.restore_items(records),
+    ),
+    Kind(
+        "checkpoints",
+        "checkpoint",
+        StoredCheckpoint,
+        _walk_checkpoints,
+        lambda store, records: store.checkpoints.restore_checkpoints(records),
+        _count_checkpoints,
     ),
 )
 KINDS_BY_NAME = {kind.name: kind for kind in KINDS}

@@ -334,6 +334,52 @@ class CheckpointsSuite:
         await cps.delete_runs(["r"])
         assert await ids(store, "t1") == []
 
+    async def test_checkpoints_export_and_restore_exactly(self, store: Storage) -> None:
+        cps = store.checkpoints
+        for n in range(7):
+            await put(
+                store,
+                "src\x00",
+                f"c{n}",
+                ns="" if n % 3 else "sub:\x01",
+                run=f"run-{n % 2}",
+                filters={"step": n, "source": ("input", "loop")[n % 2], "long": "é" * 150},
+                versions={"a": str(n // 2)},
+                blobs=[("a", str(n // 2), BINARY)] if n % 2 == 0 else [],
+            )
+            await cps.put_writes(
+                "src\x00", "" if n % 3 else "sub:\x01", f"c{n}", "t", [(-1, "e", value(n))]
+            )
+        exported: list[StoredCheckpoint] = []
+        cursor = None
+        while True:
+            chunk = await cps.export_checkpoints("src\x00", cursor=cursor, count=3)
+            assert chunk.total == 7
+            exported += chunk.items
+            if chunk.cursor is None:
+                break
+            cursor = chunk.cursor
+        assert [c.checkpoint_id for c in exported] == [f"c{n}" for n in range(7)]
+        assert exported[1].tokens["step"] == "n:1"
+        assert await cps.count_checkpoints(["src\x00", "missing"]) == [7, 0]
+        copies = [msgspec_replace(c, thread_id="dst") for c in exported]
+        assert await cps.restore_checkpoints(copies) == copies
+        assert await cps.restore_checkpoints([]) == []
+        source = await cps.list("src\x00")
+        target = await cps.list("dst")
+        assert [msgspec_replace(c, thread_id="src\x00") for c in target.items] == source.items
+        assert await ids(store, "dst", filters={"source": "loop", "long": "é" * 150}) == [
+            "c5",
+            "c3",
+            "c1",
+        ]
+        await cps.delete_runs(["run-0", "run-1"])
+        assert await cps.count_checkpoints(["src\x00", "dst"]) == [0, 0]
+        with pytest.raises(ValidationError):
+            await cps.export_checkpoints("dst", cursor="?")
+        with pytest.raises(ValidationError):
+            await cps.restore_checkpoints([{"thread_id": "x"}])
+
     async def test_checkpoints_refuse_bad_input(self, store: Storage) -> None:
         cps = store.checkpoints
         with pytest.raises(ValidationError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 import kvstore
@@ -370,6 +371,12 @@ async def _checkpoint_calls(store: Storage) -> None:
     await cps.list(WEIRD[2], filters={"big": "x" * 300}, limit=1)
     await cps.list(WEIRD[2], checkpoint_id="cp-01")
     await cps.threads(count=2)
+    exported = await cps.export_checkpoints(WEIRD[1], count=2)
+    await cps.export_checkpoints(WEIRD[1], cursor=exported.cursor, count=10)
+    await cps.count_checkpoints(["lg-1", WEIRD[1], "nope"])
+    await cps.restore_checkpoints(
+        [msgspec.structs.replace(c, thread_id="lg-restored") for c in exported.items]
+    )
     await cps.copy_thread("lg-1", "lg-copy")
     await cps.delete_runs(["run-1", "nope"])
     await cps.prune([WEIRD[1], "nope"])

@@ -38,7 +38,15 @@ from kvstore import (
 from kvstore.drivers._retry import RetryPolicy
 from kvstore.drivers.redis import RedisDriver
 from kvstore.drivers.upstash import UpstashDriver
-from kvstore.records import GetItem, ListNamespaces, PutItem, SearchItems, StoreItem
+from kvstore.records import (
+    CheckpointWrite,
+    GetItem,
+    ListNamespaces,
+    PutItem,
+    SearchItems,
+    StoredCheckpoint,
+    StoreItem,
+)
 from kvstore.sync import DOMAINS
 from kvstore.upstash_server import Fault, UpstashServer
 from tests.hardening._store import T0, dump, restore, seed
@@ -434,6 +442,25 @@ CALLS: dict[str, Call] = {
         "lg", "", "c2", "task", [(0, "ch", ("json", b"3")), (-1, "err", ("json", b"4"))]
     ),
     "checkpoints.threads": lambda s: s.checkpoints.threads(),
+    "checkpoints.export_checkpoints": lambda s: s.checkpoints.export_checkpoints("lg", count=2),
+    "checkpoints.count_checkpoints": lambda s: s.checkpoints.count_checkpoints(["lg", "x"]),
+    "checkpoints.restore_checkpoints": lambda s: s.checkpoints.restore_checkpoints(
+        [
+            StoredCheckpoint(
+                thread_id="lg3",
+                namespace="",
+                checkpoint_id="c1",
+                parent_id=None,
+                checkpoint=("json", b"{}"),
+                metadata=("json", b"{}"),
+                versions={"a": "1"},
+                values={"a": ("json", b"1")},
+                writes=[CheckpointWrite(task_id="t", channel="c", value=("json", b"2"), index=0)],
+                run_id="run",
+                tokens={"step": "n:1"},
+            )
+        ]
+    ),
 }
 
 

@@ -17,6 +17,7 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.types import Command
 
 from kvstore import Storage, SyncStorage
 from kvstore.integrations.langgraph import KVStoreSaver
@@ -132,8 +133,6 @@ def test_blocking_methods_on_a_sync_storage() -> None:
 
 async def test_blocking_methods_on_a_storage_run_on_its_loop_from_other_threads() -> None:
     saver = KVStoreSaver(Storage())
-    with pytest.raises(asyncio.InvalidStateError, match="SyncStorage"):
-        await asyncio.to_thread(saver.get_tuple, config("t"))
     await saver.aput(config("t"), checkpoint({}, {}), {"step": 7}, {})
     with pytest.raises(asyncio.InvalidStateError, match="event loop thread"):
         saver.get_tuple(config("t"))
@@ -143,6 +142,28 @@ async def test_blocking_methods_on_a_storage_run_on_its_loop_from_other_threads(
     listed = await asyncio.to_thread(lambda: list(saver.list(config("t"))))
     assert len(listed) == 1
     assert threading.current_thread() is threading.main_thread()
+
+
+def test_a_program_without_asyncio_gets_a_loop_of_the_savers_own(tmp_path: Any) -> None:
+    from tests.integrations.langgraph_interrupt import build
+
+    url = f"memory://{tmp_path / 'sync.aof'}"
+    with KVStoreSaver.from_url(url) as saver:
+        graph = build(saver)
+        thread = {"configurable": {"thread_id": "order"}}
+        asked = graph.invoke({"order": "o-1", "log": []}, thread)
+        assert [i.value for i in asked["__interrupt__"]] == [{"question": "Ship o-1?"}]
+        done = graph.invoke(Command(resume={"ok": False, "note": "later"}), thread)
+        assert done["log"] == ["planned o-1", "reviewed", "cancelled"]
+
+        async def from_another_loop() -> int:  # delegated to the saver's loop
+            return len([t async for t in saver.alist(thread)])
+
+        assert asyncio.run(from_another_loop()) == len(list(saver.list(thread)))
+    with KVStoreSaver.from_url(url) as saver:  # the file was closed, and reopens
+        got = saver.get_tuple({"configurable": {"thread_id": "order"}})
+        assert got is not None
+        assert got.checkpoint["channel_values"]["approved"] is False
 
 
 async def test_the_saver_checks_its_arguments() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from kvstore import (
     ListNamespaces,
     Message,
@@ -167,6 +169,25 @@ async def fill(store: Storage, *, messages_per_thread: int = 9) -> None:
             for n, w in enumerate(WEIRD)
         ]
     )
+    binary = ("msgpack", bytes(range(256)))
+    for t, thread in enumerate(["lg-1", *WEIRD[:3]]):
+        for n in range(3 + t):
+            ns = "" if n % 2 == 0 else f"child:{WEIRD[n % len(WEIRD)]}"
+            await store.checkpoints.put(
+                thread,
+                ns,
+                f"cp-{n:03d}",
+                checkpoint=("json", b'{"n": %d}' % n),
+                metadata=binary,
+                versions={"a": f"{n // 2}", "b\x00": "1"},
+                blobs=[("a", f"{n // 2}", ("json", b"%d" % n)), ("b\x00", "1", binary)],
+                parent_id=f"cp-{n - 1:03d}" if n else None,
+                run_id=f"run-{n % 2}" if t else None,
+                filters={"source": ("input", "loop")[n % 2], "step": n, "long": "x" * 300},
+            )
+            await store.checkpoints.put_writes(
+                thread, ns, f"cp-{n:03d}", "task", [(0, "ch", binary), (-3, "i", ("json", b"1"))]
+            )
 
 
 async def records(store: Storage) -> dict[str, list[Any]]:
@@ -204,6 +225,12 @@ async def snapshot(store: Storage) -> dict[str, Any]:
         [SearchItems(namespace_prefix=("memories",), filter={"kind": "note"}, refresh_ttl=False)]
     )
     listings["store namespaces"] = await store.langgraph_items.batch([ListNamespaces()])
+    for thread in ("lg-1", WEIRD[2]):
+        for filters in ({"source": "loop"}, {"step": 2, "long": "x" * 300}):
+            page = await store.checkpoints.list(thread, filters=filters)
+            listings[f"checkpoints of {thread} {filters}"] = [
+                msgspec.structs.replace(c, tokens={}) for c in page.items
+            ]
     return {
         "resources": sorted(found["resources"], key=lambda r: r.id),
         "threads": sorted(found["threads"], key=lambda t: t.id),
@@ -212,5 +239,8 @@ async def snapshot(store: Storage) -> dict[str, Any]:
         "scores": sorted(found["scores"], key=lambda s: s.id),
         "spans": sorted(found["spans"], key=lambda s: (s.trace_id, s.span_id)),
         "store_items": sorted(found["store_items"], key=lambda i: (i.namespace, i.key)),
+        "checkpoints": sorted(
+            found["checkpoints"], key=lambda c: (c.thread_id, c.namespace, c.checkpoint_id)
+        ),
         "listings": listings,
     }
