@@ -115,8 +115,8 @@ async def run(env: Env) -> Report:
         + ", ".join(f"{op}: {results[op][KV].n}" for op in (GET20, ADD2))
         + ". `RedisSession.add_items` runs WATCH, TYPE checks and MULTI/EXEC (several round "
         "trips); `KVStoreSession.add_items` is one script. `RedisSession.get_items` is one "
-        "LRANGE of the raw items; `KVStoreSession.get_items` is one script returning typed "
-        "message records."
+        "LRANGE of the raw items; `KVStoreSession.get_items` is one pipelined ZCARD and "
+        "ZRANGE of the thread's sorted set (no script), decoded into typed message records."
     )
     for op in (GET20, ADD2):
         kv, peer = results[op][KV].p50, results[op][PEER].p50
