@@ -21,8 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-import threading
-from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -36,14 +35,14 @@ from langgraph.checkpoint.base import (
 )
 
 from kvstore.domains.checkpoints import indexable_filters
+from kvstore.integrations._loops import LoopBridge
 from kvstore.storage import Storage
 from kvstore.sync import SyncStorage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
     from types import TracebackType
 
-    from anyio.from_thread import BlockingPortal
     from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.serde.base import SerializerProtocol
 
@@ -51,8 +50,6 @@ if TYPE_CHECKING:
     from kvstore.records import StoredCheckpoint
 
 __all__ = ["KVStoreSaver"]
-
-R = TypeVar("R")
 
 # Checkpoints read per round trip when alist has no limit (or a large one).
 _PAGE = 100
@@ -82,8 +79,9 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
 
     Blocking methods (``graph.invoke``): on a :class:`~kvstore.SyncStorage` they run through
     its portal, from any thread. On a :class:`~kvstore.Storage` they run on the event loop
-    the saver's async methods last ran on, from another thread (as LangGraph's own async
-    savers do); called on an event loop's thread they raise ``asyncio.InvalidStateError``.
+    the saver's async methods last ran on (or the saver was made on), from another thread
+    (as LangGraph's own async savers do); called on an event loop's thread they raise
+    ``asyncio.InvalidStateError``.
     In a program without asyncio (no async call yet), the saver starts a loop of its own
     in a daemon thread, which every later call uses; :meth:`close` stops it.
 
@@ -102,21 +100,9 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
         owns_store: bool = False,
     ) -> None:
         super().__init__(serde=serde)
-        self._portal: BlockingPortal | None
-        if isinstance(store, SyncStorage):
-            self._portal = store.portal
-            self._storage = store.storage
-            self._loop: asyncio.AbstractEventLoop | None = self._portal.call(_running_loop)
-        elif isinstance(store, Storage):
-            self._portal = None
-            self._storage = store
-            self._loop = None
-        else:
-            raise TypeError("store must be a kvstore Storage or SyncStorage")
+        self._loops = LoopBridge(store, name="KVStoreSaver", hint="graph.ainvoke, aget_state")
         self._store = store
         self._owns_store = owns_store
-        # The loop of our own that blocking calls run on when no other loop is known.
-        self._own_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_url(
@@ -140,60 +126,7 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
 
     @property
     def _checkpoints(self) -> CheckpointStore:
-        return self._storage.checkpoints
-
-    # -- running domain calls ---------------------------------------------------------------
-
-    async def _call(self, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
-        """Await a domain call on the loop the store lives on."""
-        running = asyncio.get_running_loop()
-        if self._portal is None and self._own_loop is None:
-            self._loop = running
-            return await fn(*args, **kwargs)
-        if running is self._loop:
-            return await fn(*args, **kwargs)
-        if self._portal is not None:
-            future = self._portal.start_task_soon(functools.partial(fn, *args, **kwargs))
-            return await asyncio.wrap_future(future)
-        assert self._own_loop is not None
-        done = asyncio.run_coroutine_threadsafe(
-            _awaited(lambda: fn(*args, **kwargs)), self._own_loop
-        )
-        return await asyncio.wrap_future(done)
-
-    def _sync(self, fn: Callable[[], Awaitable[R]]) -> R:
-        """Run an async method to completion from blocking code."""
-        if self._portal is not None:
-            return self._portal.call(fn)
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        loop = self._loop
-        if loop is None or loop.is_closed() or not loop.is_running():
-            if running is not None:
-                raise asyncio.InvalidStateError(
-                    "blocking KVStoreSaver methods cannot run on an event loop's thread: use "
-                    "the async methods (graph.ainvoke, aget_state)"
-                )
-            loop = self._start_own_loop()
-        if running is loop:
-            raise asyncio.InvalidStateError(
-                "blocking KVStoreSaver methods cannot run on the event loop thread: use the "
-                "async methods (graph.ainvoke, aget_state)"
-            )
-        return asyncio.run_coroutine_threadsafe(_awaited(fn), loop).result()
-
-    def _start_own_loop(self) -> asyncio.AbstractEventLoop:
-        """A loop in a daemon thread of the saver's own, for a program without asyncio:
-        every later call, blocking or async, runs on it."""
-        if self._own_loop is None:
-            loop = asyncio.new_event_loop()
-            threading.Thread(
-                target=loop.run_forever, name="kvstore-langgraph-saver", daemon=True
-            ).start()
-            self._own_loop = self._loop = loop
-        return self._own_loop
+        return self._loops.storage.checkpoints
 
     # -- the async interface --------------------------------------------------------------
 
@@ -201,7 +134,7 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
         """The checkpoint ``config`` names (its ``checkpoint_id``, else the newest of its
         thread and namespace), with its pending writes; None when there is none."""
         configurable = config["configurable"]
-        stored = await self._call(
+        stored = await self._loops.call(
             self._checkpoints.get,
             str(configurable["thread_id"]),
             configurable.get("checkpoint_ns", ""),
@@ -228,7 +161,7 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
         if config is None:
             cursor: str | None = None
             while True:
-                chunk = await self._call(self._checkpoints.threads, cursor=cursor)
+                chunk = await self._loops.call(self._checkpoints.threads, cursor=cursor)
                 for thread_id in chunk.items:
                     async for item in self._list_thread(
                         thread_id,
@@ -274,7 +207,7 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
         remaining = limit
         while True:
             page_size = _PAGE if remaining is None else min(remaining, 1000)
-            page = await self._call(
+            page = await self._loops.call(
                 self._checkpoints.list,
                 thread_id,
                 namespace,
@@ -317,7 +250,7 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
         ]
         stored_metadata = get_checkpoint_metadata(config, metadata)
         run_id = stored_metadata.get("run_id")
-        await self._call(
+        await self._loops.call(
             self._checkpoints.put,
             thread_id,
             namespace,
@@ -343,7 +276,7 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
         is stored once per (task, index); special writes (errors, interrupts) replace."""
         configurable = config["configurable"]
         dumps = self.serde.dumps_typed
-        await self._call(
+        await self._loops.call(
             self._checkpoints.put_writes,
             str(configurable["thread_id"]),
             configurable.get("checkpoint_ns", ""),
@@ -358,16 +291,16 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of a thread, in every namespace."""
-        await self._call(self._checkpoints.delete_thread, str(thread_id))
+        await self._loops.call(self._checkpoints.delete_thread, str(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) of these runs, in every thread."""
-        await self._call(self._checkpoints.delete_runs, [str(r) for r in run_ids])
+        await self._loops.call(self._checkpoints.delete_runs, [str(r) for r in run_ids])
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint of a thread, with its values, writes and ids, into
         another thread."""
-        await self._call(
+        await self._loops.call(
             self._checkpoints.copy_thread, str(source_thread_id), str(target_thread_id)
         )
 
@@ -376,7 +309,7 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
         threads (with its writes); ``"delete"``: delete the threads."""
         if strategy not in _STRATEGIES:
             raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
-        await self._call(
+        await self._loops.call(
             self._checkpoints.prune,
             [str(t) for t in thread_ids],
             keep_latest=_STRATEGIES[strategy],
@@ -386,7 +319,7 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Blocking :meth:`aget_tuple`."""
-        return self._sync(functools.partial(self.aget_tuple, config))
+        return self._loops.block(functools.partial(self.aget_tuple, config))
 
     def list(
         self,
@@ -400,7 +333,7 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
         items = self.alist(config, filter=filter, before=before, limit=limit)
         while True:
             try:
-                item = self._sync(items.__anext__)
+                item = self._loops.block(items.__anext__)
             except StopAsyncIteration:
                 return
             yield item
@@ -413,7 +346,9 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Blocking :meth:`aput`."""
-        return self._sync(functools.partial(self.aput, config, checkpoint, metadata, new_versions))
+        return self._loops.block(
+            functools.partial(self.aput, config, checkpoint, metadata, new_versions)
+        )
 
     def put_writes(
         self,
@@ -423,23 +358,23 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         """Blocking :meth:`aput_writes`."""
-        self._sync(functools.partial(self.aput_writes, config, writes, task_id, task_path))
+        self._loops.block(functools.partial(self.aput_writes, config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
         """Blocking :meth:`adelete_thread`."""
-        self._sync(functools.partial(self.adelete_thread, thread_id))
+        self._loops.block(functools.partial(self.adelete_thread, thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Blocking :meth:`adelete_for_runs`."""
-        self._sync(functools.partial(self.adelete_for_runs, run_ids))
+        self._loops.block(functools.partial(self.adelete_for_runs, run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Blocking :meth:`acopy_thread`."""
-        self._sync(functools.partial(self.acopy_thread, source_thread_id, target_thread_id))
+        self._loops.block(functools.partial(self.acopy_thread, source_thread_id, target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Blocking :meth:`aprune`."""
-        self._sync(functools.partial(self.aprune, thread_ids, strategy=strategy))
+        self._loops.block(functools.partial(self.aprune, thread_ids, strategy=strategy))
 
     # -- versions, closing ------------------------------------------------------------------
 
@@ -460,25 +395,19 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
             if isinstance(self._store, SyncStorage):
                 await asyncio.to_thread(self._store.close)
             else:
-                await self._call(self._store.aclose)
-        self._stop_own_loop()
+                await self._loops.call(self._store.aclose)
+        self._loops.close()
 
     def close(self) -> None:
         """Blocking :meth:`aclose`."""
         if self._owns_store:
             if isinstance(self._store, SyncStorage):
                 self._store.close()
-            elif self._loop is not None and self._loop.is_running():
-                self._sync(self._store.aclose)
+            elif self._loops.loop_running:
+                self._loops.block(self._store.aclose)
             else:
                 asyncio.run(self._store.aclose())
-        self._stop_own_loop()
-
-    def _stop_own_loop(self) -> None:
-        loop, self._own_loop = self._own_loop, None
-        if loop is not None:
-            self._loop = None
-            loop.call_soon_threadsafe(loop.stop)
+        self._loops.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -523,11 +452,3 @@ class KVStoreSaver(BaseCheckpointSaver[str]):
             ),
             pending_writes=[(w.task_id, w.channel, loads(w.value)) for w in stored.writes],
         )
-
-
-async def _running_loop() -> asyncio.AbstractEventLoop:
-    return asyncio.get_running_loop()
-
-
-async def _awaited(fn: Callable[[], Awaitable[R]]) -> R:
-    return await fn()

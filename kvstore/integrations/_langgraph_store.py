@@ -10,8 +10,7 @@ refused.
 
 from __future__ import annotations
 
-import asyncio
-import threading
+import functools
 from typing import TYPE_CHECKING, Any
 
 from langgraph.store.base import (
@@ -28,6 +27,7 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
+from kvstore.integrations._loops import LoopBridge
 from kvstore.records import (
     GetItem,
     ItemOp,
@@ -41,12 +41,14 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from kvstore.storage import Storage
+    from kvstore.sync import SyncStorage
 
 __all__ = ["KVStoreStore"]
 
 
 class KVStoreStore(BaseStore):
-    """LangGraph's long-term memory store on a kvstore :class:`~kvstore.Storage`.
+    """LangGraph's long-term memory store on a kvstore :class:`~kvstore.Storage` or
+    :class:`~kvstore.SyncStorage`.
 
     Every backend works: memory, the AOF file, Redis, Redis Cluster and Upstash. A batch is
     one round trip (one batch per node on a cluster); reads see the store as it was before
@@ -59,66 +61,46 @@ class KVStoreStore(BaseStore):
     scope). Results are newest first (by ``updated_at``).
 
     Args:
-        store: The kvstore store (it stays yours to close).
+        store: The kvstore store, a :class:`~kvstore.Storage` or a
+            :class:`~kvstore.SyncStorage` (it stays yours to close).
         ttl: LangGraph's TTL configuration: ``default_ttl`` (minutes) for puts that give
             none, ``refresh_on_read`` (default True). Expired items are never returned,
             and are deleted by later calls on their bucket: ``sweep_interval_minutes`` is
             not needed and ignored.
 
-    The synchronous methods (``get``, ``put``, ``search``...) run the async ones on the
-    event loop the store was made or first used on, from another thread (on that loop's
-    own thread, use the ``a``-methods); with no such loop running, on a loop of the
-    adapter's own, in a daemon thread, which every later call uses too.
+    The synchronous methods (``get``, ``put``, ``search``...): on a
+    :class:`~kvstore.SyncStorage` they run through its portal, from any thread. On a
+    :class:`~kvstore.Storage` they run the async ones on the event loop the store was made
+    or last used on, from another thread; on an event loop's thread they raise
+    ``asyncio.InvalidStateError`` (use the ``a``-methods). With no such loop running (a
+    program without asyncio), on a loop of the adapter's own, in a daemon thread, which
+    every later call uses too.
     """
 
     supports_ttl: bool = True
 
-    def __init__(self, store: Storage, *, ttl: TTLConfig | None = None) -> None:
-        self._store = store
+    def __init__(self, store: Storage | SyncStorage, *, ttl: TTLConfig | None = None) -> None:
+        self._loops = LoopBridge(store, name="KVStoreStore", hint="aget, aput, ...")
         self.ttl_config = ttl
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
 
     @property
     def storage(self) -> Storage:
-        """The kvstore store underneath."""
-        return self._store
+        """The kvstore store underneath (a SyncStorage's async :class:`~kvstore.Storage`)."""
+        return self._loops.storage
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """Run LangGraph operations in one round trip; results in order."""
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        return await self._run(ops)
+        return await self._loops.call(self._run, ops)
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
-        """Run LangGraph operations synchronously, on the store's event loop."""
-        loop, running = self._loop, _running_loop()
-        if running is not None and (loop is None or running is loop):
-            raise RuntimeError(
-                "KVStoreStore's synchronous methods block: call them from a thread without "
-                "a running event loop, or use the async methods (aget, aput, ...)"
-            )
-        if loop is None or loop.is_closed() or not loop.is_running():
-            # No loop of the store's runs: give it one of its own, in a daemon thread, so
-            # that its driver stays bound to one loop for every call that follows.
-            loop = self._loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="KVStoreStore", daemon=True).start()
-        return asyncio.run_coroutine_threadsafe(self._run(ops), loop).result()
+        """Run LangGraph operations from blocking code, on the store's event loop."""
+        return self._loops.block(functools.partial(self._run, ops))
 
     async def _run(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
         converted = [_convert(op) for op in ops]
-        results = await self._store.langgraph_items.batch(converted)
+        results = await self.storage.langgraph_items.batch(converted)
         return [_result(op, r) for op, r in zip(ops, results, strict=True)]
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _convert(op: Op) -> ItemOp:

@@ -8,6 +8,7 @@ domain's ``utc_now``) instead of waiting.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +28,7 @@ from langgraph.store.base import (
 )
 from langgraph.store.memory import InMemoryStore
 
-from kvstore import Storage, ValidationError
+from kvstore import Storage, SyncStorage, ValidationError
 from kvstore.domains import langgraph_items
 from kvstore.integrations.langgraph import KVStoreStore
 
@@ -146,7 +147,7 @@ async def test_sync_methods_run_on_the_stores_loop_from_a_thread(kv: KVStoreStor
     assert item.value == {"v": 1}
     await anyio.to_thread.run_sync(lambda: kv.put(("s",), "k2", {"v": 2}))
     assert [i.key for i in await kv.asearch(("s",))] == ["k2", "k"]
-    with pytest.raises(RuntimeError, match="async methods"):
+    with pytest.raises(asyncio.InvalidStateError, match="async methods"):
         kv.get(("s",), "k")
 
 
@@ -159,6 +160,21 @@ def test_sync_methods_without_an_event_loop_get_one_of_their_own() -> None:
     assert kv.list_namespaces() == [("s",)]
     kv.delete(("s",), "k")
     assert kv.search(()) == []
+
+
+def test_sync_methods_on_a_sync_storage() -> None:
+    with SyncStorage() as store:
+        kv = KVStoreStore(store)
+        kv.put(("s",), "k", {"v": 1})
+        item = kv.get(("s",), "k")
+        assert item is not None
+        assert item.value == {"v": 1}
+
+        async def from_another_loop() -> list[str]:
+            return [i.key for i in await kv.asearch(("s",))]
+
+        assert asyncio.run(from_another_loop()) == ["k"]
+        assert kv.storage is store.storage
 
 
 # -- namespaces ---------------------------------------------------------------------------------
