@@ -7,7 +7,7 @@ of each). Then two operations that must remove all of that without holding the s
 * `delete_thread(thread)`: the thread goes with the first call, its messages 250 per
   script call (`DELETE_SLICE`);
 * `apply_retention()` on a store configured with `TraceRetention(max_spans=N/10)` (drops
-  90% of the spans, oldest traces first, a slice of at most 20 traces per script call),
+  90% of the spans, oldest traces first, a slice of at most 10 traces per script call),
   then with `TraceRetention(max_age=1 day)` (drops the rest: the spans are from 2025).
 
 Redis is single-threaded: while one command (a whole script counts as one) runs, every

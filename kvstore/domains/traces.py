@@ -31,7 +31,7 @@ start: those that started before ``max_age``, and as many as needed to keep each
 spans within its share of ``max_spans`` (``max_spans / buckets``; exact with one bucket).
 ``save_spans`` returns what retention needs to know (a bucket's span count and its oldest
 trace), so it costs nothing until something is due; then the traces go in slices of at most
-20, one round trip each, so no call holds the server long. :meth:`TraceStore.apply_retention`
+10, one round trip each, so no call holds the server long. :meth:`TraceStore.apply_retention`
 runs it on demand for every bucket.
 
 Cost of each call (one round trip each unless said):
@@ -47,7 +47,7 @@ Cost of each call (one round trip each unless said):
                      one ``HGET`` more, of the summary)
 ``list_traces``      one script per bucket, ``per_page + 3`` commands with one bucket
 ``delete_traces``    one script per bucket, about 5 commands per trace
-``apply_retention``  one round trip to look, then one per 20 traces dropped
+``apply_retention``  one round trip to look, then one per 10 traces dropped
 ``export_spans``     one ``XRANGE`` of ``count`` entries and a count per bucket
 ===================  ===========================================================
 """
@@ -110,9 +110,10 @@ __all__ = ["TraceRetention", "TraceStore"]
 #: Longest attribute name and JSON-encoded value that the trace index keeps.
 MAX_INDEXED_BYTES = 256
 #: Traces retention drops in one round trip at most. Dropping a trace of 10 spans takes
-#: Redis about 0.1 ms (its index entries and spans), so a slice holds the server a few ms
-#: at most: 100 held it 9 ms on average (the bounded benchmark, 10^6 spans).
-RETENTION_SLICE = 20
+#: Redis about 0.1 to 0.2 ms (its spans and its index entries in a large lex index), so a
+#: slice holds the server about a millisecond (the bounded benchmark, 10^6 spans: 100 held
+#: it 9 ms on average, 20 held it 2.2 ms with a longest of 10 ms).
+RETENTION_SLICE = 10
 _COUNTERS = {b"_n": "span_count", b"_ne": "error_count"}
 #: The root span attributes behind ``list_traces``'s id filters (OpenTelemetry's ``user.id``
 #: and ``session.id``; ``thread.id`` and ``run.id`` by the same pattern).
