@@ -69,7 +69,7 @@ from kvstore.keys import lex_escape
 from kvstore.records import CheckpointPage, CheckpointWrite, Chunk, StoredCheckpoint, Typed
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from kvstore.drivers.base import Arg, Command, Reply
     from kvstore.keys import CheckpointKeys
@@ -405,18 +405,44 @@ class CheckpointStore(Domain):
         )
         next_after, total, *rows, blob_fields, blob_values = reply
         assert isinstance(next_after, bytes)
-        where = thread.records
+        items = []
+        for ns, fields, item in self._decode_rows(
+            thread_id, rows, blob_fields, blob_values, where=thread.records
+        ):
+            tokens = _tokens(fields.get(b"e", b""), ns)
+            items.append(msgspec.structs.replace(item, tokens=tokens) if tokens else item)
+        return Chunk(
+            items=items,
+            cursor=base64.urlsafe_b64encode(next_after).decode() if next_after else None,
+            total=int(total),
+        )
+
+    def _decode_rows(
+        self,
+        thread_id: str,
+        rows: list[Reply],
+        blob_fields: Reply,
+        blob_values: Reply,
+        *,
+        where: str,
+        keep: Callable[[str], bool] = lambda found: True,
+    ) -> Iterator[tuple[bytes, dict[bytes, bytes], StoredCheckpoint]]:
+        """The checkpoints of a page reply (``LIST`` or ``COPY_CHUNK``) whose id ``keep``
+        accepts, each with its escaped namespace and its record's fields. Each channel
+        value is decoded once, however many checkpoints of the page refer to it."""
         blobs = {
             field: self._typed(raw, where)
             for field, raw in zip(as_list(blob_fields), as_list(blob_values), strict=True)
             if isinstance(raw, bytes)
         }
-        items = []
         for row in rows:
             ns, found_id, record, writes = as_list(row)
             assert isinstance(ns, bytes)
             assert isinstance(found_id, bytes)
             assert isinstance(record, bytes)
+            found = _unescape(found_id)
+            if not keep(found):
+                continue
             fields = _record_fields(record, where)
             refs = _refs(fields.get(b"b", b""))
             head = ns + b"\0"
@@ -428,20 +454,14 @@ class CheckpointStore(Domain):
             item = self._stored(
                 thread_id,
                 _unescape(ns),
-                _unescape(found_id),
+                found,
                 fields=fields,
                 refs=refs,
                 values=values,
                 writes=writes,
                 where=where,
             )
-            tokens = _tokens(fields.get(b"e", b""), ns)
-            items.append(msgspec.structs.replace(item, tokens=tokens) if tokens else item)
-        return Chunk(
-            items=items,
-            cursor=base64.urlsafe_b64encode(next_after).decode() if next_after else None,
-            total=int(total),
-        )
+            yield ns, fields, item
 
     async def count_checkpoints(self, thread_ids: Iterable[str]) -> list[int]:
         """How many checkpoints each thread has (0 for a missing one), in the order given.
@@ -622,44 +642,18 @@ class CheckpointStore(Domain):
         )
         next_cursor, *rows, blob_fields, blob_values = reply
         assert isinstance(next_cursor, bytes)
-        where = thread.records
-        # Each value once, however many checkpoints of the page refer to it.
-        blobs = {
-            field: self._typed(raw, where)
-            for field, raw in zip(as_list(blob_fields), as_list(blob_values), strict=True)
-            if isinstance(raw, bytes)
-        }
-        items = []
-        for row in rows:
-            ns, found_id, record, writes = as_list(row)
-            assert isinstance(ns, bytes)
-            assert isinstance(found_id, bytes)
-            assert isinstance(record, bytes)
-            found = _unescape(found_id)
+
+        def keep(found: str) -> bool:
             if checkpoint_id is not None and found != checkpoint_id:
-                continue
-            if before is not None and found >= before:
-                continue
-            fields = _record_fields(record, where)
-            refs = _refs(fields.get(b"b", b""))
-            head = ns + b"\0"
-            values = {}
-            for ref in refs:
-                stored = blobs.get(head + ref[0] + b"\0" + ref[1])
-                if stored is not None:
-                    values[ref] = stored
-            items.append(
-                self._stored(
-                    thread_id,
-                    _unescape(ns),
-                    found,
-                    fields=fields,
-                    refs=refs,
-                    values=values,
-                    writes=writes,
-                    where=where,
-                )
+                return False
+            return before is None or found < before
+
+        items = [
+            item
+            for _, _, item in self._decode_rows(
+                thread_id, rows, blob_fields, blob_values, where=thread.records, keep=keep
             )
+        ]
         if checkpoint_id is not None and namespace is not None:
             next_cursor = b""
         return CheckpointPage(
