@@ -543,10 +543,19 @@ UPDATE_RESOURCE = script(
 -- Returns the resource's packed record after the update (created when missing).
 local r, u = ARGV[1], ARGV[2]
 local old = redis.call('HGET', KEYS[1], r)
-local packed = old or ARGV[3]
-packed = set_fields(packed, ARGV, 4, #ARGV)
-packed = set_fields(packed, {'_u', u}, 1, 2)
-local _, values = fields_of(packed)
+-- One parse and one pack of the record (set_fields would parse it once per call).
+local names, values = fields_of(old or ARGV[3])
+local function set(name, value)
+  if values[name] == nil then
+    names[#names + 1] = name
+  end
+  values[name] = value
+end
+for i = 4, #ARGV, 2 do
+  set(ARGV[i], ARGV[i + 1])
+end
+set('_u', u)
+local packed = packed_of(names, values)
 write_resource(KEYS[1], KEYS[2], r, packed, values['_c'], u, old)
 return packed
 """,
