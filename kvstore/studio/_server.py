@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import socket
-import threading
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import uvicorn
 
+from kvstore._uvicorn_server import UvicornServer
 from kvstore.studio._app import create_app
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from types import TracebackType
-
     from kvstore.storage import Storage
 
 __all__ = ["DEFAULT_PORT", "StudioServer", "is_loopback"]
 
 DEFAULT_PORT = 8484
-_START_TIMEOUT = 30.0
 
 
 def is_loopback(host: str) -> bool:
@@ -35,7 +29,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class StudioServer:
+class StudioServer(UvicornServer):
     """The studio, served by uvicorn.
 
     Run it in the foreground with :meth:`run` (what ``kvstore studio`` does), or on a
@@ -59,6 +53,8 @@ class StudioServer:
         ValueError: a non-loopback ``host`` without a token.
     """
 
+    _what = "the studio"
+
     def __init__(
         self,
         store: str | Storage,
@@ -74,103 +70,24 @@ class StudioServer:
                 f"serving on {host} makes the studio reachable from other machines: "
                 "give it a --token"
             )
-        self._host = host
-        self._port = port
+        super().__init__(host, port)
         self.token = token
         self.app = create_app(
             store, namespace=namespace, token=token, loopback_only=is_loopback(host)
         )
         self.log_level = log_level
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
 
     @property
     def url(self) -> str:
         """``http://host:port/`` (known once started); never with the token."""
-        if self._socket is None:
-            raise RuntimeError("the studio has not been started")
-        host, port = self._socket.getsockname()[:2]
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{port}/"
+        return f"http://{self._address()}/"
 
     def url_with_token(self) -> str:
         """:attr:`url` with ``?token=`` for a first visit (a browser then keeps a cookie)."""
         return self.url if not self.token else f"{self.url}?token={quote(self.token, safe='')}"
 
-    # -- in the foreground ----------------------------------------------------------------
-
-    def run(self, on_started: Callable[[], None] | None = None) -> None:
-        """Serve until interrupted, on this thread's own event loop.
-
-        Raises:
-            RuntimeError: the server could not start.
-        """
-        server = self._prepare(on_started)
-        try:
-            asyncio.run(server.serve(sockets=[self._bound()]))
-        except (Exception, SystemExit) as exc:
-            if server.started:
-                raise
-            raise RuntimeError(f"the studio failed to start: {exc}") from exc
-        finally:
-            self._close_socket()
-
-    # -- on a background thread -----------------------------------------------------------
-
-    def start(self) -> str:
-        """Serve on a background thread; return :attr:`url` once it accepts requests."""
-        if self._thread is not None:
-            raise RuntimeError("the studio is already running")
-        ready = threading.Event()
-        server = self._prepare(ready.set)
-        sock = self._bound()
-
-        def serve() -> None:
-            try:
-                asyncio.run(server.serve(sockets=[sock]))
-            except BaseException as exc:
-                self._error = exc
-            finally:
-                ready.set()
-
-        self._thread = threading.Thread(target=serve, name="kvstore-studio", daemon=True)
-        self._thread.start()
-        ready.wait(_START_TIMEOUT)
-        if not server.started:
-            self.stop()
-            raise RuntimeError(f"the studio failed to start: {self._error}") from self._error
-        return self.url
-
-    def stop(self) -> None:
-        """Stop serving and wait for the thread. Stopping twice is harmless."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self._server = None
-        self._close_socket()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- internals ------------------------------------------------------------------------
-
-    def _prepare(self, on_started: Callable[[], None] | None) -> uvicorn.Server:
-        self._error = None
-        config = uvicorn.Config(
+    def _config(self, *, foreground: bool) -> uvicorn.Config:
+        return uvicorn.Config(
             self.app,
             http="h11",
             lifespan="on",
@@ -180,39 +97,3 @@ class StudioServer:
             access_log=False,
             timeout_graceful_shutdown=1,
         )
-        self._server = _Uvicorn(config, on_started)
-        return self._server
-
-    def _bound(self) -> socket.socket:
-        host = self._host.strip("[]")
-        if host == "localhost":
-            host = "127.0.0.1"
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, self._port))
-        except OSError:
-            sock.close()
-            raise
-        sock.listen(128)
-        self._socket = sock
-        return sock
-
-    def _close_socket(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn's server, announcing when it accepts requests."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    async def startup(self, sockets: list[Any] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started and self._on_started is not None:
-            self._on_started()

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import secrets
-import socket
-import threading
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 import anyio.to_thread
 import uvicorn
 
+from kvstore._uvicorn_server import UvicornServer
 from kvstore.upstash_server._app import create_app
 from kvstore.upstash_server._faults import FaultPlan
 from kvstore.upstash_server._stats import ServerStats
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    import socket
     from types import TracebackType
 
     from kvstore.drivers.base import Driver
@@ -26,10 +23,9 @@ __all__ = ["DEFAULT_MAX_REQUEST_SIZE", "DEFAULT_PORT", "UpstashServer"]
 
 DEFAULT_PORT = 8079
 DEFAULT_MAX_REQUEST_SIZE = 10 * 1024 * 1024
-_START_TIMEOUT = 30.0
 
 
-class UpstashServer:
+class UpstashServer(UvicornServer):
     """A local server speaking the Upstash REST protocol, backed by a kvstore driver.
 
     Run it in the foreground with :meth:`run` (what ``python -m kvstore.upstash_server``
@@ -63,13 +59,7 @@ class UpstashServer:
     __slots__ = (
         "_backing",
         "_driver",
-        "_error",
-        "_host",
         "_max_request_size",
-        "_port",
-        "_server",
-        "_socket",
-        "_thread",
         "faults",
         "log_level",
         "stats",
@@ -86,18 +76,13 @@ class UpstashServer:
         max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
         log_level: str = "warning",
     ) -> None:
+        super().__init__(host, port)
         self._backing = backing
         self.token = token or secrets.token_urlsafe(24)
-        self._host = host
-        self._port = port
         self._max_request_size = max_request_size
         self.log_level = log_level
         self.stats = ServerStats()
         self.faults = FaultPlan()
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
         self._driver: Driver | None = None
 
     def __repr__(self) -> str:
@@ -107,12 +92,7 @@ class UpstashServer:
     @property
     def url(self) -> str:
         """The REST URL, ``http://host:port`` (the port is known once the server started)."""
-        if self._socket is None:
-            raise RuntimeError("the server has not been started")
-        host, port = self._socket.getsockname()[:2]
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{port}"
+        return f"http://{self._address()}"
 
     @property
     def driver_url(self) -> str:
@@ -121,72 +101,7 @@ class UpstashServer:
 
         return f"upstash+http://:{quote(self.token, safe='')}@{self.url.removeprefix('http://')}"
 
-    # -- in the foreground ----------------------------------------------------------------
-
-    def run(self, on_started: Callable[[], None] | None = None) -> None:
-        """Serve until interrupted (Ctrl+C), on this thread's own event loop.
-
-        Args:
-            on_started: Called once the server accepts requests (to print its address).
-
-        Raises:
-            RuntimeError: the server could not start (e.g. the backing Redis is down).
-        """
-        server = self._prepare(log_config=uvicorn.config.LOGGING_CONFIG, on_started=on_started)
-        try:
-            asyncio.run(self._serve(server, self._bound()))
-        except (Exception, SystemExit) as exc:
-            # uvicorn ends a failed startup with SystemExit; say why instead.
-            if server.started:
-                raise
-            raise RuntimeError(f"the server failed to start: {exc}") from exc
-        finally:
-            self._close_socket()
-
-    # -- on a background thread -----------------------------------------------------------
-
-    def start(self) -> str:
-        """Start serving on a background thread; return :attr:`url` once it accepts requests.
-
-        Raises:
-            RuntimeError: the server could not start (e.g. the backing Redis is down).
-        """
-        if self._thread is not None:
-            raise RuntimeError("the server is already running")
-        ready = threading.Event()
-        server = self._prepare(log_config=None, on_started=ready.set)
-        sock = self._bound()
-        self._thread = threading.Thread(
-            target=self._serve_thread, args=(server, sock, ready), name=repr(self), daemon=True
-        )
-        self._thread.start()
-        ready.wait(_START_TIMEOUT)
-        if not server.started:
-            self.stop()
-            raise RuntimeError(f"the server failed to start: {self._error}") from self._error
-        return self.url
-
-    def stop(self) -> None:
-        """Stop serving and wait for the thread to end. Stopping twice is harmless."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self._server = None
-        self._close_socket()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    # -- as an async context manager ---------------------------------------------------
 
     async def __aenter__(self) -> Self:
         # Starting waits for the server thread: do it off the caller's event loop.
@@ -203,10 +118,7 @@ class UpstashServer:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _prepare(
-        self, *, log_config: Any, on_started: Callable[[], None] | None = None
-    ) -> uvicorn.Server:
-        self._error = None
+    def _config(self, *, foreground: bool) -> uvicorn.Config:
         app = create_app(
             self._opened_driver,
             token=self.token,
@@ -214,18 +126,16 @@ class UpstashServer:
             stats=self.stats,
             faults=self.faults,
         )
-        config = uvicorn.Config(
+        return uvicorn.Config(
             app,
             http="h11",
             lifespan="on",
             log_level=self.log_level,
-            log_config=log_config,
+            log_config=uvicorn.config.LOGGING_CONFIG if foreground else None,
             access_log=False,
             # A request hung by an injected fault must not hold up stop() for long.
             timeout_graceful_shutdown=1,
         )
-        self._server = _Uvicorn(config, on_started)
-        return self._server
 
     async def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
         """Open the backing store, serve until told to stop, close the store."""
@@ -246,51 +156,6 @@ class UpstashServer:
         assert self._driver is not None, "the app starts only after the store is open"
         return self._driver
 
-    def _bound(self) -> socket.socket:
-        """Bind the listening socket now, so that an ephemeral port is known at once."""
-        family = socket.AF_INET6 if _is_ipv6(self._host) else socket.AF_INET
-        # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY on accepted sockets only when the
-        # listening socket says TCP, and without it every reply waits out a delayed ACK.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self._host, self._port))
-        except OSError:
-            sock.close()
-            raise
-        sock.listen(128)
-        self._socket = sock
-        return sock
-
-    def _serve_thread(
-        self, server: uvicorn.Server, sock: socket.socket, ready: threading.Event
-    ) -> None:
-        try:
-            asyncio.run(self._serve(server, sock))
-        except BaseException as exc:
-            # Kept for start() to report (uvicorn ends a failed startup with SystemExit).
-            self._error = exc
-        finally:
-            ready.set()
-
-    def _close_socket(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn's server, announcing when it accepts requests."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started and self._on_started is not None:
-            self._on_started()
-
 
 def _is_driver(backing: object) -> bool:
     return backing is not None and not isinstance(backing, str)
@@ -306,10 +171,3 @@ async def _open_driver(backing: Driver | str | None) -> Driver:
 
         return driver_from_url(backing)
     return backing
-
-
-def _is_ipv6(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).version == 6
-    except ValueError:
-        return False
