@@ -144,30 +144,27 @@ def check_metadata(value: Any, name: str = "metadata") -> dict[str, Any]:
     return dict(value)
 
 
+def check_int(value: Any, name: str, low: int, high: int) -> int:
+    """An integer (not a bool) from ``low`` to ``high``."""
+    if not _is_int(value) or not low <= value <= high:
+        raise ValidationError(f"expected an integer from {low} to {high}", field=name)
+    return int(value)
+
+
 def check_page(page: Any, per_page: Any) -> None:
     """Validate paging arguments: ``page`` from 0, ``per_page`` from 1 to 1000."""
-    if not _is_int(page) or not 0 <= page <= MAX_INDEX // MAX_PAGE_SIZE:
-        raise ValidationError(
-            f"expected an integer from 0 to {MAX_INDEX // MAX_PAGE_SIZE}", field="page"
-        )
-    if not _is_int(per_page) or not 1 <= per_page <= MAX_PAGE_SIZE:
-        raise ValidationError(f"expected an integer from 1 to {MAX_PAGE_SIZE}", field="per_page")
+    check_int(page, "page", 0, MAX_INDEX // MAX_PAGE_SIZE)
+    check_int(per_page, "per_page", 1, MAX_PAGE_SIZE)
 
 
 def check_count(count: Any, name: str = "count") -> int:
     """Validate the size of an export chunk (1 to 1000, like ``per_page``)."""
-    if not _is_int(count) or not 1 <= count <= MAX_PAGE_SIZE:
-        raise ValidationError(f"expected an integer from 1 to {MAX_PAGE_SIZE}", field=name)
-    return int(count)
+    return check_int(count, name, 1, MAX_PAGE_SIZE)
 
 
 def check_version(value: Any, name: str = "expected_version") -> int | None:
     """A version for compare-and-set: None (not given) or an integer from 0."""
-    if value is None:
-        return None
-    if not _is_int(value) or not 0 <= value <= MAX_INDEX:
-        raise ValidationError(f"expected an integer from 0 to {MAX_INDEX}", field=name)
-    return int(value)
+    return None if value is None else check_int(value, name, 0, MAX_INDEX)
 
 
 def check_ttl(value: Any, name: str = "ttl") -> int:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from kvstore._checks import MAX_INDEX, MAX_PAGE_SIZE, check_items, check_text
+from kvstore._checks import MAX_INDEX, MAX_PAGE_SIZE, check_int, check_items, check_text
 from kvstore.codec import unpack_fields, validate
 from kvstore.domains import _langgraph_items_scripts as scripts
 from kvstore.domains._base import Domain, as_list, micros, walk_index
@@ -621,12 +621,6 @@ def _check_namespace(value: Any, field: str, *, empty: bool) -> ItemNamespace:
     return tuple(value)
 
 
-def _check_int(value: Any, field: str, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ValidationError(f"expected an integer from {low} to {high}", field=field)
-    return value
-
-
 def _check_filter(value: Any, field: str) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -684,8 +678,8 @@ def _check_op(op: Any, field: str) -> ItemOp:
                 op.namespace_prefix, f"{field}.namespace_prefix", empty=True
             ),
             filter=_check_filter(op.filter, f"{field}.filter"),
-            limit=_check_int(op.limit, f"{field}.limit", 1, MAX_PAGE_SIZE),
-            offset=_check_int(op.offset, f"{field}.offset", 0, MAX_INDEX // 2),
+            limit=check_int(op.limit, f"{field}.limit", 1, MAX_PAGE_SIZE),
+            offset=check_int(op.offset, f"{field}.offset", 0, MAX_INDEX // 2),
             refresh_ttl=bool(op.refresh_ttl),
         )
     if isinstance(op, ListNamespaces):
@@ -698,9 +692,9 @@ def _check_op(op: Any, field: str) -> ItemOp:
             else _check_namespace(op.suffix, f"{field}.suffix", empty=True),
             max_depth=None
             if op.max_depth is None
-            else _check_int(op.max_depth, f"{field}.max_depth", 1, MAX_INDEX),
-            limit=_check_int(op.limit, f"{field}.limit", 1, MAX_PAGE_SIZE),
-            offset=_check_int(op.offset, f"{field}.offset", 0, MAX_INDEX // 2),
+            else check_int(op.max_depth, f"{field}.max_depth", 1, MAX_INDEX),
+            limit=check_int(op.limit, f"{field}.limit", 1, MAX_PAGE_SIZE),
+            offset=check_int(op.offset, f"{field}.offset", 0, MAX_INDEX // 2),
         )
     raise ValidationError(
         "expected GetItem, PutItem, SearchItems or ListNamespaces, got " + type(op).__name__,

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from kvstore._checks import check_items, check_metadata, check_text
+from kvstore._checks import check_int, check_items, check_metadata, check_text
 from kvstore.codec import (
     FormatName,
     RecordCodec,
@@ -441,14 +441,8 @@ class MemoryStore(Domain):
             check_id(resource_id, "resource_id")
         if title is not None:
             check_text(title, "title")
-        if message_limit is not None and (
-            not isinstance(message_limit, int)
-            or isinstance(message_limit, bool)
-            or not 1 <= message_limit <= MAX_CLONE
-        ):
-            raise ValidationError(
-                f"expected an integer from 1 to {MAX_CLONE}", field="message_limit"
-            )
+        if message_limit is not None:
+            check_int(message_limit, "message_limit", 1, MAX_CLONE)
         only = None if message_ids is None else check_ids(message_ids, "message_ids")
         if only is not None and len(only) > MAX_CLONE:
             raise ValidationError(f"clone at most {MAX_CLONE} messages", field="message_ids")
@@ -703,8 +697,7 @@ class MemoryStore(Domain):
         if last is not None:
             if page is not None:
                 raise ValidationError("give either last or page, not both", field="last")
-            if not isinstance(last, int) or isinstance(last, bool) or not 1 <= last <= 1000:
-                raise ValidationError("expected an integer from 1 to 1000", field="last")
+            check_int(last, "last", 1, 1000)
             page, per_page = 0, last
         else:
             page = page or 0
